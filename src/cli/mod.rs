@@ -1,0 +1,92 @@
+//! The `handsign` command line.
+//!
+//! Exit status, for every command: 0 when the answer is yes (canonical output written, token
+//! accepted, receipt valid), 1 when the input was examined and refused (the message says which
+//! check failed), 2 when the command could not run (bad arguments, unreadable file, unreachable
+//! JWKS).
+
+mod canonicalize;
+mod receipt;
+mod token;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit status when the input was examined and refused.
+pub const EXIT_REFUSED: u8 = 1;
+/// Exit status when the command could not run.
+pub const EXIT_ERROR: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(name = "handsign", version, about = "Passkey approvals for AI agents")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Read one JSON document on stdin and write its RFC 8785 canonical form (no trailing newline).
+    Canonicalize(canonicalize::Args),
+    /// Approval tokens.
+    #[command(subcommand)]
+    Token(token::Command),
+    /// Receipts: the evidence of a decision.
+    #[command(subcommand)]
+    Receipt(receipt::Command),
+}
+
+/// What a command concluded; errors that stopped it from concluding are `Err`.
+pub enum Outcome {
+    Accepted,
+    Refused,
+}
+
+/// Parses the arguments, runs the command and maps the outcome to an exit status.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("handsign: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Canonicalize(args) => canonicalize::run(args).await,
+            Command::Token(command) => token::run(command).await,
+            Command::Receipt(command) => receipt::run(command).await,
+        }
+    });
+    match result {
+        Ok(Outcome::Accepted) => ExitCode::SUCCESS,
+        Ok(Outcome::Refused) => ExitCode::from(EXIT_REFUSED),
+        Err(e) => {
+            eprintln!("handsign: {e:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+/// Reads a file, or stdin when `path` is `-`.
+async fn read_input(path: &str) -> anyhow::Result<Vec<u8>> {
+    use anyhow::Context as _;
+    use tokio::io::AsyncReadExt as _;
+    if path == "-" {
+        let mut bytes = Vec::new();
+        tokio::io::stdin()
+            .read_to_end(&mut bytes)
+            .await
+            .context("cannot read stdin")?;
+        Ok(bytes)
+    } else {
+        tokio::fs::read(path)
+            .await
+            .with_context(|| format!("cannot read {path}"))
+    }
+}
