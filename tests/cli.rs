@@ -291,19 +291,13 @@ mod receipts {
     use handsign_protocol::base64url;
     use handsign_protocol::keys::{Jwks, SigningKey};
     use handsign_protocol::params::CanonicalParams;
-    use handsign_protocol::receipt::{Credential, Evidence, ReceiptBody};
     use handsign_protocol::statement::{Decision, STATEMENT_VERSION, Statement};
-    use handsign_protocol::webauthn::AttestedCredential;
     use serde_json::json;
 
-    use super::support::{ORIGIN, RP_ID, SoftAuthenticator, UP_UV};
+    use super::support::{ORIGIN, SoftAuthenticator, UP_UV, issue_receipt};
     use super::{handsign, stdout};
 
     fn write_receipt(dir: &std::path::Path, gateway: &SigningKey) -> String {
-        let mut authenticator = SoftAuthenticator::p256(21);
-        let registered =
-            AttestedCredential::from_attestation_object(&authenticator.attestation_object())
-                .unwrap();
         let params = json!({"from": "SFO", "to": "NYC"});
         let statement = Statement {
             v: STATEMENT_VERSION.into(),
@@ -320,27 +314,8 @@ mod receipts {
             nonce: base64url::encode([1u8; 32]),
             iat: 1_800_000_000,
         };
-        let assertion = authenticator.assert(&statement.digest().unwrap(), ORIGIN, UP_UV);
-        let receipt = ReceiptBody {
-            v: "handsign-receipt/1".into(),
-            statement,
-            params,
-            evidence: Evidence {
-                credential_id: base64url::encode(registered.credential_id()),
-                authenticator_data: base64url::encode(&assertion.authenticator_data),
-                client_data_json: base64url::encode(&assertion.client_data_json),
-                signature: base64url::encode(&assertion.signature),
-                user_handle: None,
-            },
-            credential: Credential {
-                public_key_cose: base64url::encode(registered.credential_public_key_cose()),
-                public_key_jwk: registered.credential_public_key().to_jwk(),
-            },
-            rp_id: RP_ID.into(),
-            origins: vec![ORIGIN.into()],
-        }
-        .sign(gateway)
-        .unwrap();
+        let mut authenticator = SoftAuthenticator::p256(21);
+        let receipt = issue_receipt(&mut authenticator, statement, params, UP_UV, gateway);
         let path = dir.join("receipt.json");
         std::fs::write(&path, serde_json::to_vec_pretty(&receipt).unwrap()).unwrap();
         path.to_str().unwrap().to_owned()

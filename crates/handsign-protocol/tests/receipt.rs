@@ -8,13 +8,11 @@ use handsign_protocol::base64url;
 use handsign_protocol::canonical::Limits;
 use handsign_protocol::keys::{KeySet, SigningKey};
 use handsign_protocol::params::CanonicalParams;
-use handsign_protocol::receipt::{
-    Credential, Evidence, GatewaySignature, Receipt, ReceiptBody, ReceiptError,
-};
+use handsign_protocol::receipt::{GatewaySignature, Receipt, ReceiptError};
 use handsign_protocol::statement::{Decision, STATEMENT_VERSION, Statement};
 use handsign_protocol::webauthn::{AssertionError, AttestedCredential};
 use serde_json::{Value, json};
-use support::{ORIGIN, RP_ID, SoftAuthenticator, UP, UP_UV};
+use support::{ORIGIN, SoftAuthenticator, UP, UP_UV, issue_receipt};
 
 fn params() -> Value {
     json!({"from": "SFO", "to": "NYC", "date": "2026-12-01", "passenger": {"name": "Alice Ng"}})
@@ -38,38 +36,13 @@ fn statement(decision: Decision) -> Statement {
     }
 }
 
-/// What a gateway does: the person's authenticator signs the statement digest, the gateway
-/// assembles the receipt and signs it.
 fn issue(
     authenticator: &mut SoftAuthenticator,
     decision: Decision,
     flags: u8,
     gateway: &SigningKey,
 ) -> Receipt {
-    let registered =
-        AttestedCredential::from_attestation_object(&authenticator.attestation_object()).unwrap();
-    let statement = statement(decision);
-    let assertion = authenticator.assert(&statement.digest().unwrap(), ORIGIN, flags);
-    ReceiptBody {
-        v: "handsign-receipt/1".into(),
-        statement,
-        params: params(),
-        evidence: Evidence {
-            credential_id: base64url::encode(registered.credential_id()),
-            authenticator_data: base64url::encode(&assertion.authenticator_data),
-            client_data_json: base64url::encode(&assertion.client_data_json),
-            signature: base64url::encode(&assertion.signature),
-            user_handle: Some(base64url::encode(b"alice")),
-        },
-        credential: Credential {
-            public_key_cose: base64url::encode(registered.credential_public_key_cose()),
-            public_key_jwk: registered.credential_public_key().to_jwk(),
-        },
-        rp_id: RP_ID.into(),
-        origins: vec![ORIGIN.into()],
-    }
-    .sign(gateway)
-    .unwrap()
+    issue_receipt(authenticator, statement(decision), params(), flags, gateway)
 }
 
 fn gateway() -> SigningKey {

@@ -4,7 +4,10 @@
 
 use ciborium::Value;
 use handsign_protocol::base64url;
-use handsign_protocol::webauthn::Assertion;
+use handsign_protocol::keys::SigningKey;
+use handsign_protocol::receipt::{Credential, Evidence, Receipt, ReceiptBody};
+use handsign_protocol::statement::Statement;
+use handsign_protocol::webauthn::{Assertion, AttestedCredential};
 use sha2::{Digest as _, Sha256};
 
 pub const RP_ID: &str = "localhost";
@@ -151,4 +154,38 @@ pub fn client_data_json(ceremony: &str, challenge: &[u8], origin: &str, extra: &
         r#"{{"type":"{ceremony}","challenge":"{}","origin":"{origin}","crossOrigin":false{extra}}}"#,
         base64url::encode(challenge)
     )
+}
+
+/// What a gateway does on a decision: the person's authenticator signs the statement digest at
+/// [`ORIGIN`] with `flags`, and the gateway assembles the receipt and signs it.
+pub fn issue_receipt(
+    authenticator: &mut SoftAuthenticator,
+    statement: Statement,
+    params: serde_json::Value,
+    flags: u8,
+    gateway: &SigningKey,
+) -> Receipt {
+    let registered =
+        AttestedCredential::from_attestation_object(&authenticator.attestation_object()).unwrap();
+    let assertion = authenticator.assert(&statement.digest().unwrap(), ORIGIN, flags);
+    ReceiptBody {
+        v: "handsign-receipt/1".into(),
+        statement,
+        params,
+        evidence: Evidence {
+            credential_id: base64url::encode(registered.credential_id()),
+            authenticator_data: base64url::encode(&assertion.authenticator_data),
+            client_data_json: base64url::encode(&assertion.client_data_json),
+            signature: base64url::encode(&assertion.signature),
+            user_handle: Some(base64url::encode(b"alice")),
+        },
+        credential: Credential {
+            public_key_cose: base64url::encode(registered.credential_public_key_cose()),
+            public_key_jwk: registered.credential_public_key().to_jwk(),
+        },
+        rp_id: RP_ID.into(),
+        origins: vec![ORIGIN.into()],
+    }
+    .sign(gateway)
+    .unwrap()
 }
