@@ -109,6 +109,10 @@ fn canonical(c: &mut Criterion) {
     group.bench_function("canonicalize_value_sha256", |b| {
         b.iter(|| sha256(&canonicalize_value(black_box(&value), &limits).unwrap()))
     });
+    // The existing crate the differential tests compare against, for reference.
+    group.bench_function("serde_json_canonicalizer_sha256", |b| {
+        b.iter(|| sha256(&serde_json_canonicalizer::to_vec(black_box(&value)).unwrap()))
+    });
     group.bench_function("from_slice_to_vec_sha256", |b| {
         b.iter(|| {
             let parsed: Value = serde_json::from_slice(black_box(&text)).unwrap();
