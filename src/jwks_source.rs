@@ -2,7 +2,6 @@
 //! `/.well-known/jwks.json` over HTTP(S).
 
 use std::path::Path;
-use std::time::Duration;
 
 use handsign_protocol::keys::{Jwks, KeySet};
 
@@ -50,7 +49,7 @@ async fn fetch(url: &str) -> Result<Vec<u8>, JwksError> {
         url: url.into(),
         reason,
     };
-    let client = http_client().map_err(|e| failed(e.to_string()))?;
+    let client = crate::http_client::new().map_err(|e| failed(e.to_string()))?;
     let response = client
         .get(url)
         .send()
@@ -61,15 +60,4 @@ async fn fetch(url: &str) -> Result<Vec<u8>, JwksError> {
     }
     let body = response.bytes().await.map_err(|e| failed(e.to_string()))?;
     Ok(body.to_vec())
-}
-
-/// An HTTP client with TLS by rustls (ring) and the system's trust roots, and timeouts, so that a
-/// dead gateway fails a command rather than hanging it.
-pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
-    // Installing the provider fails only when one is already installed, which is what we want.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(30))
-        .build()
 }

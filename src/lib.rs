@@ -2,7 +2,24 @@
 //! consequential action an AI agent takes.
 //!
 //! The protocol (canonical params, statements, tokens, DPoP, receipts) is in the
-//! `handsign-protocol` crate; this crate holds the command line and everything that does I/O.
+//! `handsign-protocol` crate; this crate is the gateway and the command line.
 
+pub mod admin;
+pub mod agent_auth;
 pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod events;
+pub mod http_client;
+pub mod invitations;
 pub mod jwks_source;
+pub mod keyring;
+pub mod pages;
+pub mod passkeys;
+pub mod routes;
+pub mod server;
+pub mod session;
+pub mod state;
+pub mod store;

@@ -5,8 +5,10 @@
 //! check failed), 2 when the command could not run (bad arguments, unreadable file, unreachable
 //! JWKS).
 
+mod admin;
 mod canonicalize;
 mod receipt;
+mod serve;
 mod token;
 
 use std::process::ExitCode;
@@ -27,11 +29,19 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the gateway.
+    Serve(crate::config::ServeArgs),
     /// Read one JSON document on stdin and write its RFC 8785 canonical form (no trailing newline).
     Canonicalize(canonicalize::Args),
     /// Approval tokens.
     #[command(subcommand)]
     Token(token::Command),
+    /// Users: invite a person to register a passkey.
+    #[command(subcommand)]
+    User(admin::UserCommand),
+    /// Agents: add, list, suspend, resume, revoke.
+    #[command(subcommand)]
+    Agent(admin::AgentCommand),
     /// Receipts: the evidence of a decision.
     #[command(subcommand)]
     Receipt(receipt::Command),
@@ -58,9 +68,12 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Serve(args) => serve::run(args).await,
             Command::Canonicalize(args) => canonicalize::run(args).await,
             Command::Token(command) => token::run(command).await,
             Command::Receipt(command) => receipt::run(command).await,
+            Command::User(command) => admin::user(command).await,
+            Command::Agent(command) => admin::agent(command).await,
         }
     });
     match result {
@@ -71,6 +84,20 @@ pub fn main() -> ExitCode {
             ExitCode::from(EXIT_ERROR)
         }
     }
+}
+
+/// Opens the embedded store in `data_dir`, creating the directory (owner-only) if needed.
+fn open_store(data_dir: &std::path::Path) -> anyhow::Result<crate::store::embedded::EmbeddedStore> {
+    use anyhow::Context as _;
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    Ok(crate::store::embedded::EmbeddedStore::open(
+        &data_dir.join("handsign.redb"),
+    )?)
 }
 
 /// Reads a file, or stdin when `path` is `-`.

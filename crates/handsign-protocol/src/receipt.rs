@@ -90,6 +90,20 @@ impl Serialize for Receipt {
     }
 }
 
+/// Reads a receipt leniently (for storage round trips); [`Receipt::parse`] is the strict reader
+/// for receipts from elsewhere.
+impl<'de> Deserialize<'de> for Receipt {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut value = serde_json::Value::deserialize(deserializer)?;
+        let signature = match value.as_object_mut().and_then(|m| m.remove("signature")) {
+            Some(serde_json::Value::String(signature)) => signature,
+            _ => return Err(serde::de::Error::missing_field("signature")),
+        };
+        let body = serde_json::from_value(value).map_err(serde::de::Error::custom)?;
+        Ok(Receipt { body, signature })
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct SignatureHeader {
     alg: String,

@@ -359,10 +359,17 @@ impl CredentialPublicKey {
                         reason: "public exponent too large".to_owned(),
                     });
                 }
-                let key = rsa::RsaPublicKey::new_with_size_limits(
-                    rsa::BoxedUint::from_be_slice_vartime(n),
+                let modulus = rsa::BoxedUint::from_be_slice_vartime(n);
+                let bits = usize::try_from(modulus.bits_vartime()).unwrap_or(usize::MAX);
+                if bits < RSA_MIN_BITS {
+                    return Err(CoseKeyError::InvalidRsaKey {
+                        reason: format!("modulus of {bits} bits, fewer than {RSA_MIN_BITS}"),
+                    });
+                }
+                let key = rsa::RsaPublicKey::new_with_max_size(
+                    modulus,
                     rsa::BoxedUint::from_be_slice_vartime(e),
-                    RSA_MIN_BITS..=RSA_MAX_BITS,
+                    RSA_MAX_BITS,
                 )
                 .map_err(|error| CoseKeyError::InvalidRsaKey {
                     reason: error.to_string(),

@@ -1,0 +1,218 @@
+//! Operator commands (`handsign user invite`, `handsign agent ...`), which work whether or not the
+//! gateway runs.
+//!
+//! The embedded store is locked by the running gateway, so a running gateway listens on a Unix
+//! socket in its data directory (owner-only, like the directory) and carries the commands out
+//! itself; when no gateway answers there, the command opens the store directly. Either way the
+//! same functions below do the work.
+
+use std::path::{Path, PathBuf};
+
+use handsign_protocol::keys::{Jwk, PublicKey, thumbprint};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+use crate::clock;
+use crate::config::PublicUrl;
+use crate::domain::{AgentRecord, AgentStatus, UserId};
+use crate::invitations;
+use crate::store::{Store, StoreError};
+
+const SOCKET: &str = "admin.sock";
+
+/// The socket a running gateway listens on for operator commands.
+pub fn socket_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(SOCKET)
+}
+
+/// An operator command.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Command {
+    InviteUser {
+        user: String,
+    },
+    AddAgent {
+        name: String,
+        user: String,
+        /// The agent's public JWK (JSON) or its thumbprint.
+        key: String,
+    },
+    ListAgents,
+    SetAgentStatus {
+        agent: String,
+        status: AgentStatus,
+    },
+}
+
+/// What a command answered.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "answer", rename_all = "snake_case")]
+pub enum Answer {
+    Invitation { user: String, url: String },
+    Agent { agent: Box<AgentRecord> },
+    Agents { agents: Vec<AgentRecord> },
+    Refused { message: String },
+}
+
+/// Carries out `command` on `store`.
+pub async fn execute(store: &dyn Store, public: &PublicUrl, command: Command) -> Answer {
+    match run(store, public, command).await {
+        Ok(answer) => answer,
+        Err(message) => Answer::Refused { message },
+    }
+}
+
+async fn run(store: &dyn Store, public: &PublicUrl, command: Command) -> Result<Answer, String> {
+    let now = clock::now();
+    let store_error = |e: StoreError| e.to_string();
+    match command {
+        Command::InviteUser { user } => {
+            let user = UserId::parse(&user).map_err(|e| e.to_string())?;
+            if store.user(&user).await.map_err(store_error)?.is_some() {
+                return Err(format!(
+                    "{user} already exists; they can add passkeys from the dashboard"
+                ));
+            }
+            let code = invitations::issue(store, Some(user.clone()))
+                .await
+                .map_err(store_error)?;
+            Ok(Answer::Invitation {
+                user: user.to_string(),
+                url: public.join(&format!("/setup?code={code}")),
+            })
+        }
+        Command::AddAgent { name, user, key } => {
+            let user = UserId::parse(&user).map_err(|e| e.to_string())?;
+            if store.user(&user).await.map_err(store_error)?.is_none() {
+                return Err(format!("no user {user}; invite them first"));
+            }
+            let name = name.trim().to_owned();
+            if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+                return Err("the agent name must be 1 to 64 characters".into());
+            }
+            let (id, public_jwk) = agent_key(&key)?;
+            let agent = AgentRecord {
+                id,
+                name,
+                user,
+                public_jwk,
+                status: AgentStatus::Active,
+                created_at: now,
+            };
+            store.add_agent(&agent).await.map_err(store_error)?;
+            Ok(Answer::Agent {
+                agent: Box::new(agent),
+            })
+        }
+        Command::ListAgents => Ok(Answer::Agents {
+            agents: store.agents(None).await.map_err(store_error)?,
+        }),
+        Command::SetAgentStatus { agent, status } => {
+            if status == AgentStatus::Pending {
+                return Err("an agent cannot be set back to pending".into());
+            }
+            let current = store
+                .agent(&agent)
+                .await
+                .map_err(store_error)?
+                .ok_or_else(|| format!("no agent {agent}"))?;
+            if current.status == AgentStatus::Revoked {
+                return Err(format!("agent {agent} is revoked for good"));
+            }
+            let agent = store
+                .set_agent_status(&agent, status, now)
+                .await
+                .map_err(store_error)?;
+            Ok(Answer::Agent {
+                agent: Box::new(agent),
+            })
+        }
+    }
+}
+
+/// Reads an agent's key: a public OKP Ed25519 JWK, or a bare RFC 7638 thumbprint.
+fn agent_key(key: &str) -> Result<(String, Option<Jwk>), String> {
+    let key = key.trim();
+    if key.starts_with('{') {
+        let jwk: Jwk = serde_json::from_str(key).map_err(|e| format!("not a JWK: {e}"))?;
+        PublicKey::from_jwk(&jwk).map_err(|e| e.to_string())?;
+        let id = thumbprint(&jwk).map_err(|e| e.to_string())?;
+        return Ok((id, Some(jwk)));
+    }
+    let valid = key.len() == 43
+        && handsign_protocol::base64url::decode(key).is_ok_and(|bytes| bytes.len() == 32);
+    if valid {
+        Ok((key.to_owned(), None))
+    } else {
+        Err("the key must be the agent's public JWK or its RFC 7638 thumbprint (43 base64url characters)".into())
+    }
+}
+
+/// Binds the data directory's operator socket, owner-only.
+pub async fn bind(data_dir: &Path) -> std::io::Result<UnixListener> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = socket_path(data_dir);
+    // A socket left by a gateway that was killed: nothing listens on it any more. (A live one
+    // cannot be here: the store's lock keeps a second gateway from starting on this directory.)
+    if path.exists() {
+        std::fs::remove_file(&path)?;
+    }
+    let listener = UnixListener::bind(&path)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Serves operator commands on `listener` until the gateway stops.
+pub async fn serve(
+    listener: UnixListener,
+    store: std::sync::Arc<dyn Store>,
+    public: std::sync::Arc<PublicUrl>,
+) -> std::io::Result<()> {
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let store = store.clone();
+        let public = public.clone();
+        tokio::spawn(async move {
+            if let Err(e) = answer_one(stream, store.as_ref(), &public).await {
+                tracing::warn!(error = %e, "operator command failed");
+            }
+        });
+    }
+}
+
+async fn answer_one(
+    stream: UnixStream,
+    store: &dyn Store,
+    public: &PublicUrl,
+) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    BufReader::new(read).read_line(&mut line).await?;
+    let answer = match serde_json::from_str::<Command>(&line) {
+        Ok(command) => execute(store, public, command).await,
+        Err(e) => Answer::Refused {
+            message: format!("not a command: {e}"),
+        },
+    };
+    let mut text = serde_json::to_string(&answer).map_err(std::io::Error::other)?;
+    text.push('\n');
+    write.write_all(text.as_bytes()).await
+}
+
+/// Sends `command` to the gateway running on `data_dir`; `None` when no gateway listens there.
+pub async fn send(data_dir: &Path, command: &Command) -> std::io::Result<Option<Answer>> {
+    let Ok(stream) = UnixStream::connect(socket_path(data_dir)).await else {
+        return Ok(None);
+    };
+    let (read, mut write) = stream.into_split();
+    let mut text = serde_json::to_string(command).map_err(std::io::Error::other)?;
+    text.push('\n');
+    write.write_all(text.as_bytes()).await?;
+    let mut line = String::new();
+    BufReader::new(read).read_line(&mut line).await?;
+    serde_json::from_str(&line)
+        .map(Some)
+        .map_err(std::io::Error::other)
+}

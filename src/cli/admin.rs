@@ -1,0 +1,134 @@
+//! `handsign user ...` and `handsign agent ...`: operator commands, sent to the running gateway
+//! or, when none runs, carried out on its data directory directly.
+
+use std::path::PathBuf;
+
+use url::Url;
+
+use super::Outcome;
+use crate::admin::{self, Answer, Command};
+use crate::config::PublicUrl;
+use crate::domain::AgentStatus;
+
+/// Where the gateway keeps its data, and how it is reached (for the links it prints).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Target {
+    #[arg(long, env = "HANDSIGN_DATA_DIR", default_value = "handsign-data")]
+    data_dir: PathBuf,
+    #[arg(
+        long,
+        env = "HANDSIGN_PUBLIC_URL",
+        default_value = "http://localhost:8080"
+    )]
+    public_url: Url,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum UserCommand {
+    /// Print a one-time link (valid one hour) with which NAME registers their first passkey.
+    Invite {
+        name: String,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum AgentCommand {
+    /// Add an agent by its public key, active at once.
+    Add {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        user: String,
+        /// The agent's public JWK (JSON) or its RFC 7638 thumbprint.
+        #[arg(long)]
+        key: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List agents.
+    List {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Stop an agent from creating requests and collecting tokens until resumed.
+    Suspend {
+        agent: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Let a suspended agent act again.
+    Resume {
+        agent: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Remove an agent for good and cancel its pending requests.
+    Revoke {
+        agent: String,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+pub async fn user(command: UserCommand) -> anyhow::Result<Outcome> {
+    let UserCommand::Invite { name, target } = command;
+    run(&target, Command::InviteUser { user: name }).await
+}
+
+pub async fn agent(command: AgentCommand) -> anyhow::Result<Outcome> {
+    let status = |agent: String, status| Command::SetAgentStatus { agent, status };
+    let (target, command) = match command {
+        AgentCommand::Add {
+            name,
+            user,
+            key,
+            target,
+        } => (target, Command::AddAgent { name, user, key }),
+        AgentCommand::List { target } => (target, Command::ListAgents),
+        AgentCommand::Suspend { agent, target } => (target, status(agent, AgentStatus::Suspended)),
+        AgentCommand::Resume { agent, target } => (target, status(agent, AgentStatus::Active)),
+        AgentCommand::Revoke { agent, target } => (target, status(agent, AgentStatus::Revoked)),
+    };
+    run(&target, command).await
+}
+
+async fn run(target: &Target, command: Command) -> anyhow::Result<Outcome> {
+    let answer = match admin::send(&target.data_dir, &command).await? {
+        Some(answer) => answer,
+        None => {
+            let public = PublicUrl::parse(&target.public_url).map_err(anyhow::Error::msg)?;
+            let store = super::open_store(&target.data_dir)?;
+            admin::execute(&store, &public, command).await
+        }
+    };
+    match answer {
+        Answer::Invitation { user, url } => {
+            println!("Invitation for {user} (valid one hour, usable once):\n  {url}");
+        }
+        Answer::Agent { agent } => println!(
+            "{}\t{}\t{}\t{}",
+            agent.id,
+            agent.status.as_str(),
+            agent.user,
+            agent.name
+        ),
+        Answer::Agents { agents } => {
+            for agent in agents {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    agent.id,
+                    agent.status.as_str(),
+                    agent.user,
+                    agent.name
+                );
+            }
+        }
+        Answer::Refused { message } => {
+            eprintln!("handsign: refused: {message}");
+            return Ok(Outcome::Refused);
+        }
+    }
+    Ok(Outcome::Accepted)
+}

@@ -1,0 +1,60 @@
+//! `handsign serve`: the gateway, with nothing else installed.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+
+use super::Outcome;
+use crate::admin;
+use crate::config::{LogFormat, ServeArgs};
+use crate::invitations;
+use crate::server;
+use crate::store::Store;
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
+    init_logging(args.log_format);
+    let store: Arc<dyn Store> = Arc::new(super::open_store(&args.data_dir)?);
+    let state = server::open(&args, store.clone()).await?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let address = listener.local_addr()?;
+    if store.count_users().await? == 0 {
+        let code = invitations::issue(store.as_ref(), None).await?;
+        println!(
+            "No users yet. Register the first user and passkey within an hour at:\n  {}",
+            state.public.join(&format!("/setup?code={code}"))
+        );
+    }
+    let shutdown = server::shutdown_signal().context("cannot install signal handlers")?;
+    let operator = admin::bind(&args.data_dir).await.with_context(|| {
+        format!(
+            "cannot listen on {}",
+            admin::socket_path(&args.data_dir).display()
+        )
+    })?;
+    let operator = tokio::spawn(admin::serve(operator, store.clone(), state.public.clone()));
+    tracing::info!(%address, public_url = %state.public.issuer, "gateway listening");
+    // The last line printed at start: scripts wait for it.
+    println!(
+        "Handsign gateway listening on {address}, public URL {}",
+        state.public.issuer
+    );
+    server::run(listener, state, shutdown).await?;
+    operator.abort();
+    let _ = std::fs::remove_file(admin::socket_path(&args.data_dir));
+    Ok(Outcome::Accepted)
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HANDSIGN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,126 @@
+//! `handsign serve` configuration: every option is a flag with a `HANDSIGN_` environment
+//! variable, checked once at start so a bad value stops the gateway with a clear message rather
+//! than weakening it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use handsign_protocol::canonical::Limits;
+use handsign_protocol::token::MAX_LIFETIME_SECS;
+use url::Url;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "HANDSIGN_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// The URL people and agents reach the gateway at: the token issuer, the WebAuthn origin, and
+    /// its host is the RP ID. `http://` is accepted for `localhost` only.
+    #[arg(
+        long,
+        env = "HANDSIGN_PUBLIC_URL",
+        default_value = "http://localhost:8080"
+    )]
+    pub public_url: Url,
+    /// Where the gateway keeps its store and signing key (created on first start).
+    #[arg(long, env = "HANDSIGN_DATA_DIR", default_value = "handsign-data")]
+    pub data_dir: PathBuf,
+    /// Approval token lifetime in seconds (at most 30).
+    #[arg(long, env = "HANDSIGN_TOKEN_LIFETIME", default_value_t = MAX_LIFETIME_SECS,
+          value_parser = clap::value_parser!(i64).range(1..=MAX_LIFETIME_SECS))]
+    pub token_lifetime: i64,
+    #[command(flatten)]
+    pub limits: RequestLimits,
+    /// Log format.
+    #[arg(long, env = "HANDSIGN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// Limits on what agents may ask, so that a misbehaving agent cannot flood a person with prompts
+/// or the gateway with work.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RequestLimits {
+    /// Largest request body, in bytes.
+    #[arg(long, env = "HANDSIGN_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
+    pub max_body_bytes: usize,
+    /// Largest params, in bytes of canonical JSON.
+    #[arg(long, env = "HANDSIGN_MAX_PARAMS_BYTES", default_value_t = 64 * 1024)]
+    pub max_params_bytes: usize,
+    /// Deepest nesting of params.
+    #[arg(long, env = "HANDSIGN_MAX_PARAMS_DEPTH", default_value_t = 32)]
+    pub max_params_depth: usize,
+    /// Longest time a request may wait for a person, in seconds.
+    #[arg(long, env = "HANDSIGN_MAX_TTL", default_value_t = 3600)]
+    pub max_ttl: i64,
+    /// Most requests one agent may have pending at once.
+    #[arg(long, env = "HANDSIGN_MAX_PENDING_PER_AGENT", default_value_t = 20)]
+    pub max_pending_per_agent: usize,
+    /// Most requests one agent may create per minute.
+    #[arg(long, env = "HANDSIGN_AGENT_REQUESTS_PER_MINUTE", default_value_t = 30)]
+    pub agent_requests_per_minute: u64,
+}
+
+impl RequestLimits {
+    pub fn params(&self) -> Limits {
+        Limits {
+            max_bytes: self.max_params_bytes,
+            max_depth: self.max_params_depth,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The shortest and default `ttl` of a request, in seconds.
+pub const MIN_TTL: i64 = 10;
+pub const DEFAULT_TTL: i64 = 300;
+
+/// The gateway's identity on the web, derived from the public URL.
+#[derive(Debug, Clone)]
+pub struct PublicUrl {
+    /// Without a trailing slash: the token `iss`, and the prefix of every URL the gateway gives.
+    pub issuer: String,
+    /// `scheme://host[:port]`: the only origin browser requests and assertions may come from.
+    pub origin: String,
+    pub url: Url,
+    pub rp_id: String,
+}
+
+impl PublicUrl {
+    pub fn parse(url: &Url) -> Result<Self, String> {
+        let host = url
+            .host_str()
+            .ok_or_else(|| format!("public URL {url} has no host"))?;
+        match url.scheme() {
+            "https" => {}
+            "http" if host == "localhost" => {}
+            _ => {
+                return Err(format!(
+                    "public URL {url} must be https (http is allowed for localhost only): passkeys need a secure origin"
+                ));
+            }
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(format!(
+                "public URL {url} must not have a query or fragment"
+            ));
+        }
+        let issuer = url.as_str().trim_end_matches('/').to_owned();
+        let origin = url.origin().ascii_serialization();
+        Ok(PublicUrl {
+            issuer,
+            origin,
+            url: url.clone(),
+            rp_id: host.to_owned(),
+        })
+    }
+
+    /// The absolute URL of a gateway path (starting with `/`).
+    pub fn join(&self, path: &str) -> String {
+        format!("{}{path}", self.issuer)
+    }
+}

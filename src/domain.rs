@@ -1,0 +1,352 @@
+//! The gateway's records: users, passkeys, agents, approval requests, and the identifiers that
+//! name them. Identifiers are parsed, never checked after the fact: holding a [`UserId`] means
+//! the name is valid.
+
+use std::fmt;
+
+use handsign_protocol::keys::Jwk;
+use handsign_protocol::params::ParamsHash;
+use handsign_protocol::receipt::Receipt;
+use serde::{Deserialize, Serialize};
+
+/// A user's short name, e.g. `alice`: 1 to 32 characters of `a-z`, `0-9`, `.`, `_`, `-`,
+/// starting with a letter or digit. Narrow on purpose: it appears on approval pages and in
+/// statements, where look-alike names must not be possible.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct UserId(String);
+
+/// A name that is not a valid user id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid user name {0:?}: use 1 to 32 characters of a-z, 0-9, '.', '_' or '-', starting with a letter or digit"
+)]
+pub struct InvalidUserId(pub String);
+
+impl UserId {
+    pub fn parse(name: &str) -> Result<Self, InvalidUserId> {
+        let valid = (1..=32).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+            && name
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_alphanumeric());
+        if valid {
+            Ok(UserId(name.to_owned()))
+        } else {
+            Err(InvalidUserId(name.to_owned()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for UserId {
+    type Error = InvalidUserId;
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        UserId::parse(&name)
+    }
+}
+
+impl From<UserId> for String {
+    fn from(id: UserId) -> String {
+        id.0
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An approval request's id: `apr_` and 128 random bits in base64url. Unguessable, since the
+/// approval page is reached by it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ApprovalId(String);
+
+/// Text that is not an approval id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid approval id {0:?}")]
+pub struct InvalidApprovalId(pub String);
+
+impl ApprovalId {
+    const PREFIX: &'static str = "apr_";
+
+    pub fn generate() -> Result<Self, getrandom::Error> {
+        Ok(ApprovalId(format!(
+            "{}{}",
+            Self::PREFIX,
+            handsign_protocol::base64url::encode(random_bytes::<16>()?)
+        )))
+    }
+
+    pub fn parse(text: &str) -> Result<Self, InvalidApprovalId> {
+        let valid = text.strip_prefix(Self::PREFIX).is_some_and(|rest| {
+            rest.len() == 22
+                && handsign_protocol::base64url::decode(rest).is_ok_and(|b| b.len() == 16)
+        });
+        if valid {
+            Ok(ApprovalId(text.to_owned()))
+        } else {
+            Err(InvalidApprovalId(text.to_owned()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for ApprovalId {
+    type Error = InvalidApprovalId;
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        ApprovalId::parse(&text)
+    }
+}
+
+impl From<ApprovalId> for String {
+    fn from(id: ApprovalId) -> String {
+        id.0
+    }
+}
+
+impl fmt::Display for ApprovalId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `N` bytes from the operating system's random number generator.
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], getrandom::Error> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// A user: a person who decides.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub id: UserId,
+    pub created_at: i64,
+}
+
+/// A registered passkey.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PasskeyRecord {
+    /// The credential id, base64url: the key passkeys are found by.
+    pub credential_id: String,
+    pub user: UserId,
+    /// What the person called it, e.g. "phone".
+    pub name: String,
+    /// webauthn-rs's view of the credential (public key, counter, backup state).
+    pub passkey: webauthn_rs::prelude::Passkey,
+    /// The credential public key exactly as the authenticator produced it (COSE), for receipts.
+    pub public_key_cose: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+/// A one-time code that lets a person register a passkey: the setup code (first user, any name
+/// not taken) or an invitation for a named user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvitationRecord {
+    /// base64url SHA-256 of the code: the code itself is never stored.
+    pub code_sha256: String,
+    /// The user it is for; `None` for the setup code, where the person picks the name.
+    pub user: Option<UserId>,
+    pub expires_at: i64,
+}
+
+/// A logged-in browser.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// base64url SHA-256 of the cookie value.
+    pub id_sha256: String,
+    pub user: UserId,
+    pub expires_at: i64,
+}
+
+/// Whether an agent may act.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentStatus {
+    /// Asked to enroll; may only read its enrollment request.
+    Pending,
+    Active,
+    /// May not create requests until resumed.
+    Suspended,
+    /// Gone for good; its pending requests were cancelled.
+    Revoked,
+}
+
+impl AgentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentStatus::Pending => "pending",
+            AgentStatus::Active => "active",
+            AgentStatus::Suspended => "suspended",
+            AgentStatus::Revoked => "revoked",
+        }
+    }
+}
+
+/// An agent: software acting for a user, known by its key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentRecord {
+    /// RFC 7638 thumbprint of its public key.
+    pub id: String,
+    pub name: String,
+    pub user: UserId,
+    pub public_jwk: Option<Jwk>,
+    pub status: AgentStatus,
+    pub created_at: i64,
+}
+
+/// What a request asks for: an action on a service, or an agent's own enrollment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalKind {
+    Action,
+    Enrollment,
+}
+
+/// An approval request and everything that happened to it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApprovalRecord {
+    pub id: ApprovalId,
+    pub kind: ApprovalKind,
+    /// The agent id (thumbprint) and its name when the request was made.
+    pub agent: String,
+    pub agent_name: String,
+    pub user: UserId,
+    pub audience: String,
+    pub action: String,
+    /// The canonical params, as text.
+    pub params: String,
+    pub params_sha256: ParamsHash,
+    /// The agent's own words; shown as such, never as the gateway's.
+    pub message: Option<String>,
+    /// The match code shown to the agent's operator and on the approval page.
+    pub code: String,
+    /// base64url of 32 random bytes, part of the statement.
+    pub nonce: String,
+    pub created_at: i64,
+    /// When a pending request expires (created_at + ttl).
+    pub expires_at: i64,
+    pub state: ApprovalState,
+}
+
+/// Where a request stands, as stored. Expiry is not stored: it follows from the clock (see
+/// [`ApprovalRecord::status`]), so no sweeper is needed for correctness.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ApprovalState {
+    Pending,
+    Approved {
+        decided_at: i64,
+        receipt: Box<Receipt>,
+        /// When the token was handed out; it is handed out once.
+        token_delivered_at: Option<i64>,
+    },
+    Denied {
+        decided_at: i64,
+        receipt: Box<Receipt>,
+    },
+    Cancelled {
+        at: i64,
+        reason: String,
+    },
+}
+
+/// An approved request whose token is not collected within this many seconds expires.
+pub const COLLECT_WITHIN_SECS: i64 = 120;
+
+/// The status an agent and a person see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalStatus {
+    Pending,
+    Approved,
+    Denied,
+    Expired,
+    Cancelled,
+}
+
+impl ApprovalStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalStatus::Pending => "pending",
+            ApprovalStatus::Approved => "approved",
+            ApprovalStatus::Denied => "denied",
+            ApprovalStatus::Expired => "expired",
+            ApprovalStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether nothing more can happen to the request.
+    pub fn is_final(self) -> bool {
+        self != ApprovalStatus::Pending
+    }
+}
+
+impl fmt::Display for ApprovalStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl ApprovalRecord {
+    /// The status at `now`: a pending request past `expires_at`, or an approved one whose token
+    /// was not collected within [`COLLECT_WITHIN_SECS`], is expired.
+    pub fn status(&self, now: i64) -> ApprovalStatus {
+        match &self.state {
+            ApprovalState::Pending if now >= self.expires_at => ApprovalStatus::Expired,
+            ApprovalState::Pending => ApprovalStatus::Pending,
+            ApprovalState::Approved {
+                decided_at,
+                token_delivered_at: None,
+                ..
+            } if now >= decided_at + COLLECT_WITHIN_SECS => ApprovalStatus::Expired,
+            ApprovalState::Approved { .. } => ApprovalStatus::Approved,
+            ApprovalState::Denied { .. } => ApprovalStatus::Denied,
+            ApprovalState::Cancelled { .. } => ApprovalStatus::Cancelled,
+        }
+    }
+
+    pub fn receipt(&self) -> Option<&Receipt> {
+        match &self.state {
+            ApprovalState::Approved { receipt, .. } | ApprovalState::Denied { receipt, .. } => {
+                Some(receipt)
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_ids_are_narrow() {
+        assert!(UserId::parse("alice").is_ok());
+        assert!(UserId::parse("a.b_c-9").is_ok());
+        for bad in ["", "Alice", "-alice", "al ice", "аlice", &"a".repeat(33)] {
+            assert!(UserId::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn approval_ids_round_trip_and_refuse_other_text() {
+        let id = ApprovalId::generate().unwrap();
+        assert_eq!(ApprovalId::parse(id.as_str()).unwrap(), id);
+        assert!(ApprovalId::parse("apr_short").is_err());
+        assert!(ApprovalId::parse(&id.as_str().replace("apr_", "xyz_")).is_err());
+    }
+}

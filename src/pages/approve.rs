@@ -1,0 +1,539 @@
+//! The approval page (`GET /approve/{id}`): what the person reads before deciding.
+//!
+//! It shows, server-rendered, exactly what a decision signs: the agent, the user, the audience,
+//! the action and every parameter, each agent-chosen string through [`ShownText`] so that no
+//! invisible or look-alike character can make it read as something else. The agent's message is
+//! marked as the agent's words, because an agent can write anything there: the parameters are
+//! what counts. The match code lets the person tell this request from a flood of look-alike
+//! ones. Once the request is no longer pending the page says so and offers no buttons.
+//!
+//! The page's script (`static/approve.js`) runs the passkey ceremony; nothing on the page is
+//! trusted for the decision itself, which the gateway binds to the statement it signs.
+
+use askama::Template;
+use askama_web::WebTemplate;
+
+use super::params_view::{Label, ParamsView, Part, Row, Scalar, ShownText};
+use super::{format_duration, format_utc};
+use crate::domain::{
+    ApprovalKind, ApprovalRecord, ApprovalState, ApprovalStatus, COLLECT_WITHIN_SECS,
+};
+
+/// The approval page for one request, as of one moment.
+#[derive(Debug, Template, WebTemplate)]
+#[template(path = "approve.html")]
+pub struct ApprovePage {
+    /// The approval id, for the script's calls and the details list.
+    pub id: String,
+    /// An agent asking to be enrolled rather than to perform an action.
+    pub enrollment: bool,
+    /// The agent's id: its key's thumbprint.
+    pub agent_id: String,
+    pub agent_name: ShownText,
+    /// The name the agent had when it asked, shown when it has been renamed since.
+    pub agent_name_then: Option<ShownText>,
+    pub user: String,
+    pub audience: ShownText,
+    pub action: ShownText,
+    pub params: ParamsView,
+    /// The agent's own words, if it wrote any.
+    pub message: Option<ShownText>,
+    pub code: String,
+    pub params_sha256: String,
+    /// The gateway's issuer URL: the `iss` of the statement the person signs.
+    pub issuer: String,
+    pub created_at: String,
+    pub expires_at: String,
+    /// Whether the request can still be decided; only then are there buttons.
+    pub pending: bool,
+    /// What happened to it, when it is no longer pending.
+    pub outcome: Option<Outcome>,
+    pub seconds_left: i64,
+    pub time_left: String,
+    /// How long the agent's token will be valid once collected.
+    pub token_lifetime: i64,
+}
+
+/// Why a request can no longer be decided, in words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub status: ApprovalStatus,
+    pub sentence: String,
+    /// The reason given for a cancellation.
+    pub reason: Option<ShownText>,
+}
+
+/// The stored params are not JSON; they were canonicalized on the way in, so this means the
+/// record is damaged.
+#[derive(Debug, thiserror::Error)]
+#[error("approval {id}: stored params are not valid JSON: {source}")]
+pub struct DamagedParams {
+    pub id: String,
+    #[source]
+    pub source: serde_json::Error,
+}
+
+impl ApprovePage {
+    /// The page for `approval` at `now` (unix seconds). `agent_name` is the agent's current
+    /// name from its record; `issuer` is the gateway's public URL.
+    pub fn new(
+        approval: &ApprovalRecord,
+        agent_name: &str,
+        issuer: &str,
+        now: i64,
+    ) -> Result<ApprovePage, DamagedParams> {
+        let params = ParamsView::parse(&approval.params).map_err(|source| DamagedParams {
+            id: approval.id.to_string(),
+            source,
+        })?;
+        let status = approval.status(now);
+        let seconds_left = (approval.expires_at - now).max(0);
+        Ok(ApprovePage {
+            id: approval.id.to_string(),
+            enrollment: approval.kind == ApprovalKind::Enrollment,
+            agent_id: approval.agent.clone(),
+            agent_name: ShownText::new(agent_name),
+            agent_name_then: (approval.agent_name != agent_name)
+                .then(|| ShownText::new(&approval.agent_name)),
+            user: approval.user.to_string(),
+            audience: ShownText::new(&approval.audience),
+            action: ShownText::new(&approval.action),
+            params,
+            message: approval.message.as_deref().map(ShownText::new),
+            code: approval.code.clone(),
+            params_sha256: approval.params_sha256.to_string(),
+            issuer: issuer.to_owned(),
+            created_at: format_utc(approval.created_at),
+            expires_at: format_utc(approval.expires_at),
+            pending: status == ApprovalStatus::Pending,
+            outcome: outcome(approval, status),
+            seconds_left,
+            time_left: format_duration(seconds_left),
+            token_lifetime: 30,
+        })
+    }
+
+    /// Sets how long tokens are valid (the gateway's configured lifetime, at most 30 s), for
+    /// the sentence shown after approving.
+    pub fn with_token_lifetime(mut self, seconds: i64) -> ApprovePage {
+        self.token_lifetime = seconds;
+        self
+    }
+}
+
+fn outcome(approval: &ApprovalRecord, status: ApprovalStatus) -> Option<Outcome> {
+    let (sentence, reason) = match (&approval.state, status) {
+        (_, ApprovalStatus::Pending) => return None,
+        (
+            ApprovalState::Approved {
+                decided_at,
+                token_delivered_at,
+                ..
+            },
+            ApprovalStatus::Approved,
+        ) => {
+            let token = if token_delivered_at.is_some() {
+                "The agent has collected its token."
+            } else {
+                "The agent has not collected its token yet."
+            };
+            (
+                format!(
+                    "This request was approved at {}. {token}",
+                    format_utc(*decided_at)
+                ),
+                None,
+            )
+        }
+        (ApprovalState::Approved { decided_at, .. }, ApprovalStatus::Expired) => (
+            format!(
+                "This request was approved at {}, but the agent did not collect its token \
+                 within {} seconds, so it has expired. The agent cannot act on it.",
+                format_utc(*decided_at),
+                COLLECT_WITHIN_SECS
+            ),
+            None,
+        ),
+        (ApprovalState::Denied { decided_at, .. }, _) => (
+            format!("This request was denied at {}.", format_utc(*decided_at)),
+            None,
+        ),
+        (ApprovalState::Cancelled { at, reason }, _) => (
+            format!("This request was cancelled at {}.", format_utc(*at)),
+            Some(ShownText::new(reason)),
+        ),
+        _ => (
+            format!(
+                "This request expired at {} without a decision.",
+                format_utc(approval.expires_at)
+            ),
+            None,
+        ),
+    };
+    Some(Outcome {
+        status,
+        sentence: format!("{sentence} Nothing more can be decided here."),
+        reason,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{ApprovalId, UserId};
+    use handsign_protocol::params::CanonicalParams;
+    use handsign_protocol::receipt::{Credential, Evidence, RECEIPT_VERSION, Receipt, ReceiptBody};
+    use handsign_protocol::statement::{Decision, STATEMENT_VERSION, Statement};
+
+    const NOW: i64 = 1_740_837_909;
+
+    fn record(params: &serde_json::Value) -> ApprovalRecord {
+        let canonical =
+            CanonicalParams::parse(params.to_string().as_bytes(), &Default::default()).unwrap();
+        ApprovalRecord {
+            id: ApprovalId::parse("apr_AAAAAAAAAAAAAAAAAAAAAA").unwrap(),
+            kind: ApprovalKind::Action,
+            agent: "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs".into(),
+            agent_name: "travel-bot".into(),
+            user: UserId::parse("alice").unwrap(),
+            audience: "https://travel.example".into(),
+            action: "flights.book".into(),
+            params: canonical.as_str().to_owned(),
+            params_sha256: canonical.hash(),
+            message: Some("Booking your trip <b>now</b>\u{202E}!".into()),
+            code: "4821".into(),
+            nonce: "n".repeat(43),
+            created_at: NOW - 28,
+            expires_at: NOW + 272,
+            state: ApprovalState::Pending,
+        }
+    }
+
+    /// A decided state with a receipt over dummy evidence (the page does not verify receipts).
+    fn decided(approval: &ApprovalRecord, decision: Decision, at: i64) -> ApprovalState {
+        let body = ReceiptBody {
+            v: RECEIPT_VERSION.into(),
+            statement: Statement {
+                v: STATEMENT_VERSION.into(),
+                id: approval.id.to_string(),
+                iss: "https://gw.example".into(),
+                sub: approval.user.to_string(),
+                act: approval.agent.clone(),
+                aud: approval.audience.clone(),
+                action: approval.action.clone(),
+                params_sha256: approval.params_sha256.clone(),
+                decision,
+                nonce: approval.nonce.clone(),
+                iat: approval.created_at,
+            },
+            params: serde_json::from_str(&approval.params).unwrap(),
+            evidence: Evidence {
+                credential_id: "Y3JlZA".into(),
+                authenticator_data: "YXV0aA".into(),
+                client_data_json: "Y2xpZW50".into(),
+                signature: "c2ln".into(),
+                user_handle: None,
+            },
+            credential: Credential {
+                public_key_cose: "pQECAyYgASFYIA".into(),
+                public_key_jwk: serde_json::json!({"kty": "EC"}),
+            },
+            rp_id: "gw.example".into(),
+            origins: vec!["https://gw.example".into()],
+        };
+        let receipt = Box::new(Receipt {
+            body,
+            signature: "unsigned".into(),
+        });
+        match decision {
+            Decision::Approve => ApprovalState::Approved {
+                decided_at: at,
+                receipt,
+                token_delivered_at: None,
+            },
+            Decision::Deny => ApprovalState::Denied {
+                decided_at: at,
+                receipt,
+            },
+        }
+    }
+
+    fn long_string() -> String {
+        (0..2000)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect()
+    }
+
+    fn hostile_params() -> serde_json::Value {
+        serde_json::json!({
+            "note": "<script>alert(1)</script>",
+            "rlo": "\u{202E}gpj.exe",
+            "zwsp": "pay\u{200B}pal",
+            "mixed": "p\u{0430}ypal",
+            "nested": {"list": [1, "1", [true, null], {"deep": {"deeper": []}}], "empty": {}},
+            "long": long_string(),
+            "number": 1,
+            "numeric_string": "1",
+            "lines": "first\nsecond\tcol",
+            "edges": " padded ",
+            "\u{202E}key": "value",
+        })
+    }
+
+    fn render(approval: &ApprovalRecord, now: i64) -> String {
+        ApprovePage::new(approval, "travel-bot", "https://gw.example", now)
+            .unwrap()
+            .render()
+            .unwrap()
+    }
+
+    #[test]
+    fn agent_text_is_escaped_by_askama() {
+        let html = render(&record(&hostile_params()), NOW);
+        assert!(!html.contains("<script>alert"), "{html}");
+        assert!(
+            html.contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
+            "{html}"
+        );
+        assert!(!html.contains("<b>now"), "{html}");
+    }
+
+    #[test]
+    fn no_marked_character_is_emitted_raw() {
+        let mut params = hostile_params();
+        let all: String = super::super::params_view::tests::MARKED.iter().collect();
+        params["all"] = all.clone().into();
+        let mut approval = record(&params);
+        approval.message = Some(all.clone());
+        approval.audience = format!("https://travel.example{all}");
+        let html = render(&approval, NOW);
+        for c in all.chars() {
+            assert!(!html.contains(c), "U+{:04X} emitted raw", u32::from(c));
+        }
+        // Tabs and newlines inside values are markers; the template's own layout may use
+        // newlines between tags, but never a tab.
+        assert!(!html.contains('\t'));
+        assert!(html.contains("U+202E RIGHT-TO-LEFT OVERRIDE"));
+        assert!(html.contains("U+200B ZERO WIDTH SPACE"));
+        assert!(html.contains("U+E0041 TAG A"));
+        assert!(html.contains(r#"<span class="mk">\n</span><br>"#), "{html}");
+        assert!(html.contains(r#"<span class="mk">\t</span>"#));
+    }
+
+    #[test]
+    fn mixed_script_letters_are_marked_with_their_code_point() {
+        let html = render(&record(&hostile_params()), NOW);
+        assert!(
+            html.contains(
+                "p<span class=\"fl\">\u{0430}</span><span class=\"cp\">U+0430 Cyrillic</span>ypal"
+            ),
+            "{html}"
+        );
+        assert!(html.contains("mixed scripts: Latin + Cyrillic"));
+    }
+
+    #[test]
+    fn every_value_is_shown_in_full_and_typed() {
+        let html = render(&record(&hostile_params()), NOW);
+        assert!(html.contains(&long_string()), "the long string is cut");
+        // The number 1 and the string "1" look different and say what they are.
+        assert!(html.contains(r#"<span class="n"><span class="sr">number </span>1</span>"#));
+        assert!(html.contains(r#"<span class="s"><span class="sr">string </span>1</span>"#));
+        assert!(html.contains(r#"<span class="l"><span class="sr">boolean </span>true</span>"#));
+        assert!(html.contains(r#"<span class="l">null</span>"#));
+        assert!(html.contains("empty object"));
+        assert!(html.contains("empty array"));
+        for key in ["nested", "list", "deep", "deeper", "numeric_string"] {
+            assert!(html.contains(&format!(">{key}<")), "key {key} missing");
+        }
+        assert!(
+            html.contains(r#"<span class="mk">space</span>padded<span class="mk">space</span>"#)
+        );
+    }
+
+    #[test]
+    fn the_page_shows_who_what_and_the_code() {
+        let html = render(&record(&hostile_params()), NOW);
+        for needle in [
+            "travel-bot",
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs",
+            ">alice<",
+            "https://travel.example",
+            "flights.book",
+            "4821",
+            "apr_AAAAAAAAAAAAAAAAAAAAAA",
+            "https://gw.example",
+            "4 min 32 s",
+            "data-seconds-left=\"272\"",
+            "Written by the agent",
+            "data-decision=\"approve\"",
+            "data-decision=\"deny\"",
+        ] {
+            assert!(html.contains(needle), "{needle} missing");
+        }
+        let approval = record(&hostile_params());
+        assert!(html.contains(approval.params_sha256.as_str()));
+        assert!(!html.contains("autofocus"));
+    }
+
+    #[test]
+    fn no_inline_script_or_style() {
+        let html = render(&record(&hostile_params()), NOW);
+        assert!(!html.contains("<style"));
+        assert!(!html.contains("style="));
+        for tag in html.split('<').skip(1) {
+            let tag = tag.split('>').next().unwrap();
+            assert!(
+                !tag.split_whitespace().any(|a| a.starts_with("on")),
+                "inline event handler in <{tag}>"
+            );
+        }
+        let mut rest = html.as_str();
+        while let Some(at) = rest.find("<script") {
+            let tag_end = rest[at..].find('>').unwrap() + at;
+            assert!(rest[at..tag_end].contains(" src="), "inline script");
+            assert!(rest[tag_end..].starts_with("></script>"));
+            rest = &rest[tag_end..];
+        }
+    }
+
+    #[test]
+    fn a_decided_request_has_no_buttons() {
+        let mut approval = record(&hostile_params());
+        approval.state = ApprovalState::Cancelled {
+            at: NOW - 5,
+            reason: "agent revoked\u{200B}".into(),
+        };
+        let html = render(&approval, NOW);
+        assert!(!html.contains("<button"));
+        assert!(html.contains("This request was cancelled at 2025-03-01 14:05:04 UTC."));
+        assert!(html.contains(r#"agent revoked<span class="mk">U+200B ZERO WIDTH SPACE</span>"#));
+
+        let pending = record(&hostile_params());
+        let expired = render(&pending, pending.expires_at);
+        assert!(!expired.contains("<button"));
+        assert!(expired.contains("expired at 2025-03-01 14:09:41 UTC without a decision"));
+    }
+
+    #[test]
+    fn decisions_are_stated_plainly() {
+        let mut approval = record(&realistic_params());
+        approval.state = decided(&approval, Decision::Approve, NOW - 20);
+        let html = render(&approval, NOW);
+        assert!(!html.contains("<button"));
+        assert!(html.contains(
+            "This request was approved at 2025-03-01 14:04:49 UTC. The agent has not collected \
+             its token yet. Nothing more can be decided here."
+        ));
+        let uncollected = render(&approval, NOW - 20 + COLLECT_WITHIN_SECS);
+        assert!(uncollected.contains("did not collect its token within 120 seconds"));
+
+        approval.state = decided(&approval, Decision::Deny, NOW - 20);
+        let html = render(&approval, NOW);
+        assert!(!html.contains("<button"));
+        assert!(html.contains("This request was denied at 2025-03-01 14:04:49 UTC."));
+    }
+
+    #[test]
+    fn the_approved_sentence_names_the_action_and_the_token_lifetime() {
+        let approval = record(&realistic_params());
+        let html = ApprovePage::new(&approval, "travel-bot", "https://gw.example", NOW)
+            .unwrap()
+            .with_token_lifetime(20)
+            .render()
+            .unwrap();
+        assert!(html.contains(
+            r#"Approved. The agent can now perform <span class="val">flights.book</span> once, within 20 seconds of collecting its token."#
+        ), "{html}");
+    }
+
+    #[test]
+    fn a_renamed_agent_shows_both_names() {
+        let approval = record(&serde_json::json!({}));
+        let html = ApprovePage::new(&approval, "new-name", "https://gw.example", NOW)
+            .unwrap()
+            .render()
+            .unwrap();
+        assert!(html.contains("new-name"));
+        assert!(html.contains("travel-bot"));
+    }
+
+    #[test]
+    fn page_weight_is_small() {
+        let html = render(&record(&realistic_params()), NOW);
+        let total = html.len()
+            + include_bytes!("../../static/handsign.css").len()
+            + include_bytes!("../../static/approve.js").len();
+        assert!(total < 50 * 1024, "page weight {total} bytes");
+        println!(
+            "page weight: html {} + css {} + js {} = {total} bytes",
+            html.len(),
+            include_bytes!("../../static/handsign.css").len(),
+            include_bytes!("../../static/approve.js").len()
+        );
+    }
+
+    /// Writes sample pages into `$HANDSIGN_SAMPLE_PAGES` (with `static/` beside them) to look
+    /// at in a browser: `HANDSIGN_SAMPLE_PAGES=/tmp/pages cargo test -p handsign write_sample_pages -- --ignored`.
+    #[test]
+    #[ignore = "writes files for a person to look at"]
+    fn write_sample_pages() {
+        let dir = std::path::PathBuf::from(std::env::var("HANDSIGN_SAMPLE_PAGES").unwrap());
+        std::fs::create_dir_all(dir.join("static")).unwrap();
+        for file in super::super::STATIC_FILES {
+            std::fs::write(dir.join("static").join(file.name), file.body).unwrap();
+        }
+        let mut approved = record(&realistic_params());
+        approved.state = decided(&approved, Decision::Approve, NOW - 20);
+        let mut cancelled = record(&hostile_params());
+        cancelled.state = ApprovalState::Cancelled {
+            at: NOW - 5,
+            reason: "the agent was revoked".into(),
+        };
+        let mut enrollment = record(&serde_json::json!({
+            "name": "travel-bot", "user": "alice",
+            "key": {"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}
+        }));
+        enrollment.kind = ApprovalKind::Enrollment;
+        enrollment.action = "handsign.agent.enroll".into();
+        enrollment.audience = "https://gw.example".into();
+        enrollment.message = None;
+        for (name, approval) in [
+            ("realistic", record(&realistic_params())),
+            ("hostile", record(&hostile_params())),
+            ("cancelled", cancelled),
+            ("approved", approved),
+            ("enrollment", enrollment),
+        ] {
+            std::fs::write(dir.join(format!("{name}.html")), render(&approval, NOW)).unwrap();
+        }
+    }
+
+    /// A realistic 1 KiB params object.
+    fn realistic_params() -> serde_json::Value {
+        let params = serde_json::json!({
+            "passengers": [
+                {"name": "Alice Example", "birth_date": "1990-04-01", "passport": "X1234567"},
+                {"name": "Bob Example", "birth_date": "1988-11-23", "passport": "Y7654321"}
+            ],
+            "outbound": {"flight": "BA 304", "from": "LHR", "to": "CDG", "date": "2025-04-12",
+                         "departs": "07:15", "fare_class": "economy", "seats": ["14A", "14B"]},
+            "return": {"flight": "BA 311", "from": "CDG", "to": "LHR", "date": "2025-04-16",
+                       "departs": "18:40", "fare_class": "economy", "seats": ["21C", "21D"]},
+            "price": {"amount": "642.80", "currency": "GBP"},
+            "payment": {"card": "visa ending 4242", "billing_postcode": "SW1A 1AA"},
+            "contact": {"email": "alice@example.com", "phone": "+44 20 7946 0000"},
+            "baggage": {"checked": 1, "cabin": 2},
+            "insurance": false,
+            "notes": "Window seats if possible; vegetarian meals for both passengers.",
+            "loyalty": {"programme": "Executive Club", "number": "12345678", "tier": "silver"},
+            "hotel": {"name": "Hôtel du Louvre", "check_in": "2025-04-12", "nights": 4,
+                      "room": "double", "breakfast": true, "rate": "189.00", "currency": "EUR"},
+            "max_total": 1500,
+            "hold_until": "2025-03-02T18:00:00Z"
+        });
+        let size = params.to_string().len();
+        assert!((1000..1100).contains(&size), "{size}");
+        params
+    }
+}

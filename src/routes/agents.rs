@@ -1,0 +1,501 @@
+//! The agent API (`/v1`): create approval requests, wait for and collect their outcome, fetch
+//! receipts, and enroll. Every call is authenticated by a DPoP proof only.
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use handsign_protocol::canonical::CanonicalError;
+use handsign_protocol::params::CanonicalParams;
+use handsign_protocol::token::{self, Actor, ApprovalClaims, Confirmation};
+use serde::Deserialize;
+use serde_json::{Value, json, value::RawValue};
+
+use crate::agent_auth::{Agent, KeyHolder};
+use crate::clock;
+use crate::config::{DEFAULT_TTL, MIN_TTL};
+use crate::domain::{
+    AgentRecord, AgentStatus, ApprovalId, ApprovalKind, ApprovalRecord, ApprovalState,
+    ApprovalStatus, UserId, random_bytes,
+};
+use crate::error::ApiError;
+use crate::events;
+use crate::routes::parse_json;
+use crate::state::AppState;
+use crate::store::{Collection, StoreError};
+
+/// The action of an agent's enrollment request; `handsign.` actions are the gateway's own.
+pub const ENROLL_ACTION: &str = "handsign.agent.enroll";
+/// The longest a long poll may wait.
+const MAX_WAIT_SECS: u64 = 60;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/approvals", post(create))
+        .route("/v1/approvals/{id}", get(read))
+        .route("/v1/approvals/{id}/events", get(events_stream))
+        .route("/v1/approvals/{id}/receipt", get(receipt))
+        .route("/v1/agents/enroll", post(enroll))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateRequest {
+    action: String,
+    params: Box<RawValue>,
+    audience: String,
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    ttl: Option<i64>,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    agent: Agent,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let agent = agent.require_active()?.clone();
+    let request: CreateRequest = parse_json(&body)?;
+    let now = clock::now();
+    check_rate(&state, &agent, now).await?;
+
+    validate_action(&request.action)?;
+    validate_audience(&request.audience)?;
+    if let Some(user) = &request.user
+        && *user != agent.user.as_str()
+    {
+        return Err(ApiError::forbidden(
+            "wrong_user",
+            format!("this agent acts for {}, not {user}", agent.user.as_str()),
+        ));
+    }
+    let message = validate_message(request.message)?;
+    let ttl = request.ttl.unwrap_or(DEFAULT_TTL);
+    if !(MIN_TTL..=state.limits.max_ttl).contains(&ttl) {
+        return Err(ApiError::bad_request(
+            "invalid_ttl",
+            format!(
+                "ttl must be between {MIN_TTL} and {} seconds, got {ttl}",
+                state.limits.max_ttl
+            ),
+        ));
+    }
+    let params = CanonicalParams::parse(request.params.get().as_bytes(), &state.limits.params())
+        .map_err(params_error)?;
+
+    let ask = Ask {
+        kind: ApprovalKind::Action,
+        action: request.action,
+        audience: request.audience,
+        params,
+        message,
+        ttl,
+    };
+    let approval = new_approval(&agent, ask, now)?;
+    state
+        .store
+        .create_approval(&approval, state.limits.max_pending_per_agent, now)
+        .await?;
+    state.events.publish(&approval.id, &approval.user);
+    tracing::info!(id = %approval.id, agent = %agent.id, action = %approval.action, "approval requested");
+    Ok((StatusCode::CREATED, Json(created_json(&state, &approval))).into_response())
+}
+
+/// Refuses more than the configured number of requests per agent per minute.
+async fn check_rate(state: &AppState, agent: &AgentRecord, now: i64) -> Result<(), ApiError> {
+    let window_start = now - now.rem_euclid(60);
+    let count = state
+        .store
+        .count_in_window(&format!("rate:{}", agent.id), window_start, 60)
+        .await?;
+    if count > state.limits.agent_requests_per_minute {
+        let retry = u64::try_from(window_start + 60 - now).unwrap_or(1).max(1);
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "this agent may create at most {} requests per minute",
+                state.limits.agent_requests_per_minute
+            ),
+        )
+        .with_retry_after(retry));
+    }
+    Ok(())
+}
+
+fn params_error(error: CanonicalError) -> ApiError {
+    use handsign_protocol::canonical::CanonicalErrorKind;
+    let status = match error.kind() {
+        CanonicalErrorKind::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    ApiError::new(status, "invalid_params", format!("params refused: {error}"))
+}
+
+fn validate_action(action: &str) -> Result<(), ApiError> {
+    let valid = (1..=128).contains(&action.len())
+        && action
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b));
+    if !valid {
+        return Err(ApiError::bad_request(
+            "invalid_action",
+            "action must be 1 to 128 characters of A-Z, a-z, 0-9, '.', '_', ':' or '-', e.g. flights.book",
+        ));
+    }
+    if action.starts_with("handsign.") {
+        return Err(ApiError::bad_request(
+            "invalid_action",
+            "actions starting with \"handsign.\" are reserved for the gateway",
+        ));
+    }
+    Ok(())
+}
+
+fn validate_audience(audience: &str) -> Result<(), ApiError> {
+    let valid =
+        (1..=256).contains(&audience.len()) && audience.bytes().all(|b| b.is_ascii_graphic());
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "invalid_audience",
+            "audience must be 1 to 256 printable ASCII characters without spaces, e.g. https://travel.example",
+        ))
+    }
+}
+
+const MAX_MESSAGE_CHARS: usize = 1000;
+
+fn validate_message(message: Option<String>) -> Result<Option<String>, ApiError> {
+    match message {
+        Some(text) if text.chars().count() > MAX_MESSAGE_CHARS => Err(ApiError::bad_request(
+            "invalid_message",
+            format!("message must be at most {MAX_MESSAGE_CHARS} characters"),
+        )),
+        Some(text) if text.is_empty() => Ok(None),
+        other => Ok(other),
+    }
+}
+
+/// What an agent asks for, checked.
+struct Ask {
+    kind: ApprovalKind,
+    action: String,
+    audience: String,
+    params: CanonicalParams,
+    message: Option<String>,
+    ttl: i64,
+}
+
+/// A new pending request from `agent`, with a fresh id, nonce and match code.
+fn new_approval(agent: &AgentRecord, ask: Ask, now: i64) -> Result<ApprovalRecord, ApiError> {
+    let random = |e: getrandom::Error| ApiError::internal(e);
+    let code = u32::from_be_bytes(random_bytes::<4>().map_err(random)?) % 1_000_000;
+    Ok(ApprovalRecord {
+        id: ApprovalId::generate().map_err(random)?,
+        kind: ask.kind,
+        agent: agent.id.clone(),
+        agent_name: agent.name.clone(),
+        user: agent.user.clone(),
+        audience: ask.audience,
+        action: ask.action,
+        params: ask.params.as_str().to_owned(),
+        params_sha256: ask.params.hash(),
+        message: ask.message,
+        code: format!("{:03}-{:03}", code / 1000, code % 1000),
+        nonce: handsign_protocol::base64url::encode(random_bytes::<32>().map_err(random)?),
+        created_at: now,
+        expires_at: now + ask.ttl,
+        state: ApprovalState::Pending,
+    })
+}
+
+fn created_json(state: &AppState, approval: &ApprovalRecord) -> Value {
+    json!({
+        "id": approval.id,
+        "status": "pending",
+        "approval_url": state.public.join(&format!("/approve/{}", approval.id)),
+        "params_sha256": approval.params_sha256,
+        "code": approval.code,
+        "expires_at": approval.expires_at,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct ReadQuery {
+    /// Seconds to wait for a decision (long poll), at most 60.
+    #[serde(default)]
+    wait: Option<u64>,
+}
+
+/// The request's state; waits up to `wait` seconds while it is pending; delivers the token at the
+/// first read after approval, and never again.
+async fn read(
+    State(state): State<AppState>,
+    agent: Agent,
+    Path(id): Path<String>,
+    Query(query): Query<ReadQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let id = ApprovalId::parse(&id).map_err(|_| ApiError::not_found("approval request"))?;
+    let wait = query.wait.unwrap_or(0);
+    if wait > MAX_WAIT_SECS {
+        return Err(ApiError::bad_request(
+            "invalid_wait",
+            format!("wait is at most {MAX_WAIT_SECS} seconds"),
+        ));
+    }
+    // Subscribe before the first read, so a decision between read and wait still wakes us.
+    let mut changes = state.events.subscribe();
+    let mut approval = own_approval(&state, &agent, &id).await?;
+    let started = tokio::time::Instant::now();
+    let deadline = started + std::time::Duration::from_secs(wait);
+    while approval.status(clock::now()) == ApprovalStatus::Pending {
+        let until_expiry = u64::try_from(approval.expires_at - clock::now()).unwrap_or(0);
+        let wake_at = deadline.min(started + std::time::Duration::from_secs(until_expiry + 1));
+        if tokio::time::Instant::now() >= wake_at {
+            break;
+        }
+        events::wait_for(&mut changes, wake_at, |event| event.id == id).await;
+        approval = own_approval(&state, &agent, &id).await?;
+    }
+    outcome(&state, &agent, approval).await.map(Json)
+}
+
+/// The request's state as server-sent events: one `state` event now and one at every change,
+/// the last when the request is final. The first event after approval carries the token (it is
+/// collected then, once, as by a read).
+async fn events_stream(
+    State(state): State<AppState>,
+    agent: Agent,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let id = ApprovalId::parse(&id).map_err(|_| ApiError::not_found("approval request"))?;
+    let changes = state.events.subscribe();
+    // Checked before streaming, so that a request that is not the agent's is a plain 404.
+    own_approval(&state, &agent, &id).await?;
+    let stream = futures_util::stream::unfold(
+        Some((state, agent, id, changes, None::<String>)),
+        |progress| async move {
+            let (state, agent, id, mut changes, last) = progress?;
+            loop {
+                let approval = match own_approval(&state, &agent, &id).await {
+                    Ok(approval) => approval,
+                    Err(e) => return Some((Err(e.message), None)),
+                };
+                let status = approval.status(clock::now());
+                let expires_in = u64::try_from(approval.expires_at - clock::now()).unwrap_or(0);
+                if last.as_deref() != Some(status.as_str()) {
+                    let answer = match outcome(&state, &agent, approval).await {
+                        Ok(answer) => answer,
+                        Err(e) => return Some((Err(e.message), None)),
+                    };
+                    let event = Event::default().event("state").json_data(&answer);
+                    let next = (!status.is_final())
+                        .then(|| (state, agent, id, changes, Some(status.as_str().to_owned())));
+                    return Some((event.map_err(|e| e.to_string()), next));
+                }
+                let wake_at = tokio::time::Instant::now()
+                    + std::time::Duration::from_secs(expires_in.saturating_add(1));
+                events::wait_for(&mut changes, wake_at, |event| event.id == id).await;
+            }
+        },
+    );
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// The request if it belongs to this agent; someone else's request is "not found", so that ids
+/// cannot be probed.
+async fn own_approval(
+    state: &AppState,
+    agent: &Agent,
+    id: &ApprovalId,
+) -> Result<ApprovalRecord, ApiError> {
+    match state.store.approval(id).await? {
+        Some(approval) if approval.agent == agent.0.id => {
+            // A pending enrollment may read its own request and nothing else.
+            if agent.0.status == AgentStatus::Pending && approval.kind != ApprovalKind::Enrollment {
+                return Err(ApiError::not_found("approval request"));
+            }
+            Ok(approval)
+        }
+        _ => Err(ApiError::not_found("approval request")),
+    }
+}
+
+/// The answer for a request as it stands, collecting the token if this is the first read after
+/// approval.
+async fn outcome(
+    state: &AppState,
+    agent: &Agent,
+    approval: ApprovalRecord,
+) -> Result<Value, ApiError> {
+    let now = clock::now();
+    let status = approval.status(now);
+    let mut answer = json!({
+        "id": approval.id,
+        "status": status.as_str(),
+        "action": approval.action,
+        "audience": approval.audience,
+        "params_sha256": approval.params_sha256,
+        "code": approval.code,
+        "expires_at": approval.expires_at,
+    });
+    let deliverable = matches!(
+        approval.state,
+        ApprovalState::Approved {
+            token_delivered_at: None,
+            ..
+        }
+    ) && status == ApprovalStatus::Approved
+        && approval.kind == ApprovalKind::Action;
+    if deliverable {
+        agent.require_active()?;
+        if let Collection::Deliver(collected) = state.store.collect_token(&approval.id, now).await?
+        {
+            answer["token"] = Value::String(mint(state, &collected, now)?);
+            answer["token_delivered"] = Value::Bool(true);
+            return Ok(answer);
+        }
+    }
+    if let ApprovalState::Approved {
+        token_delivered_at, ..
+    } = &approval.state
+    {
+        answer["token_delivered"] = Value::Bool(token_delivered_at.is_some());
+    }
+    if approval.receipt().is_some() {
+        answer["receipt_url"] = Value::String(
+            state
+                .public
+                .join(&format!("/v1/approvals/{}/receipt", approval.id)),
+        );
+    }
+    Ok(answer)
+}
+
+/// The approval token for a collected request: bound to the agent's key, valid from now for the
+/// configured lifetime.
+fn mint(state: &AppState, approval: &ApprovalRecord, now: i64) -> Result<String, ApiError> {
+    let claims = ApprovalClaims {
+        iss: state.public.issuer.clone(),
+        sub: approval.user.as_str().to_owned(),
+        aud: approval.audience.clone(),
+        act: Actor {
+            sub: approval.agent.clone(),
+        },
+        action: approval.action.clone(),
+        params_sha256: approval.params_sha256.clone(),
+        approval: approval.id.as_str().to_owned(),
+        jti: uuid::Uuid::new_v4().to_string(),
+        iat: now,
+        nbf: now,
+        exp: now + state.token_lifetime,
+        cnf: Some(Confirmation {
+            jkt: approval.agent.clone(),
+        }),
+    };
+    token::mint(state.keyring.current(), &claims).map_err(ApiError::internal)
+}
+
+async fn receipt(
+    State(state): State<AppState>,
+    agent: Agent,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = ApprovalId::parse(&id).map_err(|_| ApiError::not_found("approval request"))?;
+    let approval = own_approval(&state, &agent, &id).await?;
+    match approval.receipt() {
+        Some(receipt) => Ok(Json(receipt).into_response()),
+        None => Err(ApiError::conflict(
+            "not_decided",
+            format!(
+                "the request is {}; a receipt exists once a person has decided",
+                approval.status(clock::now()).as_str()
+            ),
+        )),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnrollRequest {
+    name: String,
+    user: String,
+}
+
+const MAX_AGENT_NAME_CHARS: usize = 64;
+
+/// Asks the user to approve this key as an agent acting for them.
+async fn enroll(
+    State(state): State<AppState>,
+    holder: KeyHolder,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let request: EnrollRequest = parse_json(&body)?;
+    let user = UserId::parse(&request.user)
+        .map_err(|e| ApiError::bad_request("invalid_user", e.to_string()))?;
+    let name = request.name.trim().to_owned();
+    if name.is_empty()
+        || name.chars().count() > MAX_AGENT_NAME_CHARS
+        || name.chars().any(char::is_control)
+    {
+        return Err(ApiError::bad_request(
+            "invalid_name",
+            format!(
+                "name must be 1 to {MAX_AGENT_NAME_CHARS} characters without control characters"
+            ),
+        ));
+    }
+    if state.store.user(&user).await?.is_none() {
+        return Err(ApiError::not_found("user"));
+    }
+    let now = clock::now();
+    let agent = AgentRecord {
+        id: holder.agent_id.clone(),
+        name: name.clone(),
+        user: user.clone(),
+        public_jwk: None,
+        status: AgentStatus::Pending,
+        created_at: now,
+    };
+    match state.store.add_agent(&agent).await {
+        Ok(()) => {}
+        Err(StoreError::AlreadyExists(_)) => {
+            // An enrollment that expired undecided may be asked again, for the same user.
+            let existing = state.store.agent(&agent.id).await?;
+            if !existing.is_some_and(|a| a.status == AgentStatus::Pending && a.user == user) {
+                return Err(ApiError::conflict(
+                    "already_enrolled",
+                    "an agent with this key already exists; use a new key to enroll again",
+                ));
+            }
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let params = json!({"agent": agent.id, "name": name, "user": user});
+    let params =
+        CanonicalParams::from_value(&params, &state.limits.params()).map_err(params_error)?;
+    let ask = Ask {
+        kind: ApprovalKind::Enrollment,
+        action: ENROLL_ACTION.to_owned(),
+        audience: state.public.issuer.clone(),
+        params,
+        message: None,
+        ttl: DEFAULT_TTL,
+    };
+    let approval = new_approval(&agent, ask, now)?;
+    state
+        .store
+        .create_approval(&approval, state.limits.max_pending_per_agent, now)
+        .await?;
+    state.events.publish(&approval.id, &approval.user);
+    Ok((StatusCode::CREATED, Json(created_json(&state, &approval))).into_response())
+}

@@ -1,0 +1,240 @@
+//! The person's side of a request: the approval page and the passkey ceremony that decides it.
+//!
+//! The ceremony's challenge is the digest of the statement with the chosen decision, so the
+//! assertion itself says what was approved or denied. Its state is taken out of storage
+//! atomically before it is checked: the same assertion submitted twice decides once.
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use handsign_protocol::base64url;
+use handsign_protocol::receipt::{Credential, Evidence, RECEIPT_VERSION, Receipt, ReceiptBody};
+use handsign_protocol::statement::{Decision, STATEMENT_VERSION, Statement};
+use handsign_protocol::webauthn::CredentialPublicKey;
+use serde::Deserialize;
+use serde_json::json;
+use webauthn_rs::prelude::{PasskeyAuthentication, PublicKeyCredential};
+
+use crate::clock;
+use crate::domain::{ApprovalId, ApprovalRecord, ApprovalState, ApprovalStatus, PasskeyRecord};
+use crate::error::ApiError;
+use crate::pages::approve::ApprovePage;
+use crate::routes::{parse_json, passkeys_of, record_passkey_use, require_same_origin};
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/approve/{id}", get(page).post(decide))
+        .route("/approve/{id}/options", post(options))
+}
+
+async fn page(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let approval = load(&state, &id).await?;
+    // The agent's name as it is now (an operator may have renamed it), else as it was.
+    let agent_name = match state.store.agent(&approval.agent).await? {
+        Some(agent) => agent.name,
+        None => approval.agent_name.clone(),
+    };
+    Ok(
+        ApprovePage::new(&approval, &agent_name, &state.public.issuer, clock::now())
+            .map_err(ApiError::internal)?
+            .with_token_lifetime(state.token_lifetime)
+            .into_response(),
+    )
+}
+
+async fn load(state: &AppState, id: &str) -> Result<ApprovalRecord, ApiError> {
+    let id = ApprovalId::parse(id).map_err(|_| ApiError::not_found("approval request"))?;
+    state
+        .store
+        .approval(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("approval request"))
+}
+
+/// The statement a decision on `approval` signs.
+pub fn statement(state: &AppState, approval: &ApprovalRecord, decision: Decision) -> Statement {
+    Statement {
+        v: STATEMENT_VERSION.into(),
+        id: approval.id.as_str().to_owned(),
+        iss: state.public.issuer.clone(),
+        sub: approval.user.as_str().to_owned(),
+        act: approval.agent.clone(),
+        aud: approval.audience.clone(),
+        action: approval.action.clone(),
+        params_sha256: approval.params_sha256.clone(),
+        decision,
+        nonce: approval.nonce.clone(),
+        iat: approval.created_at,
+    }
+}
+
+/// Where a ceremony's state waits between options and decision: one per request and decision.
+fn ceremony_key(id: &ApprovalId, decision: Decision) -> String {
+    format!("approve:{id}:{}", decision.as_str())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OptionsRequest {
+    decision: Decision,
+}
+
+fn require_pending(approval: &ApprovalRecord, now: i64) -> Result<(), ApiError> {
+    match approval.status(now) {
+        ApprovalStatus::Pending => Ok(()),
+        status => Err(ApiError::conflict(
+            "not_pending",
+            format!(
+                "the request is {} and can no longer be decided",
+                status.as_str()
+            ),
+        )),
+    }
+}
+
+async fn options(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    require_same_origin(&headers, &state.public.origin)?;
+    let request: OptionsRequest = parse_json(&body)?;
+    let approval = load(&state, &id).await?;
+    let now = clock::now();
+    require_pending(&approval, now)?;
+    let passkeys = passkeys_of(&state, &approval.user).await?;
+    if passkeys.is_empty() {
+        return Err(ApiError::conflict(
+            "no_passkeys",
+            format!("{} has no passkey registered", approval.user),
+        ));
+    }
+    let digest = statement(&state, &approval, request.decision)
+        .digest()
+        .map_err(ApiError::internal)?;
+    let (options, ceremony) = state
+        .passkeys
+        .start_approval(&passkeys, &digest)
+        .map_err(ApiError::internal)?;
+    let ceremony = serde_json::to_vec(&ceremony).map_err(ApiError::internal)?;
+    state
+        .store
+        .put_ceremony(
+            &ceremony_key(&approval.id, request.decision),
+            &ceremony,
+            approval.expires_at.min(now + 600),
+        )
+        .await?;
+    Ok(Json(json!({"publicKey": options.public_key})).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecideRequest {
+    decision: Decision,
+    credential: PublicKeyCredential,
+}
+
+async fn decide(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    require_same_origin(&headers, &state.public.origin)?;
+    let request: DecideRequest = parse_json(&body)?;
+    let approval = load(&state, &id).await?;
+    let now = clock::now();
+    require_pending(&approval, now)?;
+
+    let ceremony = state
+        .store
+        .take_ceremony(&ceremony_key(&approval.id, request.decision), now)
+        .await?
+        .ok_or_else(|| {
+            ApiError::conflict(
+                "no_ceremony",
+                "no passkey ceremony is in progress for this decision (it was used or expired); start again",
+            )
+        })?;
+    let ceremony: PasskeyAuthentication =
+        serde_json::from_slice(&ceremony).map_err(ApiError::internal)?;
+    let result = state
+        .passkeys
+        .finish_authentication(&request.credential, &ceremony)
+        .map_err(|e| ApiError::forbidden("passkey_refused", e.to_string()))?;
+
+    // The ceremony allowed only this user's credentials; our own records must agree.
+    let passkey =
+        record_passkey_use(&state, &approval.user, &request.credential, &result, now).await?;
+
+    let receipt = receipt(
+        &state,
+        &approval,
+        request.decision,
+        &request.credential,
+        &passkey,
+    )?;
+    let decided = match request.decision {
+        Decision::Approve => ApprovalState::Approved {
+            decided_at: now,
+            receipt: Box::new(receipt),
+            token_delivered_at: None,
+        },
+        Decision::Deny => ApprovalState::Denied {
+            decided_at: now,
+            receipt: Box::new(receipt),
+        },
+    };
+    let decided = state.store.decide(&approval.id, decided, now).await?;
+    state.events.publish(&decided.id, &decided.user);
+    tracing::info!(id = %decided.id, decision = request.decision.as_str(), user = %decided.user, "request decided");
+    let status = decided.status(now);
+    Ok(Json(json!({
+        "id": decided.id,
+        "status": status.as_str(),
+        "action": decided.action,
+    }))
+    .into_response())
+}
+
+/// The evidence of a decision, signed by the gateway.
+pub fn receipt(
+    state: &AppState,
+    approval: &ApprovalRecord,
+    decision: Decision,
+    credential: &PublicKeyCredential,
+    passkey: &PasskeyRecord,
+) -> Result<Receipt, ApiError> {
+    let cose = base64url::decode(&passkey.public_key_cose).map_err(ApiError::internal)?;
+    let public_key = CredentialPublicKey::from_cose(&cose).map_err(ApiError::internal)?;
+    let params: serde_json::Value =
+        serde_json::from_str(&approval.params).map_err(ApiError::internal)?;
+    let response = &credential.response;
+    ReceiptBody {
+        v: RECEIPT_VERSION.into(),
+        statement: statement(state, approval, decision),
+        params,
+        evidence: Evidence {
+            credential_id: base64url::encode(&credential.raw_id),
+            authenticator_data: base64url::encode(&response.authenticator_data),
+            client_data_json: base64url::encode(&response.client_data_json),
+            signature: base64url::encode(&response.signature),
+            user_handle: response.user_handle.as_ref().map(base64url::encode),
+        },
+        credential: Credential {
+            public_key_cose: passkey.public_key_cose.clone(),
+            public_key_jwk: public_key.to_jwk(),
+        },
+        rp_id: state.passkeys.rp_id().to_owned(),
+        origins: state.passkeys.origins(),
+    }
+    .sign(state.keyring.current())
+    .map_err(ApiError::internal)
+}

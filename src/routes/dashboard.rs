@@ -1,0 +1,464 @@
+//! The person's own pages and their JSON: setup (`/setup`), login and logout, and the dashboard
+//! (`/` and `/dashboard/...`).
+//!
+//! Every dashboard endpoint acts for the session's user only, and someone else's request or agent
+//! is "not found", exactly like an id that does not exist, so ids cannot be probed. The
+//! state-changing ones also require the gateway's own Origin: the session cookie is
+//! SameSite=Strict, and the Origin check stops a request that another site's page makes anyway.
+//! Operator-level changes (an agent's status, an invitation) go through [`admin::execute`], the
+//! same code `handsign agent` and `handsign user invite` run, so the dashboard cannot do anything
+//! the operator commands would refuse.
+//!
+//! Nothing here decides a request: deciding takes a passkey on the approval page.
+
+use std::convert::Infallible;
+
+use askama::Template as _;
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use futures_util::StreamExt as _;
+use futures_util::stream::{self, Stream};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::broadcast;
+
+use crate::admin::{self, Answer, Command};
+use crate::clock;
+use crate::domain::{AgentRecord, AgentStatus, ApprovalId, ApprovalRecord, ApprovalStatus, UserId};
+use crate::error::ApiError;
+use crate::events::ApprovalChanged;
+use crate::invitations::INVITATION_SECS;
+use crate::pages::dashboard::{
+    AgentNames, AgentRow, DashboardPage, HistoryList, HistoryRow, PasskeyRow, PendingList,
+    PendingRow,
+};
+use crate::pages::login::LoginPage;
+use crate::pages::setup::SetupPage;
+use crate::routes::webauthn::code_hash;
+use crate::routes::{parse_json, require_same_origin};
+use crate::session::{self, SessionUser};
+use crate::state::AppState;
+use crate::store::ApprovalFilter;
+
+/// The most pending requests a listing shows (each agent may have only a few pending).
+const PENDING_LIMIT: usize = 200;
+/// How much history the dashboard shows: the most recent requests.
+const HISTORY_LIMIT: usize = 50;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(dashboard))
+        .route("/setup", get(setup))
+        .route("/login", get(login))
+        .route("/logout", post(logout))
+        .route("/dashboard/events", get(events))
+        .route("/dashboard/approvals", get(approvals))
+        .route("/dashboard/approvals/{id}/receipt", get(receipt))
+        .route("/dashboard/agents/{id}/status", post(agent_status))
+        .route("/dashboard/invitations", post(invite))
+}
+
+#[derive(Debug, Deserialize)]
+struct SetupQuery {
+    #[serde(default)]
+    code: Option<String>,
+}
+
+/// The setup page for the link's code: a form when the code can be redeemed, an explanation
+/// (and 404) when it cannot.
+async fn setup(
+    State(state): State<AppState>,
+    Query(query): Query<SetupQuery>,
+) -> Result<Response, ApiError> {
+    let code = query.code.filter(|code| !code.is_empty());
+    let invitation = match &code {
+        Some(code) => {
+            state
+                .store
+                .invitation(&code_hash(code), clock::now())
+                .await?
+        }
+        None => None,
+    };
+    let page = SetupPage::new(code.as_deref(), invitation.as_ref());
+    let status = if page.usable() {
+        StatusCode::OK
+    } else {
+        StatusCode::NOT_FOUND
+    };
+    Ok((status, page).into_response())
+}
+
+async fn login(session: Option<SessionUser>) -> LoginPage {
+    LoginPage {
+        logged_in_as: session.map(|SessionUser(user)| user.to_string()),
+    }
+}
+
+/// Ends this browser's session (see [`session::end`]).
+///
+/// The dashboard's script calls this with `fetch`, not a plain form: the pages' referrer policy
+/// is `no-referrer`, under which a browser sends `Origin: null` with a form's POST, and the
+/// Origin check rightly refuses that.
+async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    require_same_origin(&headers, &state.public.origin)?;
+    let clear = session::end(&state, &headers).await?;
+    Ok((
+        [(header::SET_COOKIE, clear)],
+        Json(json!({"logged_out": true})),
+    )
+        .into_response())
+}
+
+/// The dashboard, or the login page for a browser that is not logged in.
+async fn dashboard(
+    State(state): State<AppState>,
+    session: Option<SessionUser>,
+) -> Result<Response, ApiError> {
+    let Some(SessionUser(user)) = session else {
+        return Ok(Redirect::to("/login").into_response());
+    };
+    let now = clock::now();
+    let agents = state.store.agents(Some(&user)).await?;
+    let names = agent_names(&agents);
+    let requests = Requests::of(&state, &user, now).await?;
+    let passkeys = state.store.passkeys(&user).await?;
+    Ok(DashboardPage {
+        user: user.to_string(),
+        pending: requests.pending_rows(&names, now),
+        history: requests.history_rows(&names, now),
+        agents: agents.iter().map(AgentRow::new).collect(),
+        passkeys: passkeys.iter().map(PasskeyRow::new).collect(),
+    }
+    .into_response())
+}
+
+fn agent_names(agents: &[AgentRecord]) -> AgentNames {
+    agents
+        .iter()
+        .map(|agent| (agent.id.clone(), agent.name.clone()))
+        .collect()
+}
+
+/// The user's requests, pending and recent history, newest first.
+struct Requests {
+    pending: Vec<ApprovalRecord>,
+    history: Vec<ApprovalRecord>,
+}
+
+impl Requests {
+    async fn of(state: &AppState, user: &UserId, now: i64) -> Result<Requests, ApiError> {
+        let store = &state.store;
+        Ok(Requests {
+            pending: store
+                .approvals(user, ApprovalFilter::Pending, now, PENDING_LIMIT)
+                .await?,
+            history: store
+                .approvals(user, ApprovalFilter::History, now, HISTORY_LIMIT)
+                .await?,
+        })
+    }
+
+    fn pending_rows(&self, names: &AgentNames, now: i64) -> Vec<PendingRow> {
+        let row = |approval| PendingRow::new(approval, names, now);
+        self.pending.iter().map(row).collect()
+    }
+
+    fn history_rows(&self, names: &AgentNames, now: i64) -> Vec<HistoryRow> {
+        let row = |approval| HistoryRow::new(approval, names, now);
+        self.history.iter().map(row).collect()
+    }
+}
+
+/// A request as `GET /dashboard/approvals` lists it. The agent-written strings are here as they
+/// were sent, for clients that show them their own way; a browser shows the `html` fragments.
+#[derive(Debug, Serialize)]
+struct ListedApproval {
+    id: ApprovalId,
+    kind: crate::domain::ApprovalKind,
+    status: ApprovalStatus,
+    agent: ListedAgent,
+    action: String,
+    audience: String,
+    message: Option<String>,
+    code: String,
+    created_at: i64,
+    expires_at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seconds_left: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decided_at: Option<i64>,
+    approval_url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    receipt_url: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct ListedAgent {
+    id: String,
+    name: String,
+}
+
+impl ListedApproval {
+    fn new(state: &AppState, approval: &ApprovalRecord, names: &AgentNames, now: i64) -> Self {
+        use crate::domain::ApprovalState;
+        let status = approval.status(now);
+        let decided_at = match &approval.state {
+            ApprovalState::Approved { decided_at, .. }
+            | ApprovalState::Denied { decided_at, .. } => Some(*decided_at),
+            ApprovalState::Cancelled { at, .. } => Some(*at),
+            ApprovalState::Pending => None,
+        };
+        ListedApproval {
+            id: approval.id.clone(),
+            kind: approval.kind,
+            status,
+            agent: ListedAgent {
+                id: approval.agent.clone(),
+                name: names
+                    .get(&approval.agent)
+                    .unwrap_or(&approval.agent_name)
+                    .clone(),
+            },
+            action: approval.action.clone(),
+            audience: approval.audience.clone(),
+            message: approval.message.clone(),
+            code: approval.code.clone(),
+            created_at: approval.created_at,
+            expires_at: approval.expires_at,
+            seconds_left: (status == ApprovalStatus::Pending)
+                .then(|| (approval.expires_at - now).max(0)),
+            decided_at,
+            approval_url: state.public.join(&format!("/approve/{}", approval.id)),
+            receipt_url: approval.receipt().map(|_| {
+                state
+                    .public
+                    .join(&format!("/dashboard/approvals/{}/receipt", approval.id))
+            }),
+        }
+    }
+}
+
+/// The user's pending requests and recent history (newest first), as data and as the HTML
+/// fragments the dashboard swaps in.
+async fn approvals(
+    State(state): State<AppState>,
+    SessionUser(user): SessionUser,
+) -> Result<Response, ApiError> {
+    let now = clock::now();
+    let names = agent_names(&state.store.agents(Some(&user)).await?);
+    let requests = Requests::of(&state, &user, now).await?;
+    let pending = PendingList {
+        pending: &requests.pending_rows(&names, now),
+    }
+    .render()
+    .map_err(ApiError::internal)?;
+    let history = HistoryList {
+        history: &requests.history_rows(&names, now),
+    }
+    .render()
+    .map_err(ApiError::internal)?;
+    let listed = |list: &[ApprovalRecord]| -> Vec<ListedApproval> {
+        let item = |approval| ListedApproval::new(&state, approval, &names, now);
+        list.iter().map(item).collect()
+    };
+    Ok(Json(json!({
+        "pending": listed(&requests.pending),
+        "history": listed(&requests.history),
+        "html": {"pending": pending, "history": history},
+    }))
+    .into_response())
+}
+
+/// The receipt of one of the user's decided requests.
+async fn receipt(
+    State(state): State<AppState>,
+    SessionUser(user): SessionUser,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let not_found = || ApiError::not_found("approval request");
+    let id = ApprovalId::parse(&id).map_err(|_| not_found())?;
+    let approval = match state.store.approval(&id).await? {
+        Some(approval) if approval.user == user => approval,
+        _ => return Err(not_found()),
+    };
+    let Some(receipt) = approval.receipt() else {
+        return Err(ApiError::conflict(
+            "not_decided",
+            format!(
+                "the request is {}; a receipt exists once a person has decided",
+                approval.status(clock::now()).as_str()
+            ),
+        ));
+    };
+    // Shown in the browser, saved under a name that says what it is.
+    let disposition = HeaderValue::from_str(&format!("inline; filename=\"{id}.receipt.json\""))
+        .map_err(ApiError::internal)?;
+    Ok(([(header::CONTENT_DISPOSITION, disposition)], Json(receipt)).into_response())
+}
+
+/// What the dashboard may set an agent to. There is no way back to "pending": an enrolling agent
+/// becomes active only by the person's passkey on its enrollment request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum WantedStatus {
+    Active,
+    Suspended,
+    Revoked,
+}
+
+impl From<WantedStatus> for AgentStatus {
+    fn from(wanted: WantedStatus) -> AgentStatus {
+        match wanted {
+            WantedStatus::Active => AgentStatus::Active,
+            WantedStatus::Suspended => AgentStatus::Suspended,
+            WantedStatus::Revoked => AgentStatus::Revoked,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusRequest {
+    status: WantedStatus,
+}
+
+/// Suspends, resumes or revokes one of the user's agents. Revoking is final and cancels the
+/// agent's pending requests; whoever waits on them (an open dashboard, the agent) is woken.
+async fn agent_status(
+    State(state): State<AppState>,
+    SessionUser(user): SessionUser,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    require_same_origin(&headers, &state.public.origin)?;
+    let request: StatusRequest = parse_json(&body)?;
+    let agent = match state.store.agent(&id).await? {
+        Some(agent) if agent.user == user => agent,
+        _ => return Err(ApiError::not_found("agent")),
+    };
+    match (agent.status, request.status) {
+        (AgentStatus::Revoked, _) => {
+            return Err(ApiError::conflict(
+                "agent_revoked",
+                "this agent is revoked for good; a new key has to enroll again",
+            ));
+        }
+        // Suspending an enrolling agent and resuming it would make it active without the
+        // person's passkey on its enrollment request.
+        (AgentStatus::Pending, WantedStatus::Active | WantedStatus::Suspended) => {
+            return Err(ApiError::conflict(
+                "enrollment_pending",
+                "this agent is waiting for its enrollment to be decided: approve or deny its \
+                 enrollment request with your passkey, or revoke it",
+            ));
+        }
+        _ => {}
+    }
+    // The requests a revocation cancels, so that their waiters can be woken afterwards.
+    let cancelled: Vec<ApprovalId> = if request.status == WantedStatus::Revoked {
+        state
+            .store
+            .approvals(&user, ApprovalFilter::Pending, clock::now(), usize::MAX)
+            .await?
+            .into_iter()
+            .filter(|approval| approval.agent == agent.id)
+            .map(|approval| approval.id)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let command = Command::SetAgentStatus {
+        agent: agent.id.clone(),
+        status: request.status.into(),
+    };
+    let agent = match admin::execute(state.store.as_ref(), &state.public, command).await {
+        Answer::Agent { agent } => agent,
+        Answer::Refused { message } => return Err(ApiError::conflict("refused", message)),
+        other => return Err(ApiError::internal(format!("unexpected answer {other:?}"))),
+    };
+    for id in &cancelled {
+        state.events.publish(id, &user);
+    }
+    tracing::info!(agent = %agent.id, status = agent.status.as_str(), %user, "agent status set from the dashboard");
+    Ok(Json(json!({
+        "id": agent.id,
+        "name": agent.name,
+        "status": agent.status.as_str(),
+    }))
+    .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InviteRequest {
+    user: String,
+}
+
+/// Creates a one-time invitation link for a new user, as `handsign user invite` does.
+async fn invite(
+    State(state): State<AppState>,
+    SessionUser(inviter): SessionUser,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    require_same_origin(&headers, &state.public.origin)?;
+    let request: InviteRequest = parse_json(&body)?;
+    let user = UserId::parse(request.user.trim())
+        .map_err(|e| ApiError::bad_request("invalid_user", e.to_string()))?;
+    let command = Command::InviteUser {
+        user: user.to_string(),
+    };
+    match admin::execute(state.store.as_ref(), &state.public, command).await {
+        Answer::Invitation { user, url } => {
+            tracing::info!(%inviter, invited = %user, "invitation created from the dashboard");
+            Ok((
+                StatusCode::CREATED,
+                Json(json!({"user": user, "url": url, "expires_in": INVITATION_SECS})),
+            )
+                .into_response())
+        }
+        Answer::Refused { message } => Err(ApiError::conflict("refused", message)),
+        other => Err(ApiError::internal(format!("unexpected answer {other:?}"))),
+    }
+}
+
+/// Server-sent events for the user's open dashboards: `ready` when the stream starts (so a
+/// change missed while disconnected is caught up), then `changed` (data: the request id) every
+/// time one of the user's requests is created, decided or cancelled. An event carries no state:
+/// the page fetches `GET /dashboard/approvals` again.
+async fn events(
+    State(state): State<AppState>,
+    SessionUser(user): SessionUser,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let changes = state.events.subscribe();
+    let ready = stream::once(async { Ok(Event::default().event("ready").data("ready")) });
+    Sse::new(ready.chain(changes_for(changes, user))).keep_alive(KeepAlive::default())
+}
+
+/// The events of `changes` that concern `user`, as `changed` events. A lagging receiver may
+/// have missed one, so it reports a change too.
+fn changes_for(
+    changes: broadcast::Receiver<ApprovalChanged>,
+    user: UserId,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    stream::unfold((changes, user), |(mut changes, user)| async move {
+        loop {
+            let data = match changes.recv().await {
+                Ok(change) if change.user == user => change.id.to_string(),
+                Ok(_) => continue,
+                Err(broadcast::error::RecvError::Lagged(_)) => "lagged".to_owned(),
+                Err(broadcast::error::RecvError::Closed) => return None,
+            };
+            let event = Event::default().event("changed").data(data);
+            return Some((Ok(event), (changes, user)));
+        }
+    })
+}

@@ -1,0 +1,21 @@
+//! What every handler shares: cheap, clonable handles.
+
+use std::sync::Arc;
+
+use crate::config::{PublicUrl, RequestLimits};
+use crate::events::Events;
+use crate::keyring::Keyring;
+use crate::passkeys::Passkeys;
+use crate::store::Store;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub keyring: Arc<Keyring>,
+    pub passkeys: Arc<Passkeys>,
+    pub public: Arc<PublicUrl>,
+    pub limits: Arc<RequestLimits>,
+    /// Seconds an approval token is valid (at most 30).
+    pub token_lifetime: i64,
+    pub events: Events,
+}

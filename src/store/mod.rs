@@ -1,0 +1,179 @@
+//! Storage: one interface for everything the gateway keeps, with an embedded implementation (a
+//! single redb file in the data directory) and, for several gateway instances, Redis.
+//!
+//! Everything that must happen once is one method here, atomic in every implementation: taking a
+//! ceremony state, redeeming an invitation, recording a decision, delivering a token, remembering
+//! a DPoP `jti`. Callers never read-then-write to decide such things. When the store cannot be
+//! reached every method fails with [`StoreError::Unavailable`], and the gateway fails closed.
+
+pub mod embedded;
+
+use async_trait::async_trait;
+
+use crate::domain::{
+    AgentRecord, AgentStatus, ApprovalId, ApprovalRecord, ApprovalState, ApprovalStatus,
+    InvitationRecord, PasskeyRecord, SessionRecord, UserId, UserRecord,
+};
+
+/// Why a store operation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store could not be reached or failed; nothing may be assumed about the operation.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// The record already exists (a user name taken, an agent key enrolled twice).
+    #[error("{0} already exists")]
+    AlreadyExists(&'static str),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The invitation or setup code is unknown, used or expired.
+    #[error("the invitation code is unknown, used or expired")]
+    InvalidInvitation,
+    /// The agent has as many pending requests as it may.
+    #[error("the agent already has {limit} pending requests, the most it may have")]
+    TooManyPending { limit: usize },
+    /// The agent may not do this in its current status (e.g. a suspended agent asking, or a
+    /// revoked agent being resumed).
+    #[error("the agent is {}", .0.as_str())]
+    AgentInactive(AgentStatus),
+    /// The request is not pending any more (decided, expired or cancelled).
+    #[error("the request is {0} and cannot be decided")]
+    NotPending(ApprovalStatus),
+}
+
+/// The answer to an agent collecting its token.
+#[derive(Debug, Clone)]
+pub enum Collection {
+    /// Approved and not collected before: this caller, and only this one, mints the token.
+    Deliver(ApprovalRecord),
+    /// Anything else: the request as it stands (pending, denied, expired, already delivered).
+    Unchanged(ApprovalRecord),
+}
+
+/// Which requests a listing returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApprovalFilter {
+    /// Pending at `now`.
+    Pending,
+    /// Everything else, newest first.
+    History,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // Users and passkeys.
+
+    async fn count_users(&self) -> Result<usize, StoreError>;
+    async fn user(&self, id: &UserId) -> Result<Option<UserRecord>, StoreError>;
+    async fn users(&self) -> Result<Vec<UserRecord>, StoreError>;
+    /// Stores an invitation (or the setup code), replacing any with the same code hash.
+    async fn put_invitation(&self, invitation: &InvitationRecord) -> Result<(), StoreError>;
+    /// The invitation with this code hash if it exists and has not expired at `now`.
+    async fn invitation(
+        &self,
+        code_sha256: &str,
+        now: i64,
+    ) -> Result<Option<InvitationRecord>, StoreError>;
+    /// Atomically: consumes the invitation (which must exist, be unexpired at `now`, and be for
+    /// `user` when it names one), creates `user` if it does not exist (a setup code may only
+    /// create a user that does not exist yet: `AlreadyExists("user")`), and adds the passkey.
+    async fn redeem_invitation(
+        &self,
+        code_sha256: &str,
+        user: &UserRecord,
+        passkey: &PasskeyRecord,
+        now: i64,
+    ) -> Result<(), StoreError>;
+    /// Adds a passkey to an existing user (`NotFound("user")` otherwise); a credential id already
+    /// registered is `AlreadyExists("passkey")`.
+    async fn add_passkey(&self, passkey: &PasskeyRecord) -> Result<(), StoreError>;
+    async fn passkeys(&self, user: &UserId) -> Result<Vec<PasskeyRecord>, StoreError>;
+    async fn passkey(&self, credential_id: &str) -> Result<Option<PasskeyRecord>, StoreError>;
+    /// Replaces a stored passkey (counter and last use after an assertion).
+    async fn update_passkey(&self, passkey: &PasskeyRecord) -> Result<(), StoreError>;
+    async fn delete_passkey(&self, user: &UserId, credential_id: &str) -> Result<(), StoreError>;
+
+    // Sessions and ceremonies.
+
+    async fn put_session(&self, session: &SessionRecord) -> Result<(), StoreError>;
+    /// The session if it exists and has not expired at `now`.
+    async fn session(&self, id_sha256: &str, now: i64)
+    -> Result<Option<SessionRecord>, StoreError>;
+    async fn delete_session(&self, id_sha256: &str) -> Result<(), StoreError>;
+    /// Stores a WebAuthn ceremony's state until `expires_at`.
+    async fn put_ceremony(&self, id: &str, state: &[u8], expires_at: i64)
+    -> Result<(), StoreError>;
+    /// Removes and returns a ceremony's state, if present and unexpired at `now`. Two callers
+    /// taking the same id concurrently: exactly one gets it.
+    async fn take_ceremony(&self, id: &str, now: i64) -> Result<Option<Vec<u8>>, StoreError>;
+
+    // Agents.
+
+    /// Adds an agent; an agent with the same id is `AlreadyExists("agent")`.
+    async fn add_agent(&self, agent: &AgentRecord) -> Result<(), StoreError>;
+    async fn agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError>;
+    /// Agents of `user`, or every agent when `None`.
+    async fn agents(&self, user: Option<&UserId>) -> Result<Vec<AgentRecord>, StoreError>;
+    /// Sets an agent's status; revoking also cancels its pending requests, in the same
+    /// operation, with the reason "agent revoked". A revoked agent stays revoked:
+    /// `AgentInactive(Revoked)`.
+    async fn set_agent_status(
+        &self,
+        id: &str,
+        status: AgentStatus,
+        now: i64,
+    ) -> Result<AgentRecord, StoreError>;
+
+    // Approval requests.
+
+    /// Stores a new request unless its agent already has `max_pending` requests pending at `now`,
+    /// checking in the same operation that the agent may ask: active for an action, pending for
+    /// its enrollment (`AgentInactive` otherwise), so a request cannot slip past a revocation.
+    /// An id already stored is `AlreadyExists("approval")`.
+    async fn create_approval(
+        &self,
+        approval: &ApprovalRecord,
+        max_pending: usize,
+        now: i64,
+    ) -> Result<(), StoreError>;
+    async fn approval(&self, id: &ApprovalId) -> Result<Option<ApprovalRecord>, StoreError>;
+    /// Records a decision (`Approved` or `Denied`) if the request is pending at `now`; otherwise
+    /// `NotPending` with the status it has. Returns the updated record. Of two concurrent
+    /// decisions exactly one succeeds. Deciding an enrollment sets its agent active (approved)
+    /// or revoked (denied) in the same operation. Unknown ids are `NotFound("approval")`.
+    async fn decide(
+        &self,
+        id: &ApprovalId,
+        decision: ApprovalState,
+        now: i64,
+    ) -> Result<ApprovalRecord, StoreError>;
+    /// Marks the token delivered if the request is approved, not yet delivered and not expired at
+    /// `now`, and returns [`Collection::Deliver`]; of two concurrent collections exactly one gets
+    /// it. Otherwise returns the record unchanged.
+    async fn collect_token(&self, id: &ApprovalId, now: i64) -> Result<Collection, StoreError>;
+    /// Requests of `user` matching `filter` at `now`, newest first, at most `limit`.
+    async fn approvals(
+        &self,
+        user: &UserId,
+        filter: ApprovalFilter,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<ApprovalRecord>, StoreError>;
+
+    // Replay and rate limits.
+
+    /// Records a DPoP proof's `jti` (scoped by the caller, e.g. with the key thumbprint) until
+    /// `expires_at`; `true` if it was not seen before, `false` for a replay.
+    async fn remember_jti(&self, key: &str, expires_at: i64, now: i64) -> Result<bool, StoreError>;
+    /// Counts one event for `key` in the fixed window `[window_start, window_start + window)`
+    /// and returns the count including this one.
+    async fn count_in_window(
+        &self,
+        key: &str,
+        window_start: i64,
+        window: i64,
+    ) -> Result<u64, StoreError>;
+
+    /// Whether the store answers (for `/readyz`).
+    async fn ping(&self) -> Result<(), StoreError>;
+}

@@ -1,0 +1,375 @@
+//! A gateway for one test: the real server on port 0 with its own data directory, a software
+//! passkey for the person, and agents that sign DPoP proofs, so a test reads like the scenario
+//! it checks.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use handsign::config::{LogFormat, RequestLimits, ServeArgs};
+use handsign::domain::{AgentRecord, AgentStatus, UserId};
+use handsign::server;
+use handsign::store::Store;
+use handsign::store::embedded::EmbeddedStore;
+use handsign_protocol::dpop;
+use handsign_protocol::keys::{Jwks, KeySet, SigningKey};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use webauthn_authenticator_rs::WebauthnAuthenticator as _;
+use webauthn_authenticator_rs::softpasskey::SoftPasskey;
+use webauthn_rs::prelude::{CreationChallengeResponse, RequestChallengeResponse, Url};
+
+/// The defaults of `handsign serve`, with the test's listen address and public URL.
+pub fn serve_args(data_dir: &std::path::Path, public_url: &str) -> ServeArgs {
+    ServeArgs {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        public_url: Url::parse(public_url).unwrap(),
+        data_dir: data_dir.to_owned(),
+        token_lifetime: 30,
+        limits: RequestLimits {
+            max_body_bytes: 256 * 1024,
+            max_params_bytes: 64 * 1024,
+            max_params_depth: 32,
+            max_ttl: 3600,
+            max_pending_per_agent: 20,
+            agent_requests_per_minute: 1000,
+        },
+        log_format: LogFormat::Text,
+    }
+}
+
+/// A gateway started in this process, with direct access to its store.
+pub struct TestGateway {
+    pub client: GatewayClient,
+    pub store: Arc<dyn Store>,
+    /// The server's shared state, for tests and benchmarks that act as one of its parts.
+    pub state: handsign::state::AppState,
+    _data: tempfile::TempDir,
+    _shutdown: oneshot::Sender<()>,
+}
+
+impl std::ops::Deref for TestGateway {
+    type Target = GatewayClient;
+    fn deref(&self) -> &GatewayClient {
+        &self.client
+    }
+}
+
+/// What a browser and a person do at a gateway's URL.
+#[derive(Clone)]
+pub struct GatewayClient {
+    pub url: String,
+    pub http: reqwest::Client,
+}
+
+impl TestGateway {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts a gateway whose configuration `configure` may change.
+    pub async fn start_with(configure: impl FnOnce(&mut ServeArgs)) -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://localhost:{}", listener.local_addr().unwrap().port());
+        let mut args = serve_args(data.path(), &url);
+        configure(&mut args);
+        let store: Arc<dyn Store> =
+            Arc::new(EmbeddedStore::open(&data.path().join("handsign.redb")).unwrap());
+        let state = server::open(&args, store.clone()).await.unwrap();
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        tokio::spawn(server::run(listener, state.clone(), async {
+            let _ = stopped.await;
+        }));
+        TestGateway {
+            client: GatewayClient {
+                url,
+                http: handsign::http_client::new().unwrap(),
+            },
+            store,
+            state,
+            _data: data,
+            _shutdown: shutdown,
+        }
+    }
+
+    /// Registers `name` from a fresh setup or invitation code with a new software passkey.
+    pub async fn register(&self, name: &str) -> Person {
+        let code = handsign::invitations::issue(self.store.as_ref(), None)
+            .await
+            .unwrap();
+        register(&self.http, &self.url, &code, name).await
+    }
+
+    /// An active agent acting for `user`, added as `handsign agent add` would.
+    pub async fn agent(&self, user: &str) -> TestAgent {
+        let key = SigningKey::generate().unwrap();
+        self.store
+            .add_agent(&AgentRecord {
+                id: key.kid().to_owned(),
+                name: format!("test agent for {user}"),
+                user: UserId::parse(user).unwrap(),
+                public_jwk: Some(key.public_key().to_jwk()),
+                status: AgentStatus::Active,
+                created_at: handsign::clock::now(),
+            })
+            .await
+            .unwrap();
+        TestAgent::new(key, &self.url)
+    }
+}
+
+impl GatewayClient {
+    pub fn new(url: &str) -> Self {
+        GatewayClient {
+            url: url.to_owned(),
+            http: handsign::http_client::new().unwrap(),
+        }
+    }
+
+    pub fn origin(&self) -> Url {
+        Url::parse(&self.url).unwrap()
+    }
+
+    /// A browser-side POST: JSON with the gateway's Origin.
+    pub async fn browser_post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .header("origin", &self.url)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The gateway's keys, from its JWKS.
+    pub async fn keys(&self) -> KeySet {
+        let jwks: Jwks = self
+            .http
+            .get(format!("{}/.well-known/jwks.json", self.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        KeySet::from_jwks(&jwks).unwrap()
+    }
+
+    /// Asks for the ceremony options of `decision` on request `id`.
+    pub async fn options(&self, id: &str, decision: &str) -> (StatusCode, Value) {
+        self.browser_post(
+            &format!("/approve/{id}/options"),
+            &json!({"decision": decision}),
+        )
+        .await
+    }
+
+    /// Runs `person`'s passkey over the options for `decision` on `id`; returns the credential.
+    pub async fn assert(&self, person: &mut Person, id: &str, decision: &str) -> Value {
+        let (status, options) = self.options(id, decision).await;
+        assert_eq!(status, StatusCode::OK, "{options}");
+        let rcr: RequestChallengeResponse = serde_json::from_value(options).unwrap();
+        serde_json::to_value(
+            person
+                .passkey
+                .do_authentication(self.origin(), rcr)
+                .unwrap(),
+        )
+        .unwrap()
+    }
+
+    /// Sends a decision with `credential`.
+    pub async fn submit(
+        &self,
+        id: &str,
+        decision: &str,
+        credential: &Value,
+    ) -> (StatusCode, Value) {
+        self.browser_post(
+            &format!("/approve/{id}"),
+            &json!({"decision": decision, "credential": credential}),
+        )
+        .await
+    }
+
+    /// `person` decides request `id` with their passkey, as the approval page does.
+    pub async fn decide(
+        &self,
+        person: &mut Person,
+        id: &str,
+        decision: &str,
+    ) -> (StatusCode, Value) {
+        let credential = self.assert(person, id, decision).await;
+        self.submit(id, decision, &credential).await
+    }
+}
+
+/// Registers `name` at the gateway at `url` with `code`, as the setup page does, with a new
+/// software passkey.
+pub async fn register(http: &reqwest::Client, url: &str, code: &str, name: &str) -> Person {
+    let post = |path: &str, body: Value| {
+        http.post(format!("{url}{path}"))
+            .header("origin", url)
+            .json(&body)
+            .send()
+    };
+    let response = post(
+        "/webauthn/register/options",
+        json!({"code": code, "user": name}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let options: Value = response.json().await.unwrap();
+    let ccr: CreationChallengeResponse =
+        serde_json::from_value(json!({"publicKey": options["publicKey"]})).unwrap();
+    let mut passkey = SoftPasskey::new(true);
+    let credential = passkey
+        .do_registration(Url::parse(url).unwrap(), ccr)
+        .unwrap();
+    let response = post(
+        "/webauthn/register/finish",
+        json!({"ceremony": options["ceremony"], "credential": credential, "name": "test"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    Person {
+        name: name.to_owned(),
+        passkey,
+    }
+}
+
+/// A person with a software passkey.
+pub struct Person {
+    pub name: String,
+    pub passkey: SoftPasskey,
+}
+
+/// An agent: its key, and HTTP calls with a fresh DPoP proof each.
+#[derive(Clone)]
+pub struct TestAgent {
+    pub key: SigningKey,
+    url: String,
+    http: reqwest::Client,
+}
+
+impl TestAgent {
+    pub fn new(key: SigningKey, url: &str) -> Self {
+        TestAgent {
+            key,
+            url: url.to_owned(),
+            http: handsign::http_client::new().unwrap(),
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        self.key.kid()
+    }
+
+    pub fn proof(&self, method: &Method, path: &str) -> String {
+        let url = format!("{}{}", self.url, path.split('?').next().unwrap_or(path));
+        dpop::create(
+            &self.key,
+            method.as_str(),
+            &url,
+            handsign::clock::now(),
+            None,
+        )
+        .unwrap()
+    }
+
+    /// A `/v1` call with a fresh proof.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        let proof = self.proof(&method, path);
+        self.call_with_proof(method, path, body, &proof).await
+    }
+
+    pub async fn call_with_proof(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        proof: &str,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .header("dpop", proof);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Creates a request for `flights.book` with `params`; returns the created answer.
+    pub async fn request(&self, params: Value) -> Value {
+        let (status, body) = self
+            .call(
+                Method::POST,
+                "/v1/approvals",
+                Some(&json!({
+                    "action": "flights.book",
+                    "params": params,
+                    "audience": "https://travel.example",
+                    "message": "Book the flight we discussed",
+                })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body
+    }
+
+    /// Reads request `id`, waiting up to `wait` seconds.
+    pub async fn read(&self, id: &str, wait: u64) -> (StatusCode, Value) {
+        self.call(
+            Method::GET,
+            &format!("/v1/approvals/{id}?wait={wait}"),
+            None,
+        )
+        .await
+    }
+}
+
+pub fn flight() -> Value {
+    json!({"from": "SFO", "to": "NYC", "date": "2026-12-01", "passenger": "Alice Ng"})
+}
+
+impl GatewayClient {
+    /// Logs `person` in with their passkey, as the login page does; returns the session cookie
+    /// (`handsign_session=...`) to send in a `Cookie` header.
+    pub async fn login(&self, person: &mut Person) -> String {
+        let (status, options) = self
+            .browser_post("/webauthn/login/options", &json!({"user": person.name}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{options}");
+        let rcr: RequestChallengeResponse =
+            serde_json::from_value(json!({"publicKey": options["publicKey"]})).unwrap();
+        let credential = person
+            .passkey
+            .do_authentication(self.origin(), rcr)
+            .unwrap();
+        let response = self
+            .http
+            .post(format!("{}/webauthn/login/finish", self.url))
+            .header("origin", &self.url)
+            .json(&json!({"ceremony": options["ceremony"], "credential": credential}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let set_cookie = response.headers()["set-cookie"].to_str().unwrap();
+        set_cookie.split(';').next().unwrap().to_owned()
+    }
+}

@@ -1,0 +1,167 @@
+//! The `handsign serve` process as an operator runs it: first start prints the setup link, the
+//! operator commands work while it runs, and after SIGKILL a pending request can still be
+//! approved and collected.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use common::{GatewayClient, TestAgent, flight, register};
+use handsign_protocol::keys::SigningKey;
+use reqwest::StatusCode;
+
+/// A gateway process on `port` with its data in `data_dir`, once it listens; returns it with the
+/// lines it printed.
+fn spawn(data_dir: &Path, port: u16) -> (Child, Vec<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_handsign"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--public-url", &format!("http://localhost:{port}")])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("HANDSIGN_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The setup link, when there is one, comes first; "listening" is always the last line.
+    let mut printed = Vec::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let done = line.contains("listening on");
+        printed.push(line);
+        if done {
+            break;
+        }
+    }
+    (child, printed)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn handsign(data_dir: &Path, port: u16, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_handsign"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--public-url", &format!("http://localhost:{port}")])
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn operator_commands_work_while_the_gateway_runs_and_pending_requests_survive_sigkill() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let url = format!("http://localhost:{port}");
+    let (mut gateway, printed) = spawn(data.path(), port);
+    let setup = printed
+        .iter()
+        .find_map(|line| line.trim().strip_prefix(&format!("{url}/setup?code=")))
+        .unwrap_or_else(|| panic!("no setup link in {printed:?}"))
+        .to_owned();
+    let client = GatewayClient::new(&url);
+    let mut alice = register(&client.http, &url, &setup, "alice").await;
+
+    // The setup link is single use.
+    let (status, _) = client
+        .browser_post(
+            "/webauthn/register/options",
+            &serde_json::json!({"code": setup, "user": "mallory"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // While it runs: invite a user, add an agent.
+    let invite = handsign(data.path(), port, &["user", "invite", "bob"]);
+    assert!(invite.status.success(), "{invite:?}");
+    let invite = String::from_utf8(invite.stdout).unwrap();
+    let bob_code = invite
+        .split(&format!("{url}/setup?code="))
+        .nth(1)
+        .unwrap()
+        .trim()
+        .to_owned();
+    register(&client.http, &url, &bob_code, "bob").await;
+
+    let key = SigningKey::generate().unwrap();
+    let jwk = serde_json::to_string(&key.public_key().to_jwk()).unwrap();
+    let added = handsign(
+        data.path(),
+        port,
+        &[
+            "agent",
+            "add",
+            "--name",
+            "travel bot",
+            "--user",
+            "alice",
+            "--key",
+            &jwk,
+        ],
+    );
+    assert!(added.status.success(), "{added:?}");
+    let listed = handsign(data.path(), port, &["agent", "list"]);
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    assert!(
+        listed.contains(key.kid()) && listed.contains("active"),
+        "{listed}"
+    );
+
+    let agent = TestAgent::new(key, &url);
+    let id = agent.request(flight()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // SIGKILL: no chance to flush anything that was not committed.
+    gateway.kill().unwrap();
+    gateway.wait().unwrap();
+    let (mut gateway, printed) = spawn(data.path(), port);
+    assert!(
+        !printed.iter().any(|line| line.contains("setup?code=")),
+        "users were lost: {printed:?}"
+    );
+
+    let (status, answer) = agent.read(&id, 0).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["status"], "pending");
+    let (status, decided) = client.decide(&mut alice, &id, "approve").await;
+    assert_eq!(status, StatusCode::OK, "{decided}");
+    let (_, collected) = agent.read(&id, 0).await;
+    assert!(collected["token"].is_string(), "{collected}");
+
+    // Revoking while it runs cancels the agent's other pending requests.
+    let other = agent.request(flight()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let revoked = handsign(data.path(), port, &["agent", "revoke", agent.id()]);
+    assert!(revoked.status.success(), "{revoked:?}");
+    let (status, _) = client.options(&other, "approve").await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    gateway.kill().unwrap();
+    gateway.wait().unwrap();
+}
+
+#[test]
+fn sigterm_stops_the_gateway_cleanly() {
+    let data = tempfile::tempdir().unwrap();
+    let (gateway, _) = spawn(data.path(), free_port());
+    let pid = gateway.id().to_string();
+    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(status.success());
+    let mut gateway = gateway;
+    let exit = gateway.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
+    assert!(!handsign::admin::socket_path(data.path()).exists());
+}
