@@ -1,0 +1,356 @@
+//! A person in a real browser: the `handsign serve` process, Debian's Chromium driven by
+//! Playwright (`tests/browser/approve.mjs`) with Chrome's virtual authenticator as the passkey.
+//! The person registers on the setup page, an agent asks for an action whose params try to
+//! inject a script and hide characters, the person approves on the approval page at phone size,
+//! and the agent's token and the receipt check out with PyJWT and `handsign receipt verify`.
+//!
+//! The script and this test take turns over the script's stdin and stdout, one JSON object a
+//! line: the script says `registered`, this test adds the agent and creates the request, sends
+//! the approval URL, and the script says `approved`. One browser, one page, one virtual
+//! authenticator throughout: nothing is persisted between two runs of the browser.
+//!
+//! Chromium, `playwright-core` (`tests/browser/node_modules`) and PyJWT are installed by
+//! `scripts/test`; without them this test fails saying so.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::TestAgent;
+use handsign_protocol::keys::SigningKey;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+/// How long the script may take for one step before the test gives up on it; its own waits
+/// give up sooner (15 s), with a message saying what it waited for.
+const STEP: Duration = Duration::from_secs(60);
+
+fn manifest_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A child process that is killed when the test ends, however it ends.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `handsign serve` on `port`, once it listens; returns it with the lines it printed.
+fn spawn_gateway(data_dir: &Path, port: u16) -> (Killed, Vec<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_handsign"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--public-url", &format!("http://localhost:{port}")])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("HANDSIGN_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let gateway = Killed(child);
+    // The setup link comes first; "listening on" is always the last line printed at start.
+    let mut printed = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        let done = line.contains("listening on");
+        printed.push(line);
+        if done {
+            return (gateway, printed);
+        }
+    }
+    panic!("the gateway exited before listening; it printed {printed:?}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `handsign` command run against the gateway's data directory and public URL.
+fn handsign(data_dir: &Path, url: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_handsign"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--public-url", url])
+        .output()
+        .unwrap()
+}
+
+/// `approve.mjs` running in Node: its stdout lines arrive on a channel (so a wait can end),
+/// its stderr is kept for failure messages. Killing Node ends Chromium too (Playwright drives
+/// it over a pipe, which closes).
+struct Script {
+    child: Killed,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    stderr: Arc<Mutex<String>>,
+    /// Chromium's fresh profile; removed after the script is gone (fields drop in order).
+    _profile: tempfile::TempDir,
+}
+
+impl Script {
+    fn start(setup_link: &str, output_dir: &Path) -> Self {
+        let dir = manifest_dir().join("tests/browser");
+        let chromium =
+            std::env::var("HANDSIGN_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+        assert!(
+            Path::new(&chromium).is_file(),
+            "Chromium is missing at {chromium}: run scripts/test, which installs Debian's \
+             chromium (or set HANDSIGN_CHROMIUM)"
+        );
+        assert!(
+            dir.join("node_modules/playwright-core/package.json")
+                .is_file(),
+            "npm package playwright-core is missing from tests/browser/node_modules: run \
+             scripts/test, which installs it"
+        );
+        let profile = tempfile::tempdir().unwrap();
+        let mut child = Command::new("node")
+            .arg(dir.join("approve.mjs"))
+            .arg(setup_link)
+            .arg(output_dir)
+            .arg(profile.path())
+            .env("HANDSIGN_CHROMIUM", &chromium)
+            .env("FORCE_COLOR", "0")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run node: {e}; run scripts/test, which installs it")
+            });
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().unwrap();
+        let mut err = child.stderr.take().unwrap();
+        let (send, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let kept = stderr.clone();
+        std::thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n @ 1..) = err.read(&mut chunk) {
+                kept.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&chunk[..n]));
+            }
+        });
+        Script {
+            child: Killed(child),
+            stdin,
+            lines,
+            stderr,
+            _profile: profile,
+        }
+    }
+
+    /// Waits for the script to report `event`; returns the report.
+    fn expect(&mut self, event: &str) -> Value {
+        let line = tokio::task::block_in_place(|| self.lines.recv_timeout(STEP));
+        let line = match line {
+            Ok(line) => line,
+            Err(RecvTimeoutError::Timeout) => panic!(
+                "the browser script did not report {event} within {STEP:?}; it wrote:\n{}",
+                self.stderr()
+            ),
+            Err(RecvTimeoutError::Disconnected) => {
+                let status = tokio::task::block_in_place(|| self.child.0.wait());
+                panic!(
+                    "the browser script ended ({status:?}) before reporting {event}; it wrote:\n{}",
+                    self.stderr()
+                )
+            }
+        };
+        let report: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("the browser script printed {line:?} ({e})"));
+        assert_eq!(report["event"], event, "{report}\n{}", self.stderr());
+        report
+    }
+
+    fn send(&mut self, message: &Value) {
+        let stdin = self.stdin.as_mut().unwrap();
+        writeln!(stdin, "{message}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Waits for the script to exit; it must succeed.
+    fn finish(mut self) {
+        drop(self.stdin.take());
+        let status = tokio::task::block_in_place(|| self.child.0.wait()).unwrap();
+        assert!(
+            status.success(),
+            "the browser script: {status}\n{}",
+            self.stderr()
+        );
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+}
+
+/// The Python of the environment `scripts/test` creates, with PyJWT.
+fn python() -> PathBuf {
+    let python = std::env::var_os("HANDSIGN_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| manifest_dir().join("target/test-env/python/bin/python"));
+    assert!(
+        python.is_file(),
+        "no Python environment with PyJWT at {}: run scripts/test, which creates it",
+        python.display()
+    );
+    python
+}
+
+/// Params an agent could send to mislead: an injected script, a right-to-left override and a
+/// zero-width space inside strings, nested objects and arrays.
+fn tricky_params() -> Value {
+    json!({
+        "from": "SFO",
+        "to": "NYC",
+        "date": "2026-12-01",
+        "passenger": "Alice Ng",
+        "notes": "<script>alert(1)</script>",
+        "fare_basis": "YOW\u{202E}PUDK",
+        "payee": "travel\u{200B}.example",
+        "legs": [
+            {"flight": "UA 15", "seat": "12A", "meal": null},
+            {"flight": "B6 2", "seat": "3C", "extras": {"bags": 2, "lounge": false}},
+        ],
+        "price": {"amount": "412.30", "currency": "USD"},
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_person_registers_and_approves_in_chromium_and_the_token_and_receipt_check_out() {
+    let python = python();
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let url = format!("http://localhost:{port}");
+    let (_gateway, printed) = spawn_gateway(data.path(), port);
+    let setup_link = printed
+        .iter()
+        .map(|line| line.trim())
+        .find(|line| line.starts_with(&format!("{url}/setup?code=")))
+        .unwrap_or_else(|| panic!("no setup link in {printed:?}"))
+        .to_owned();
+
+    let output_dir = manifest_dir().join("target/test-output");
+    std::fs::create_dir_all(&output_dir).unwrap();
+    let mut script = Script::start(&setup_link, &output_dir);
+    script.expect("registered");
+
+    // alice exists now: the operator adds her agent while the gateway runs.
+    let key = SigningKey::generate().unwrap();
+    let jwk = serde_json::to_string(&key.public_key().to_jwk()).unwrap();
+    let added = handsign(
+        data.path(),
+        &url,
+        &[
+            "agent",
+            "add",
+            "--name",
+            "travel bot",
+            "--user",
+            "alice",
+            "--key",
+            &jwk,
+        ],
+    );
+    assert!(added.status.success(), "{added:?}");
+    let agent = TestAgent::new(key, &url);
+    let params = tricky_params();
+    let created = agent.request(params.clone()).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let approval_url = created["approval_url"].as_str().unwrap();
+    assert_eq!(approval_url, format!("{url}/approve/{id}"), "{created}");
+
+    script.send(&json!({ "approval_url": approval_url }));
+    let approved = script.expect("approved");
+    script.finish();
+    assert_eq!(approved["id"], id.as_str(), "{approved}");
+
+    // The agent collects its token; PyJWT checks it against the live JWKS.
+    let (status, answer) = agent.read(&id, 0).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["status"], "approved", "{answer}");
+    let token = answer["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{answer}"));
+
+    let mut canonicalize = Command::new(env!("CARGO_BIN_EXE_handsign"))
+        .args(["canonicalize", "--sha256"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    canonicalize
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&serde_json::to_vec(&params).unwrap())
+        .unwrap();
+    let hashed = canonicalize.wait_with_output().unwrap();
+    assert!(hashed.status.success(), "{hashed:?}");
+    let params_sha256 = String::from_utf8(hashed.stdout).unwrap().trim().to_owned();
+    assert_eq!(
+        created["params_sha256"],
+        params_sha256.as_str(),
+        "{created}"
+    );
+
+    let checked = Command::new(&python)
+        .arg(manifest_dir().join("tests/browser/pyjwt_verify.py"))
+        .arg(format!("{url}/.well-known/jwks.json"))
+        .args([token, &url, "https://travel.example", &params_sha256, "30"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&checked.stderr);
+    assert!(
+        !stderr.contains("ModuleNotFoundError"),
+        "PyJWT is missing: run scripts/test, which installs it\n{stderr}"
+    );
+    assert!(checked.status.success(), "PyJWT: {stderr}");
+    let claims: Value = serde_json::from_slice(&checked.stdout).unwrap();
+    assert_eq!(claims["sub"], "alice", "{claims}");
+    assert_eq!(claims["action"], "flights.book", "{claims}");
+    assert_eq!(claims["approval"], id.as_str(), "{claims}");
+    assert_eq!(claims["act"]["sub"], agent.id(), "{claims}");
+
+    // The receipt proves the approval offline.
+    let (status, receipt) = agent
+        .call(Method::GET, &format!("/v1/approvals/{id}/receipt"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{receipt}");
+    let file = data.path().join("receipt.json");
+    std::fs::write(&file, serde_json::to_vec(&receipt).unwrap()).unwrap();
+    let verified = Command::new(env!("CARGO_BIN_EXE_handsign"))
+        .args(["receipt", "verify"])
+        .arg(&file)
+        .args(["--jwks", &format!("{url}/.well-known/jwks.json")])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&verified.stdout);
+    assert!(verified.status.success(), "{verified:?}");
+    assert!(said.contains("valid: alice decided approve"), "{said}");
+}
