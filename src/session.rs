@@ -43,11 +43,12 @@ pub async fn end(state: &AppState, headers: &HeaderMap) -> Result<HeaderValue, A
 }
 
 fn cookie(state: &AppState, value: &str, max_age: i64) -> Result<HeaderValue, ApiError> {
-    let secure = if state.public.url.scheme() == "https" {
-        "; Secure"
-    } else {
-        ""
-    };
+    set_cookie(state.public.url.scheme() == "https", value, max_age)
+}
+
+/// The `Set-Cookie` value: `Secure` whenever the gateway is served over https.
+fn set_cookie(https: bool, value: &str, max_age: i64) -> Result<HeaderValue, ApiError> {
+    let secure = if https { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
         "{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
     ))
@@ -100,5 +101,21 @@ impl axum::extract::OptionalFromRequestParts<AppState> for SessionUser {
             Err(e) if e.code == "login_required" => Ok(None),
             Err(e) => Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_secure_over_https_only() {
+        let https = set_cookie(true, "v", 60).unwrap();
+        assert_eq!(
+            https,
+            "handsign_session=v; Path=/; HttpOnly; SameSite=Strict; Max-Age=60; Secure"
+        );
+        let http = set_cookie(false, "v", 60).unwrap();
+        assert!(!http.to_str().unwrap().contains("Secure"));
     }
 }

@@ -489,3 +489,89 @@ async fn health_readiness_and_the_published_keys() {
         "the JWKS must publish the signing key"
     );
 }
+
+#[tokio::test]
+async fn the_ceremony_requires_user_verification_and_allows_only_the_users_passkeys() {
+    let gateway = TestGateway::start().await;
+    let _alice = gateway.register("alice").await;
+    let _bob = gateway.register("bob").await;
+    let agent = gateway.agent("alice").await;
+    let id = agent.request(flight()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, options) = gateway.options(&id, "approve").await;
+    assert_eq!(status, StatusCode::OK);
+    let public_key = &options["publicKey"];
+    assert_eq!(public_key["userVerification"], "required");
+    let allowed: Vec<&str> = public_key["allowCredentials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    let alices: Vec<String> = gateway
+        .store
+        .passkeys(&handsign::domain::UserId::parse("alice").unwrap())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.credential_id)
+        .collect();
+    assert_eq!(allowed, alices);
+
+    // The challenge is the statement digest, not a random one.
+    let approval = gateway
+        .store
+        .approval(&handsign::domain::ApprovalId::parse(&id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let digest = handsign::routes::approve::statement(&gateway.state, &approval, Decision::Approve)
+        .digest()
+        .unwrap();
+    assert_eq!(
+        public_key["challenge"],
+        handsign_protocol::base64url::encode(digest)
+    );
+}
+
+#[tokio::test]
+async fn session_cookies_are_http_only_and_same_site_strict() {
+    let gateway = TestGateway::start().await;
+    let code = handsign::invitations::issue(gateway.store.as_ref(), None)
+        .await
+        .unwrap();
+    let (status, options) = gateway
+        .browser_post(
+            "/webauthn/register/options",
+            &json!({"code": code, "user": "alice"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let ccr: webauthn_rs::prelude::CreationChallengeResponse =
+        serde_json::from_value(json!({"publicKey": options["publicKey"]})).unwrap();
+    use webauthn_authenticator_rs::WebauthnAuthenticator as _;
+    let credential = webauthn_authenticator_rs::softpasskey::SoftPasskey::new(true)
+        .do_registration(gateway.origin(), ccr)
+        .unwrap();
+    let response = gateway
+        .http
+        .post(format!("{}/webauthn/register/finish", gateway.url))
+        .header("origin", &gateway.url)
+        .json(&json!({"ceremony": options["ceremony"], "credential": credential}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(cookie.starts_with("handsign_session="), "{cookie}");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    // Served over plain http (localhost), so not Secure; over https it would be.
+    assert!(!cookie.contains("Secure"), "{cookie}");
+}
