@@ -473,42 +473,6 @@ mod tests {
         );
     }
 
-    /// Writes sample pages into `$HANDSIGN_SAMPLE_PAGES` (with `static/` beside them) to look
-    /// at in a browser: `HANDSIGN_SAMPLE_PAGES=/tmp/pages cargo test -p handsign write_sample_pages -- --ignored`.
-    #[test]
-    #[ignore = "writes files for a person to look at"]
-    fn write_sample_pages() {
-        let dir = std::path::PathBuf::from(std::env::var("HANDSIGN_SAMPLE_PAGES").unwrap());
-        std::fs::create_dir_all(dir.join("static")).unwrap();
-        for file in super::super::STATIC_FILES {
-            std::fs::write(dir.join("static").join(file.name), file.body).unwrap();
-        }
-        let mut approved = record(&realistic_params());
-        approved.state = decided(&approved, Decision::Approve, NOW - 20);
-        let mut cancelled = record(&hostile_params());
-        cancelled.state = ApprovalState::Cancelled {
-            at: NOW - 5,
-            reason: "the agent was revoked".into(),
-        };
-        let mut enrollment = record(&serde_json::json!({
-            "name": "travel-bot", "user": "alice",
-            "key": {"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}
-        }));
-        enrollment.kind = ApprovalKind::Enrollment;
-        enrollment.action = "handsign.agent.enroll".into();
-        enrollment.audience = "https://gw.example".into();
-        enrollment.message = None;
-        for (name, approval) in [
-            ("realistic", record(&realistic_params())),
-            ("hostile", record(&hostile_params())),
-            ("cancelled", cancelled),
-            ("approved", approved),
-            ("enrollment", enrollment),
-        ] {
-            std::fs::write(dir.join(format!("{name}.html")), render(&approval, NOW)).unwrap();
-        }
-    }
-
     /// A realistic 1 KiB params object.
     fn realistic_params() -> serde_json::Value {
         let params = serde_json::json!({
