@@ -3,9 +3,11 @@
 //! Exit status, for every command: 0 when the answer is yes (canonical output written, token
 //! accepted, receipt valid), 1 when the input was examined and refused (the message says which
 //! check failed), 2 when the command could not run (bad arguments, unreadable file, unreachable
-//! JWKS).
+//! JWKS). `handsign request` and `handsign agent enroll` also end with 3 (denied), 4 (expired or
+//! cancelled) or 5 (timed out); see `agent_client.rs`.
 
 mod admin;
+mod agent_client;
 mod canonicalize;
 mod receipt;
 mod serve;
@@ -39,18 +41,24 @@ enum Command {
     /// Users: invite a person to register a passkey.
     #[command(subcommand)]
     User(admin::UserCommand),
-    /// Agents: add, list, suspend, resume, revoke.
+    /// Agents: keygen, enroll (run by the agent); add, list, suspend, resume, revoke.
     #[command(subcommand)]
     Agent(admin::AgentCommand),
     /// Receipts: the evidence of a decision.
     #[command(subcommand)]
     Receipt(receipt::Command),
+    /// Ask a person to approve an action with exact params; print the approval token.
+    Request(agent_client::RequestArgs),
+    /// Call a service with a token, as an agent does: attaches the token and a DPoP proof.
+    Call(agent_client::CallArgs),
 }
 
 /// What a command concluded; errors that stopped it from concluding are `Err`.
 pub enum Outcome {
     Accepted,
     Refused,
+    /// An outcome with an exit status of the command's own, documented by that command.
+    Exit(u8),
 }
 
 /// Parses the arguments, runs the command and maps the outcome to an exit status.
@@ -74,11 +82,14 @@ pub fn main() -> ExitCode {
             Command::Receipt(command) => receipt::run(command).await,
             Command::User(command) => admin::user(command).await,
             Command::Agent(command) => admin::agent(command).await,
+            Command::Request(args) => agent_client::request(args).await,
+            Command::Call(args) => agent_client::call(args).await,
         }
     });
     match result {
         Ok(Outcome::Accepted) => ExitCode::SUCCESS,
         Ok(Outcome::Refused) => ExitCode::from(EXIT_REFUSED),
+        Ok(Outcome::Exit(status)) => ExitCode::from(status),
         Err(e) => {
             eprintln!("handsign: {e:#}");
             ExitCode::from(EXIT_ERROR)

@@ -1,0 +1,96 @@
+//! The Handsign service middleware: a route's handler runs only for a request that carries a
+//! person's approval of exactly this action with exactly these params, presented once, by the
+//! agent the approval was issued to.
+//!
+//! The agent sends `Authorization: Approval <token>` (a 30-second EdDSA JWT from the Handsign
+//! gateway) and, for a token bound to its key (`cnf.jkt`), a `DPoP` proof for this method and
+//! URL naming the token. For every request the [`ApprovalLayer`] checks the token's signature
+//! against the gateway's keys, its issuer, audience, time window, action, and the SHA-256 of the
+//! request's own params in RFC 8785 form; the DPoP proof; and then consumes the token's `jti` in
+//! a [`ReplayStore`]. Only then does the handler run, and the [`Approved`] extractor gives it
+//! the verified claims. Every refusal is a `401` with
+//! `WWW-Authenticate: Approval error="<code>", error_description="<message>"` (see [`codes`]);
+//! a replay store or key source that cannot be reached gives `503`, never an unchecked request.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//!
+//! use axum::{Router, body::Bytes, routing::post};
+//! use handsign_verify::{Approved, Keys, MemoryReplayStore, Verifier};
+//!
+//! /// Runs only with an approval of `flights.book` for exactly this body, once.
+//! async fn book(Approved(claims): Approved, body: Bytes) -> String {
+//!     format!(
+//!         "{} approved agent {} to book {}",
+//!         claims.sub,
+//!         claims.act.sub,
+//!         String::from_utf8_lossy(&body)
+//!     )
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let verifier = Verifier::builder()
+//!         .issuer("https://handsign.example")
+//!         .audience("https://travel.example")
+//!         .public_url("https://travel.example")
+//!         .keys(Keys::jwks_url("https://handsign.example/.well-known/jwks.json"))
+//!         // One process; several instances share a RedisReplayStore (feature `redis`).
+//!         .replay_store(Arc::new(MemoryReplayStore::new()))
+//!         .build()?;
+//!
+//!     let app = Router::new()
+//!         // Params: the JSON body.
+//!         .route("/bookings", post(book).layer(verifier.require("flights.book")?))
+//!         // Params: the query string, as a JSON object of strings.
+//!         .route(
+//!             "/refunds",
+//!             post(|Approved(claims): Approved| async move { claims.approval }).layer(
+//!                 verifier.require("flights.refund")?.params_from(|parts, _body| {
+//!                     let query = parts.uri.query().unwrap_or_default();
+//!                     let params: serde_json::Map<String, serde_json::Value> = url::form_urlencoded::parse(query.as_bytes())
+//!                         .map(|(k, v)| (k.into_owned(), v.into_owned().into()))
+//!                         .collect();
+//!                     Ok(serde_json::Value::Object(params))
+//!                 }),
+//!             ),
+//!         );
+//!
+//!     let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await?;
+//!     axum::serve(listener, app).await?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! A query-string extractor like the one above must refuse a key given twice if the handler
+//! reads the query differently (a map keeps one value); what `params_from` returns is what the
+//! person approved, so the handler must act on exactly that.
+
+mod check;
+mod config;
+mod extract;
+mod key_source;
+mod layer;
+#[cfg(feature = "redis")]
+mod redis_store;
+mod refusal;
+mod replay;
+
+pub use config::{
+    BuildError, DEFAULT_BODY_LIMIT, DEFAULT_CLOCK_SKEW, DEFAULT_JWKS_MAX_AGE,
+    DEFAULT_JWKS_REFRESH_INTERVAL, Keys, Verifier, VerifierBuilder,
+};
+pub use extract::Approved;
+pub use handsign_protocol::token::ApprovalClaims;
+pub use layer::{ApprovalLayer, ApprovalService, Params};
+#[cfg(feature = "redis")]
+pub use redis_store::{DEFAULT_KEY_PREFIX, RedisReplayStore};
+pub use refusal::codes;
+pub use replay::{MemoryReplayStore, ReplayError, ReplayStore};
+
+/// Unix seconds now; a clock before 1970 reads as 0, which fails every time check (closed).
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}

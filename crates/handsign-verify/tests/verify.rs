@@ -1,0 +1,523 @@
+//! The middleware in front of a real axum app: a request with a token that holds for exactly
+//! this request reaches the handler once, with the claims and the very body bytes; every other
+//! request is refused with the code of the check it failed, and the handler does not run.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use common::*;
+use handsign_protocol::keys::SigningKey;
+use handsign_verify::{ReplayError, ReplayStore, codes};
+use reqwest::{Method, StatusCode};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+struct Setup {
+    gateway: SigningKey,
+    agent: SigningKey,
+    service: Service,
+    client: reqwest::Client,
+}
+
+async fn setup() -> Setup {
+    let gateway = SigningKey::generate().unwrap();
+    let service = spawn_service(&gateway, |b| b).await;
+    Setup {
+        gateway,
+        agent: SigningKey::generate().unwrap(),
+        service,
+        client: client(),
+    }
+}
+
+impl Setup {
+    fn token(&self, action: &str, params: &str) -> String {
+        mint(&self.gateway, &claims(&self.agent, action, params))
+    }
+
+    fn bookings(&self) -> String {
+        self.service.at("/bookings")
+    }
+
+    async fn book(&self, token: &str, body: &str) -> Answer {
+        post_approved(&self.client, &self.bookings(), token, &self.agent, body).await
+    }
+}
+
+#[tokio::test]
+async fn approved_request_reaches_the_handler_with_the_claims_and_the_exact_body() {
+    let s = setup().await;
+    let claims = claims(&s.agent, BOOK, FLIGHT);
+    let token = mint(&s.gateway, &claims);
+
+    let answer = s.book(&token, FLIGHT).await;
+
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    assert_eq!(s.service.seen.runs(), 1);
+    let (seen_claims, seen_body) = s.service.seen.last().unwrap();
+    assert_eq!(seen_claims, claims);
+    assert_eq!(
+        &seen_body[..],
+        FLIGHT.as_bytes(),
+        "the bytes that were hashed"
+    );
+}
+
+#[tokio::test]
+async fn proof_names_the_full_path_under_a_nested_router() {
+    let s = setup().await;
+    let token = s.token(BOOK, FLIGHT);
+    let url = s.service.at("/v2/bookings");
+    let answer = post_approved(&s.client, &url, &token, &s.agent, FLIGHT).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    assert_eq!(s.service.seen.runs(), 1);
+}
+
+#[tokio::test]
+async fn other_params_are_refused() {
+    let s = setup().await;
+    let token = s.token(BOOK, FLIGHT);
+    let changed = FLIGHT.replace(r#""seats": 2"#, r#""seats": 3"#);
+    s.book(&token, &changed)
+        .await
+        .assert_refused("params_mismatch");
+    assert_eq!(s.service.seen.runs(), 0);
+}
+
+#[tokio::test]
+async fn params_are_compared_canonically() {
+    let s = setup().await;
+    let token = s.token(BOOK, FLIGHT);
+    let reordered = r#"{"seats":2.0,"date":"2026-12-01","from":"SFO","to":"NYC"}"#;
+    let answer = s.book(&token, reordered).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    assert_eq!(&s.service.seen.last().unwrap().1[..], reordered.as_bytes());
+}
+
+#[tokio::test]
+async fn a_token_for_another_action_is_refused() {
+    let s = setup().await;
+    let token = s.token("flights.cancel", FLIGHT);
+    s.book(&token, FLIGHT)
+        .await
+        .assert_refused("action_mismatch");
+    assert_eq!(s.service.seen.runs(), 0);
+}
+
+#[tokio::test]
+async fn a_token_for_another_audience_is_refused_with_an_escaped_description() {
+    let s = setup().await;
+    let mut claims = claims(&s.agent, BOOK, FLIGHT);
+    claims.aud = "https://other.test".into();
+    let answer = s.book(&mint(&s.gateway, &claims), FLIGHT).await;
+    answer.assert_refused("wrong_audience");
+    // The message quotes both audiences; the quotes are escaped inside the header parameter.
+    assert!(
+        answer.www_authenticate().contains(
+            r#"wrong audience \"https://other.test\": this service is \"https://travel.test\""#
+        ),
+        "{}",
+        answer.www_authenticate()
+    );
+    assert_eq!(s.service.seen.runs(), 0);
+}
+
+#[tokio::test]
+async fn a_token_from_another_issuer_is_refused() {
+    let s = setup().await;
+    let mut claims = claims(&s.agent, BOOK, FLIGHT);
+    claims.iss = "https://evil.test".into();
+    s.book(&mint(&s.gateway, &claims), FLIGHT)
+        .await
+        .assert_refused("wrong_issuer");
+    assert_eq!(s.service.seen.runs(), 0);
+}
+
+#[tokio::test]
+async fn a_token_is_accepted_once() {
+    let s = setup().await;
+    let token = s.token(BOOK, FLIGHT);
+    assert_eq!(s.book(&token, FLIGHT).await.status, StatusCode::OK);
+    // A second presentation, with a fresh valid proof, by the same agent.
+    s.book(&token, FLIGHT)
+        .await
+        .assert_refused("token_replayed");
+    assert_eq!(s.service.seen.runs(), 1);
+}
+
+#[tokio::test]
+async fn a_refused_request_does_not_use_the_token_up() {
+    let s = setup().await;
+    let token = s.token(BOOK, FLIGHT);
+    let wrong_body = FLIGHT.replace("NYC", "LAX");
+    s.book(&token, &wrong_body)
+        .await
+        .assert_refused("params_mismatch");
+    assert_eq!(s.book(&token, FLIGHT).await.status, StatusCode::OK);
+    assert_eq!(s.service.seen.runs(), 1);
+}
+
+#[tokio::test]
+async fn an_expired_token_is_refused() {
+    let s = setup().await;
+    let mut claims = claims(&s.agent, BOOK, FLIGHT);
+    claims.iat = now() - 40;
+    claims.nbf = claims.iat;
+    claims.exp = claims.iat + 30;
+    s.book(&mint(&s.gateway, &claims), FLIGHT)
+        .await
+        .assert_refused("expired");
+    assert_eq!(s.service.seen.runs(), 0);
+}
+
+#[tokio::test]
+async fn a_token_not_yet_valid_is_refused() {
+    let s = setup().await;
+    let mut claims = claims(&s.agent, BOOK, FLIGHT);
+    claims.iat = now() + 20;
+    claims.nbf = claims.iat;
+    claims.exp = claims.iat + 30;
+    s.book(&mint(&s.gateway, &claims), FLIGHT)
+        .await
+        .assert_refused("not_yet_valid");
+    assert_eq!(s.service.seen.runs(), 0);
+}
+
+#[tokio::test]
+async fn a_token_living_longer_than_30_seconds_is_refused() {
+    let s = setup().await;
+    let mut claims = claims(&s.agent, BOOK, FLIGHT);
+    claims.exp = claims.iat + 31;
+    s.book(&mint(&s.gateway, &claims), FLIGHT)
+        .await
+        .assert_refused("lifetime_too_long");
+    assert_eq!(s.service.seen.runs(), 0);
+}
+
+#[tokio::test]
+async fn a_token_without_authorization_or_with_another_scheme_is_refused() {
+    let s = setup().await;
+    let token = s.token(BOOK, FLIGHT);
+    let answer = Call {
+        method: Method::POST,
+        url: s.bookings(),
+        token: None,
+        proof: Some(proof(&s.agent, "POST", &s.bookings(), Some(&token))),
+        body: Some(FLIGHT.into()),
+    }
+    .send(&s.client)
+    .await;
+    answer.assert_refused(codes::MISSING_TOKEN);
+
+    let answer = s
+        .client
+        .post(s.bookings())
+        .header("authorization", format!("Bearer {token}"))
+        .body(FLIGHT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        answer.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with(r#"Approval error="missing_token""#)
+    );
+    assert_eq!(s.service.seen.runs(), 0);
+}
+
+#[tokio::test]
+async fn a_tampered_token_is_refused() {
+    let s = setup().await;
+    let token = s.token(BOOK, FLIGHT);
+    let (head, signature) = token.rsplit_once('.').unwrap();
+    let flipped = if signature.starts_with('A') { "B" } else { "A" };
+    let tampered = format!("{head}.{flipped}{}", &signature[1..]);
+    s.book(&tampered, FLIGHT)
+        .await
+        .assert_refused("bad_signature");
+    s.book("not-a-token", FLIGHT)
+        .await
+        .assert_refused("malformed_token");
+    assert_eq!(s.service.seen.runs(), 0);
+}
+
+#[tokio::test]
+async fn a_key_bound_token_without_a_proof_is_refused() {
+    let s = setup().await;
+    let token = s.token(BOOK, FLIGHT);
+    let answer = Call {
+        method: Method::POST,
+        url: s.bookings(),
+        token: Some(&token),
+        proof: None,
+        body: Some(FLIGHT.into()),
+    }
+    .send(&s.client)
+    .await;
+    answer.assert_refused(codes::DPOP_REQUIRED);
+    assert_eq!(s.service.seen.runs(), 0);
+}
+
+#[tokio::test]
+async fn a_proof_by_another_agent_is_refused() {
+    let s = setup().await;
+    let token = s.token(BOOK, FLIGHT);
+    let thief = SigningKey::generate().unwrap();
+    post_approved(&s.client, &s.bookings(), &token, &thief, FLIGHT)
+        .await
+        .assert_refused(codes::DPOP_KEY_MISMATCH);
+    assert_eq!(s.service.seen.runs(), 0);
+}
+
+#[tokio::test]
+async fn a_proof_for_another_url_or_method_is_refused() {
+    let s = setup().await;
+    let token = s.token(BOOK, FLIGHT);
+    for (method, url) in [
+        ("POST", s.service.at("/small")),
+        ("POST", format!("http://localhost:1{}", "/bookings")),
+        ("PUT", s.bookings()),
+    ] {
+        let answer = Call {
+            method: Method::POST,
+            url: s.bookings(),
+            token: Some(&token),
+            proof: Some(proof(&s.agent, method, &url, Some(&token))),
+            body: Some(FLIGHT.into()),
+        }
+        .send(&s.client)
+        .await;
+        answer.assert_refused(codes::INVALID_DPOP);
+    }
+    assert_eq!(s.service.seen.runs(), 0);
+    // None of them used the token up.
+    assert_eq!(s.book(&token, FLIGHT).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_proof_without_or_with_another_token_hash_is_refused() {
+    let s = setup().await;
+    let token = s.token(BOOK, FLIGHT);
+    let other_token = s.token(BOOK, FLIGHT);
+    for ath in [None, Some(other_token.as_str())] {
+        let answer = Call {
+            method: Method::POST,
+            url: s.bookings(),
+            token: Some(&token),
+            proof: Some(proof(&s.agent, "POST", &s.bookings(), ath)),
+            body: Some(FLIGHT.into()),
+        }
+        .send(&s.client)
+        .await;
+        answer.assert_refused(codes::INVALID_DPOP);
+        assert!(answer.json()["message"].as_str().unwrap().contains("ath"));
+    }
+    assert_eq!(s.service.seen.runs(), 0);
+}
+
+#[tokio::test]
+async fn an_unbound_token_is_refused_unless_explicitly_allowed() {
+    let s = setup().await;
+    let mut unbound = claims(&s.agent, BOOK, FLIGHT);
+    unbound.cnf = None;
+    let token = mint(&s.gateway, &unbound);
+    let call = |url: String| Call {
+        method: Method::POST,
+        url,
+        token: Some(&token),
+        proof: None,
+        body: Some(FLIGHT.into()),
+    };
+    call(s.bookings())
+        .send(&s.client)
+        .await
+        .assert_refused(codes::DPOP_REQUIRED);
+    assert_eq!(s.service.seen.runs(), 0);
+
+    let lenient = spawn_service(&s.gateway, |b| b.danger_allow_unbound_tokens()).await;
+    let answer = call(lenient.at("/bookings")).send(&s.client).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    assert_eq!(lenient.seen.runs(), 1);
+}
+
+#[tokio::test]
+async fn a_token_signed_by_an_unknown_key_is_refused() {
+    let s = setup().await;
+    let stranger = SigningKey::generate().unwrap();
+    let token = mint(&stranger, &claims(&s.agent, BOOK, FLIGHT));
+    let answer = s.book(&token, FLIGHT).await;
+    answer.assert_refused("unknown_kid");
+    assert_eq!(s.service.seen.runs(), 0);
+}
+
+#[tokio::test]
+async fn an_imprecise_number_in_the_body_is_refused() {
+    let s = setup().await;
+    // 9007199254740993 rounds to the double 9007199254740992: a lax parser would take the
+    // request for the approved params.
+    let approved = r#"{"amount": 9007199254740992}"#;
+    let sent = r#"{"amount": 9007199254740993}"#;
+    let token = s.token(BOOK, approved);
+    let answer = s.book(&token, sent).await;
+    answer.assert_refused(codes::INVALID_PARAMS);
+    assert!(
+        answer.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("9007199254740993")
+    );
+    let token = s.token(BOOK, r#"{"a": 1}"#);
+    s.book(&token, r#"{"a": 1, "a": 2}"#)
+        .await
+        .assert_refused(codes::INVALID_PARAMS);
+    assert_eq!(s.service.seen.runs(), 0);
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_refused_with_413() {
+    let s = setup().await;
+    let big = format!(r#"{{"note": "{}"}}"#, "x".repeat(100));
+    let token = s.token(BOOK, &big);
+    let answer = post_approved(&s.client, &s.service.at("/small"), &token, &s.agent, &big).await;
+    assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE, "{answer:?}");
+    assert_eq!(answer.json()["error"], codes::BODY_TOO_LARGE);
+    assert_eq!(s.service.seen.runs(), 0);
+}
+
+#[tokio::test]
+async fn a_chunked_body_over_the_limit_is_refused_with_413() {
+    let s = setup().await;
+    let big = format!(r#"{{"note": "{}"}}"#, "x".repeat(100));
+    let url = s.service.at("/small");
+    let token = s.token(BOOK, &big);
+    let proof = proof(&s.agent, "POST", &url, Some(&token));
+    // No Content-Length: the limit must hold while reading.
+    let mut stream = tokio::net::TcpStream::connect(s.service.url.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let (first, second) = big.split_at(50);
+    let request = format!(
+        "POST /small HTTP/1.1\r\nhost: x\r\nauthorization: Approval {token}\r\ndpop: {proof}\r\n\
+         transfer-encoding: chunked\r\nconnection: close\r\n\r\n\
+         {:x}\r\n{first}\r\n{:x}\r\n{second}\r\n0\r\n\r\n",
+        first.len(),
+        second.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    assert!(response.contains(codes::BODY_TOO_LARGE));
+    assert_eq!(s.service.seen.runs(), 0);
+}
+
+#[tokio::test]
+async fn params_from_the_query_string() {
+    let s = setup().await;
+    let approved = r#"{"from": "SFO", "to": "NYC"}"#;
+    let token = s.token(SEARCH, approved);
+    let token = token.as_str();
+    let get = |query: &str| {
+        let url = s.service.at(&format!("/flights?{query}"));
+        Call {
+            method: Method::GET,
+            proof: Some(proof(&s.agent, "GET", &url, Some(token))),
+            url,
+            token: Some(token),
+            body: None,
+        }
+        .send(&s.client)
+    };
+    get("to=NYC&from=LAX")
+        .await
+        .assert_refused("params_mismatch");
+    get("to=NYC&from=SFO&to=LAX")
+        .await
+        .assert_refused(codes::INVALID_PARAMS);
+    assert_eq!(s.service.seen.runs(), 0);
+
+    let answer = get("to=NYC&from=SFO").await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    let (claims, _) = s.service.seen.last().unwrap();
+    assert_eq!(claims.action, SEARCH);
+    assert_eq!(s.service.seen.runs(), 1);
+}
+
+#[tokio::test]
+async fn the_extractor_without_the_layer_refuses_to_run_the_handler() {
+    let s = setup().await;
+    let answer = s
+        .client
+        .post(s.service.at("/unguarded"))
+        .body(FLIGHT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(s.service.seen.runs(), 0);
+}
+
+/// A replay store that cannot be reached.
+struct DownStore;
+
+#[async_trait]
+impl ReplayStore for DownStore {
+    async fn consume(&self, _jti: &str, _expires_at: i64) -> Result<bool, ReplayError> {
+        Err(ReplayError::Unavailable("connection refused".into()))
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_replay_store_gives_503_and_the_handler_does_not_run() {
+    let gateway = SigningKey::generate().unwrap();
+    let agent = SigningKey::generate().unwrap();
+    let service = spawn_service(&gateway, |b| b.replay_store(Arc::new(DownStore))).await;
+    let token = mint(&gateway, &claims(&agent, BOOK, FLIGHT));
+    let answer = post_approved(&client(), &service.at("/bookings"), &token, &agent, FLIGHT).await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{answer:?}");
+    assert_eq!(answer.json()["error"], codes::REPLAY_STORE_UNAVAILABLE);
+    assert!(answer.headers.contains_key("retry-after"));
+    assert!(
+        !answer.body.contains("connection refused"),
+        "no internals in a 5xx body"
+    );
+    assert_eq!(service.seen.runs(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixty_four_concurrent_presentations_of_one_token_succeed_once() {
+    let s = Arc::new(setup().await);
+    let token = Arc::new(s.token(BOOK, FLIGHT));
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let (s, token) = (s.clone(), token.clone());
+            // Each presentation carries its own valid proof.
+            let proof = proof(&s.agent, "POST", &s.bookings(), Some(&token));
+            tokio::spawn(async move {
+                Call {
+                    method: Method::POST,
+                    url: s.bookings(),
+                    token: Some(&token),
+                    proof: Some(proof),
+                    body: Some(FLIGHT.into()),
+                }
+                .send(&s.client)
+                .await
+            })
+        })
+        .collect();
+    let mut accepted = 0;
+    for task in tasks {
+        let answer = task.await.unwrap();
+        match answer.status {
+            StatusCode::OK => accepted += 1,
+            _ => answer.assert_refused(codes::TOKEN_REPLAYED),
+        }
+    }
+    assert_eq!(accepted, 1);
+    assert_eq!(s.service.seen.runs(), 1);
+}
