@@ -42,7 +42,7 @@ struct Presentation {
 }
 
 fn body() -> Bytes {
-    let passengers: Vec<_> = (0..6)
+    let passengers: Vec<_> = (0..16)
         .map(|i| json!({"name": format!("Passenger {i}"), "seat": format!("{}C", 10 + i), "meal": null}))
         .collect();
     Bytes::from(
@@ -83,7 +83,7 @@ fn presentations(
                 action: "flights.book".into(),
                 params_sha256: hash.clone(),
                 approval: format!("apr_{i}"),
-                jti: uuid_like(i),
+                jti: random_jti(),
                 iat: now,
                 nbf: now,
                 exp: now + 30,
@@ -105,11 +105,11 @@ fn presentations(
         .collect()
 }
 
-fn uuid_like(i: usize) -> String {
-    format!(
-        "{:032x}",
-        (i as u128) ^ 0x5a5a_1234_abcd_ef00_9876_5432_1000_0000
-    )
+/// A fresh token id: every presentation in the run must be a first use.
+fn random_jti() -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).unwrap();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn request(presentation: Option<&Presentation>, body: &Bytes) -> Request<Body> {
