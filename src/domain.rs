@@ -163,6 +163,22 @@ pub struct InvitationRecord {
     pub expires_at: i64,
 }
 
+/// A device that receives Web Push notifications for a user: the browser's push subscription.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushSubscriptionRecord {
+    /// Random id, for listing and removing it.
+    pub id: String,
+    pub user: UserId,
+    /// What the person called the device.
+    pub name: String,
+    /// The push service URL the browser gave (a capability: whoever knows it can push).
+    pub endpoint: String,
+    /// The browser's P-256 public key and auth secret (base64url), for message encryption.
+    pub p256dh: String,
+    pub auth: String,
+    pub created_at: i64,
+}
+
 /// A logged-in browser.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionRecord {

@@ -631,6 +631,33 @@ async fn cli_request_prints_only_the_token_and_exits_0_when_approved() {
 }
 
 #[tokio::test]
+async fn cli_request_draws_the_link_as_a_qr_code_on_stderr_when_asked() {
+    let gateway = TestGateway::start().await;
+    let mut alice = gateway.register("alice").await;
+    let (_dir, key_file) = cli_agent(&gateway).await;
+
+    let mut command = AgentCommand::request(&gateway, &key_file, &["--qr"]);
+    let id = command.approval_id().await;
+    let url = format!("{}/approve/{id}", gateway.url);
+    let expected = handsign_client::terminal_qr(&url).unwrap();
+    let mut printed = String::new();
+    while !printed.contains(&expected) {
+        let line = tokio::time::timeout(Duration::from_secs(30), command.stderr.recv())
+            .await
+            .expect("the QR code arrived in time")
+            .expect("stderr ended before the QR code");
+        printed.push_str(&line);
+        printed.push('\n');
+    }
+    gateway.decide(&mut alice, &id, "approve").await;
+    let output = command.finish().await;
+    assert_eq!(output.status.code(), Some(0));
+    // stdout still carries only the token.
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+}
+
+#[tokio::test]
 async fn cli_request_exits_3_when_denied_and_5_when_timed_out() {
     let gateway = TestGateway::start().await;
     let mut alice = gateway.register("alice").await;

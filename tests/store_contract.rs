@@ -510,6 +510,61 @@ mod contract {
         keys.into_iter().map(|k| k.credential_id).collect()
     }
 
+    pub async fn devices_belong_to_one_user_and_resubscribing_replaces(store: &dyn Store) {
+        let alice = UserId::parse("alice").unwrap();
+        let bob = UserId::parse("bob").unwrap();
+        let device =
+            |id: &str, user: &UserId, endpoint: &str| handsign::domain::PushSubscriptionRecord {
+                id: id.into(),
+                user: user.clone(),
+                name: format!("{id} phone"),
+                endpoint: endpoint.into(),
+                p256dh: "key".into(),
+                auth: "auth".into(),
+                created_at: 1,
+            };
+        store
+            .add_push_subscription(&device("a1", &alice, "https://push.example/1"))
+            .await
+            .unwrap();
+        store
+            .add_push_subscription(&device("a2", &alice, "https://push.example/2"))
+            .await
+            .unwrap();
+        store
+            .add_push_subscription(&device("b1", &bob, "https://push.example/3"))
+            .await
+            .unwrap();
+        let ids = |devices: Vec<handsign::domain::PushSubscriptionRecord>| {
+            let mut ids: Vec<String> = devices.into_iter().map(|d| d.id).collect();
+            ids.sort();
+            ids
+        };
+        assert_eq!(
+            ids(store.push_subscriptions(&alice).await.unwrap()),
+            ["a1", "a2"]
+        );
+
+        // The same browser subscribing again replaces its old subscription.
+        store
+            .add_push_subscription(&device("a3", &alice, "https://push.example/1"))
+            .await
+            .unwrap();
+        assert_eq!(
+            ids(store.push_subscriptions(&alice).await.unwrap()),
+            ["a2", "a3"]
+        );
+
+        // Nobody removes another user's device.
+        assert!(matches!(
+            store.delete_push_subscription(&bob, "a2").await,
+            Err(StoreError::NotFound("device"))
+        ));
+        store.delete_push_subscription(&alice, "a2").await.unwrap();
+        assert_eq!(ids(store.push_subscriptions(&alice).await.unwrap()), ["a3"]);
+        assert_eq!(ids(store.push_subscriptions(&bob).await.unwrap()), ["b1"]);
+    }
+
     pub async fn sessions_expire_and_can_be_deleted(store: &dyn Store) {
         let session = SessionRecord {
             id_sha256: "s1".into(),
@@ -1417,6 +1472,7 @@ mod embedded {
     contract_tests! {
         dir => open(dir.path());
         ping_answers,
+        devices_belong_to_one_user_and_resubscribing_replaces,
         setup_code_creates_the_first_user_once,
         invitations_expire_and_are_replaced,
         redeem_refuses_an_expired_code,

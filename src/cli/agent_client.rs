@@ -73,6 +73,9 @@ pub struct EnrollArgs {
     /// Give up after this many seconds (exit 5).
     #[arg(long)]
     timeout: Option<u64>,
+    /// Also draw the approval link as a QR code (on stderr), to open it with a phone's camera.
+    #[arg(long)]
+    qr: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -102,6 +105,9 @@ pub struct RequestArgs {
     /// is decided or expires.
     #[arg(long)]
     timeout: Option<u64>,
+    /// Also draw the approval link as a QR code (on stderr), to open it with a phone's camera.
+    #[arg(long)]
+    qr: bool,
 }
 
 /// `handsign agent keygen`: a new key file, and what the operator needs to add the agent.
@@ -129,6 +135,7 @@ pub async fn enroll(args: EnrollArgs) -> anyhow::Result<Outcome> {
         pending.approval_url(),
         pending.code()
     );
+    show_qr(args.qr, pending.approval_url());
     let result = match args.timeout {
         Some(seconds) => pending.wait_timeout(Duration::from_secs(seconds)).await,
         None => pending.wait().await,
@@ -160,6 +167,7 @@ pub async fn request(args: RequestArgs) -> anyhow::Result<Outcome> {
         pending.approval_url(),
         pending.code()
     );
+    show_qr(args.qr, pending.approval_url());
     let result = match args.timeout {
         Some(seconds) => pending.wait_timeout(Duration::from_secs(seconds)).await,
         None => pending.wait().await,
@@ -220,6 +228,17 @@ pub async fn call(args: CallArgs) -> anyhow::Result<Outcome> {
     } else {
         Outcome::Refused
     })
+}
+
+/// Draws `url` as a QR code on stderr when asked (stdout carries only the token).
+fn show_qr(asked: bool, url: &str) {
+    if !asked {
+        return;
+    }
+    match handsign_client::terminal_qr(url) {
+        Some(qr) => eprintln!("{qr}"),
+        None => eprintln!("(the link is too long for a QR code)"),
+    }
 }
 
 fn client(agent: &Agent) -> anyhow::Result<Client> {

@@ -33,7 +33,8 @@ use serde::de::DeserializeOwned;
 use super::{ApprovalFilter, Collection, Store, StoreError};
 use crate::domain::{
     AgentRecord, AgentStatus, ApprovalId, ApprovalKind, ApprovalRecord, ApprovalState,
-    ApprovalStatus, InvitationRecord, PasskeyRecord, SessionRecord, UserId, UserRecord,
+    ApprovalStatus, InvitationRecord, PasskeyRecord, PushSubscriptionRecord, SessionRecord, UserId,
+    UserRecord,
 };
 
 /// The layout version written into a new file; a file with another version is refused rather
@@ -46,6 +47,10 @@ const USERS: TableDefinition<&str, &str> = TableDefinition::new("users");
 const PASSKEYS: TableDefinition<&str, &str> = TableDefinition::new("passkeys");
 const AGENTS: TableDefinition<&str, &str> = TableDefinition::new("agents");
 const APPROVALS: TableDefinition<&str, &str> = TableDefinition::new("approvals");
+/// Push subscriptions by id.
+const DEVICES: TableDefinition<&str, &str> = TableDefinition::new("devices");
+/// `(user, device id)`.
+const DEVICES_BY_USER: TableDefinition<(&str, &str), ()> = TableDefinition::new("devices_by_user");
 
 /// `(user, credential id)`.
 const PASSKEYS_BY_USER: TableDefinition<(&str, &str), ()> =
@@ -202,10 +207,10 @@ impl Inner {
                     meta.insert("schema", SCHEMA_VERSION).map_err(unavailable)?;
                 }
             }
-            for table in [USERS, PASSKEYS, AGENTS, APPROVALS] {
+            for table in [USERS, PASSKEYS, AGENTS, APPROVALS, DEVICES] {
                 txn.open_table(table).map_err(unavailable)?;
             }
-            for table in [PASSKEYS_BY_USER, AGENTS_BY_USER, PENDING_BY_AGENT] {
+            for table in [PASSKEYS_BY_USER, AGENTS_BY_USER, PENDING_BY_AGENT, DEVICES_BY_USER] {
                 txn.open_table(table).map_err(unavailable)?;
             }
             for table in [APPROVALS_BY_USER, PENDING_BY_USER] {
@@ -708,6 +713,78 @@ impl Store for EmbeddedStore {
                 let mut by_user = txn.open_table(PASSKEYS_BY_USER).map_err(unavailable)?;
                 by_user
                     .remove((user.as_str(), credential_id.as_str()))
+                    .map_err(unavailable)?;
+                Ok(Outcome::Changed(()))
+            })
+        })
+        .await
+    }
+
+    async fn add_push_subscription(
+        &self,
+        subscription: &PushSubscriptionRecord,
+    ) -> Result<(), StoreError> {
+        let subscription = subscription.clone();
+        let json = to_json(&subscription)?;
+        self.run(move |inner| {
+            inner.write(|txn| {
+                let mut devices = txn.open_table(DEVICES).map_err(unavailable)?;
+                let mut by_user = txn.open_table(DEVICES_BY_USER).map_err(unavailable)?;
+                let user = subscription.user.as_str();
+                for id in second_members(&by_user, user)? {
+                    let stored: Option<PushSubscriptionRecord> = get_record(&devices, &id)?;
+                    if stored.is_some_and(|s| s.endpoint == subscription.endpoint) {
+                        devices.remove(id.as_str()).map_err(unavailable)?;
+                        by_user.remove((user, id.as_str())).map_err(unavailable)?;
+                    }
+                }
+                devices
+                    .insert(subscription.id.as_str(), json.as_str())
+                    .map_err(unavailable)?;
+                by_user
+                    .insert((user, subscription.id.as_str()), ())
+                    .map_err(unavailable)?;
+                Ok(Outcome::Changed(()))
+            })
+        })
+        .await
+    }
+
+    async fn push_subscriptions(
+        &self,
+        user: &UserId,
+    ) -> Result<Vec<PushSubscriptionRecord>, StoreError> {
+        let user = user.clone();
+        self.run(move |inner| {
+            inner.read(|txn| {
+                let by_user = txn.open_table(DEVICES_BY_USER).map_err(unavailable)?;
+                let devices = txn.open_table(DEVICES).map_err(unavailable)?;
+                let mut out = Vec::new();
+                for id in second_members(&by_user, user.as_str())? {
+                    if let Some(device) = get_record(&devices, &id)? {
+                        out.push(device);
+                    }
+                }
+                Ok(out)
+            })
+        })
+        .await
+    }
+
+    async fn delete_push_subscription(&self, user: &UserId, id: &str) -> Result<(), StoreError> {
+        let user = user.clone();
+        let id = id.to_owned();
+        self.run(move |inner| {
+            inner.write(|txn| {
+                let mut devices = txn.open_table(DEVICES).map_err(unavailable)?;
+                let stored: Option<PushSubscriptionRecord> = get_record(&devices, &id)?;
+                if stored.is_none_or(|stored| stored.user != user) {
+                    return Err(StoreError::NotFound("device"));
+                }
+                devices.remove(id.as_str()).map_err(unavailable)?;
+                let mut by_user = txn.open_table(DEVICES_BY_USER).map_err(unavailable)?;
+                by_user
+                    .remove((user.as_str(), id.as_str()))
                     .map_err(unavailable)?;
                 Ok(Outcome::Changed(()))
             })

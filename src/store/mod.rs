@@ -12,7 +12,7 @@ use async_trait::async_trait;
 
 use crate::domain::{
     AgentRecord, AgentStatus, ApprovalId, ApprovalRecord, ApprovalState, ApprovalStatus,
-    InvitationRecord, PasskeyRecord, SessionRecord, UserId, UserRecord,
+    InvitationRecord, PasskeyRecord, PushSubscriptionRecord, SessionRecord, UserId, UserRecord,
 };
 
 /// Why a store operation did not happen.
@@ -92,6 +92,21 @@ pub trait Store: Send + Sync + 'static {
     /// Replaces a stored passkey (counter and last use after an assertion).
     async fn update_passkey(&self, passkey: &PasskeyRecord) -> Result<(), StoreError>;
     async fn delete_passkey(&self, user: &UserId, credential_id: &str) -> Result<(), StoreError>;
+
+    // Devices that receive push notifications.
+
+    /// Adds a device; a subscription with the same endpoint for the same user replaces the old
+    /// one (a browser that subscribes again gets new keys).
+    async fn add_push_subscription(
+        &self,
+        subscription: &PushSubscriptionRecord,
+    ) -> Result<(), StoreError>;
+    async fn push_subscriptions(
+        &self,
+        user: &UserId,
+    ) -> Result<Vec<PushSubscriptionRecord>, StoreError>;
+    /// Removes `user`'s device `id`; `NotFound("device")` when `user` has no such device.
+    async fn delete_push_subscription(&self, user: &UserId, id: &str) -> Result<(), StoreError>;
 
     // Sessions and ceremonies.
 

@@ -55,11 +55,13 @@ mod approval;
 mod client;
 mod error;
 mod key;
+mod qr;
 
 pub use approval::{Approval, ApprovalRequest, PendingApproval, PendingEnrollment};
 pub use client::{Client, RetryPolicy};
 pub use error::{ApprovalError, AuthorizeError, ClientError};
 pub use key::{AgentKey, KeyFileError};
+pub use qr::terminal_qr;
 
 /// The protocol types an agent meets: JWKs and the token's claims.
 pub use handsign_protocol::keys::Jwk;
