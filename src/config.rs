@@ -34,6 +34,16 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "HANDSIGN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub webhooks: crate::notify::webhooks::WebhookArgs,
+    /// The operator's contact for push services (VAPID subject): a mailto: or https: URL.
+    /// Defaults to the public URL when it is https.
+    #[arg(long, env = "HANDSIGN_PUSH_SUBJECT")]
+    pub push_subject: Option<String>,
+    /// Accept plain-http push endpoints (only for a push service on loopback, in tests):
+    /// encryption still protects the message, but not who receives it.
+    #[arg(long, env = "HANDSIGN_DANGER_ALLOW_HTTP_PUSH_ENDPOINTS")]
+    pub danger_allow_http_push_endpoints: bool,
 }
 
 /// Limits on what agents may ask, so that a misbehaving agent cannot flood a person with prompts

@@ -16,6 +16,7 @@ pub mod http_client;
 pub mod invitations;
 pub mod jwks_source;
 pub mod keyring;
+pub mod notify;
 pub mod pages;
 pub mod passkeys;
 pub mod routes;

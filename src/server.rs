@@ -14,6 +14,9 @@ use tokio::net::TcpListener;
 use crate::config::{PublicUrl, ServeArgs};
 use crate::events::Events;
 use crate::keyring::Keyring;
+use crate::notify::Notifier;
+use crate::notify::webhooks::{RetryPolicy, Webhooks};
+use crate::notify::webpush::VapidKey;
 use crate::passkeys::Passkeys;
 use crate::routes;
 use crate::state::AppState;
@@ -33,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::agents::router())
         .merge(routes::approve::router())
         .merge(routes::webauthn::router())
+        .merge(routes::push::router())
         .merge(routes::dashboard::router())
         .merge(crate::pages::static_files())
         .layer(DefaultBodyLimit::max(max_body))
@@ -76,17 +80,33 @@ pub async fn run(
 
 /// Builds the gateway's state from its configuration: data directory, signing key, store.
 pub async fn open(args: &ServeArgs, store: Arc<dyn Store>) -> anyhow::Result<AppState> {
-    let public = PublicUrl::parse(&args.public_url).map_err(anyhow::Error::msg)?;
+    let public = Arc::new(PublicUrl::parse(&args.public_url).map_err(anyhow::Error::msg)?);
     let keyring = Keyring::load_or_create(&args.data_dir)?;
     let passkeys = Passkeys::new(&public)?;
+    let http = crate::http_client::new()?;
+    let subject = match &args.push_subject {
+        Some(subject) => subject.clone(),
+        None if public.url.scheme() == "https" => public.origin.clone(),
+        None => "mailto:handsign@localhost".to_owned(),
+    };
+    let notifier = Notifier::new(
+        store.clone(),
+        public.clone(),
+        VapidKey::load_or_create(&args.data_dir)?,
+        subject,
+        args.danger_allow_http_push_endpoints,
+        http.clone(),
+        Webhooks::new(http, args.webhooks.webhooks.clone(), RetryPolicy::default()),
+    );
     Ok(AppState {
         store,
         keyring: Arc::new(keyring),
         passkeys: Arc::new(passkeys),
-        public: Arc::new(public),
+        public,
         limits: Arc::new(args.limits.clone()),
         token_lifetime: args.token_lifetime,
         events: Events::default(),
+        notifier,
     })
 }
 

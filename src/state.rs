@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::config::{PublicUrl, RequestLimits};
 use crate::events::Events;
 use crate::keyring::Keyring;
+use crate::notify::Notifier;
 use crate::passkeys::Passkeys;
 use crate::store::Store;
 
@@ -18,4 +19,5 @@ pub struct AppState {
     /// Seconds an approval token is valid (at most 30).
     pub token_lifetime: i64,
     pub events: Events,
+    pub notifier: Notifier,
 }

@@ -18,7 +18,7 @@ use std::sync::LazyLock;
 
 use axum::Router;
 use axum::extract::{Path, RawQuery};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use sha2::{Digest as _, Sha256};
@@ -61,7 +61,32 @@ const STATIC_FILES: &[StaticFile] = &[
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../../static/dashboard.js"),
     },
+    StaticFile {
+        name: "notifications.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../static/notifications.js"),
+    },
+    StaticFile {
+        name: "manifest.webmanifest",
+        content_type: "application/manifest+json",
+        body: include_bytes!("../../static/manifest.webmanifest"),
+    },
+    StaticFile {
+        name: "icon-192.png",
+        content_type: "image/png",
+        body: include_bytes!("../../static/icon-192.png"),
+    },
+    StaticFile {
+        name: "icon-512.png",
+        content_type: "image/png",
+        body: include_bytes!("../../static/icon-512.png"),
+    },
 ];
+
+/// The service worker (`static/sw.js`). Not under `/static/`: a worker controls only the paths
+/// below its own URL, and it must cover the dashboard and the approval pages, so it is served at
+/// `/sw.js` (with `Service-Worker-Allowed: /` to say so explicitly).
+const SERVICE_WORKER: &[u8] = include_bytes!("../../static/sw.js");
 
 /// A short hash of every static file. Pages link `/static/FILE?v=<this>`, so a browser can keep
 /// a file for a year and still never run an old script against a new page.
@@ -81,9 +106,35 @@ pub fn asset_version() -> &'static str {
     &VERSION
 }
 
-/// Serves the embedded static files at `/static/{file}`. Merge it into the gateway's router.
+/// Serves the embedded static files at `/static/{file}` and the service worker at `/sw.js`.
+/// Merge it into the gateway's router.
 pub fn static_files<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new().route("/static/{file}", get(serve_static))
+    Router::new()
+        .route("/static/{file}", get(serve_static))
+        .route("/sw.js", get(serve_service_worker))
+}
+
+/// `GET /sw.js`. Always revalidated, so a fixed worker reaches every device on its next visit.
+async fn serve_service_worker() -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/javascript; charset=utf-8"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            (
+                HeaderName::from_static("service-worker-allowed"),
+                HeaderValue::from_static("/"),
+            ),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+        ],
+        SERVICE_WORKER,
+    )
+        .into_response()
 }
 
 async fn serve_static(Path(name): Path<String>, RawQuery(query): RawQuery) -> Response {
@@ -201,6 +252,20 @@ mod tests {
             "text/css; charset=utf-8"
         );
         assert_eq!(css.headers()[header::CACHE_CONTROL], "no-cache");
+
+        let manifest = get("/static/manifest.webmanifest").await;
+        assert_eq!(
+            manifest.headers()[header::CONTENT_TYPE],
+            "application/manifest+json"
+        );
+
+        let worker = serve_service_worker().await;
+        assert_eq!(worker.status(), StatusCode::OK);
+        assert_eq!(
+            worker.headers()[header::CONTENT_TYPE],
+            "text/javascript; charset=utf-8"
+        );
+        assert_eq!(worker.headers()["service-worker-allowed"], "/");
 
         assert_eq!(get("/static/nope.js").await.status(), StatusCode::NOT_FOUND);
         assert_eq!(

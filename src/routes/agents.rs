@@ -103,6 +103,7 @@ async fn create(
         .create_approval(&approval, state.limits.max_pending_per_agent, now)
         .await?;
     state.events.publish(&approval.id, &approval.user);
+    state.notifier.approval_created(&approval);
     tracing::info!(id = %approval.id, agent = %agent.id, action = %approval.action, "approval requested");
     Ok((StatusCode::CREATED, Json(created_json(&state, &approval))).into_response())
 }
@@ -497,5 +498,6 @@ async fn enroll(
         .create_approval(&approval, state.limits.max_pending_per_agent, now)
         .await?;
     state.events.publish(&approval.id, &approval.user);
+    state.notifier.approval_created(&approval);
     Ok((StatusCode::CREATED, Json(created_json(&state, &approval))).into_response())
 }

@@ -20,7 +20,9 @@ use serde_json::json;
 use webauthn_rs::prelude::{PasskeyAuthentication, PublicKeyCredential};
 
 use crate::clock;
-use crate::domain::{ApprovalId, ApprovalRecord, ApprovalState, ApprovalStatus, PasskeyRecord};
+use crate::domain::{
+    ApprovalId, ApprovalKind, ApprovalRecord, ApprovalState, ApprovalStatus, PasskeyRecord,
+};
 use crate::error::ApiError;
 use crate::pages::approve::ApprovePage;
 use crate::routes::{parse_json, passkeys_of, record_passkey_use, require_same_origin};
@@ -193,6 +195,13 @@ async fn decide(
         },
     };
     let decided = state.store.decide(&approval.id, decided, now).await?;
+    state.notifier.approval_decided(&decided);
+    if decided.kind == ApprovalKind::Enrollment
+        && request.decision == Decision::Approve
+        && let Some(agent) = state.store.agent(&decided.agent).await?
+    {
+        state.notifier.agent_enrolled(&agent);
+    }
     state.events.publish(&decided.id, &decided.user);
     tracing::info!(id = %decided.id, decision = request.decision.as_str(), user = %decided.user, "request decided");
     let status = decided.status(now);

@@ -5,6 +5,7 @@ pub mod agents;
 pub mod approve;
 pub mod dashboard;
 pub mod public;
+pub mod push;
 pub mod webauthn;
 
 use axum::http::{HeaderMap, StatusCode, header};

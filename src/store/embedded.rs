@@ -210,7 +210,12 @@ impl Inner {
             for table in [USERS, PASSKEYS, AGENTS, APPROVALS, DEVICES] {
                 txn.open_table(table).map_err(unavailable)?;
             }
-            for table in [PASSKEYS_BY_USER, AGENTS_BY_USER, PENDING_BY_AGENT, DEVICES_BY_USER] {
+            for table in [
+                PASSKEYS_BY_USER,
+                AGENTS_BY_USER,
+                PENDING_BY_AGENT,
+                DEVICES_BY_USER,
+            ] {
                 txn.open_table(table).map_err(unavailable)?;
             }
             for table in [APPROVALS_BY_USER, PENDING_BY_USER] {

@@ -5,6 +5,10 @@
 
 use std::sync::Arc;
 
+use axum::body::Bytes;
+use axum::http::HeaderMap;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use handsign::config::{LogFormat, RequestLimits, ServeArgs};
 use handsign::domain::{AgentRecord, AgentStatus, UserId};
 use handsign::server;
@@ -12,9 +16,11 @@ use handsign::store::Store;
 use handsign::store::embedded::EmbeddedStore;
 use handsign_protocol::dpop;
 use handsign_protocol::keys::{Jwks, KeySet, SigningKey};
+use p256::SecretKey;
+use p256::elliptic_curve::sec1::ToSec1Point as _;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use webauthn_authenticator_rs::WebauthnAuthenticator as _;
 use webauthn_authenticator_rs::softpasskey::SoftPasskey;
 use webauthn_rs::prelude::{CreationChallengeResponse, RequestChallengeResponse, Url};
@@ -35,6 +41,9 @@ pub fn serve_args(data_dir: &std::path::Path, public_url: &str) -> ServeArgs {
             agent_requests_per_minute: 1000,
         },
         log_format: LogFormat::Text,
+        webhooks: Default::default(),
+        push_subject: None,
+        danger_allow_http_push_endpoints: false,
     }
 }
 
@@ -372,4 +381,89 @@ impl GatewayClient {
         let set_cookie = response.headers()["set-cookie"].to_str().unwrap();
         set_cookie.split(';').next().unwrap().to_owned()
     }
+}
+
+pub fn random_secret_key() -> SecretKey {
+    loop {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).unwrap();
+        if let Ok(key) = SecretKey::from_slice(&bytes) {
+            return key;
+        }
+    }
+}
+
+/// A browser's side of a subscription: its private key and auth secret.
+pub struct PushBrowser {
+    pub private: SecretKey,
+    pub auth: [u8; 16],
+}
+
+impl PushBrowser {
+    pub fn new() -> Self {
+        let mut auth = [0u8; 16];
+        getrandom::fill(&mut auth).unwrap();
+        PushBrowser {
+            private: random_secret_key(),
+            auth,
+        }
+    }
+
+    pub fn p256dh(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.private.public_key().to_sec1_point(false).as_bytes())
+    }
+
+    pub fn d(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.private.to_bytes())
+    }
+
+    /// `PushSubscription.toJSON()` for `endpoint`.
+    pub fn subscription_json(&self, endpoint: &str) -> String {
+        json!({
+            "endpoint": endpoint,
+            "expirationTime": null,
+            "keys": {"p256dh": self.p256dh(), "auth": URL_SAFE_NO_PAD.encode(self.auth)},
+        })
+        .to_string()
+    }
+}
+
+/// What the local push service received.
+pub struct Received {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// A push-service stand-in on 127.0.0.1: hands every message to the test and accepts it with
+/// 201, except under `/wpush/gone-...`, which it answers 410 Gone as for an unsubscribed browser.
+pub async fn push_service() -> (String, mpsc::UnboundedReceiver<Received>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let app = axum::Router::new().route(
+        "/wpush/{id}",
+        axum::routing::post(
+            move |axum::extract::Path(id): axum::extract::Path<String>,
+                  headers: HeaderMap,
+                  body: Bytes| {
+                let tx = tx.clone();
+                async move {
+                    let gone = id.starts_with("gone-");
+                    let _ = tx.send(Received {
+                        path: format!("/wpush/{id}"),
+                        headers,
+                        body,
+                    });
+                    if gone {
+                        StatusCode::GONE
+                    } else {
+                        StatusCode::CREATED
+                    }
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (origin, rx)
 }

@@ -1,0 +1,212 @@
+//! Telling the person, fast, that a request waits for them: Web Push to their devices, and
+//! webhooks (signed Standard Webhooks JSON, Slack, ntfy) for the operator's other channels.
+//!
+//! A notification carries no authority: it names the request and links to the gateway's own
+//! approval page, where the passkey decides. Delivery runs on spawned tasks and never delays or
+//! fails a request or a decision; a push service or webhook that fails loses that notification
+//! only. Devices whose push service says they are gone (404, 410) are removed.
+
+pub mod webhooks;
+pub mod webpush;
+
+use std::sync::Arc;
+
+use crate::clock;
+use crate::config::PublicUrl;
+use crate::domain::{AgentRecord, ApprovalKind, ApprovalRecord, PushSubscriptionRecord};
+use crate::store::Store;
+use webhooks::{WebhookEvent, Webhooks, clean_text};
+use webpush::{
+    PushOptions, Subscription, SubscriptionJson, SubscriptionJsonKeys, Urgency, VapidKey,
+};
+
+/// How long a push service may hold an undelivered message: a request rarely waits longer.
+const PUSH_TTL_SECS: u32 = 3600;
+
+/// The gateway's notification channels.
+#[derive(Clone)]
+pub struct Notifier {
+    store: Arc<dyn Store>,
+    public: Arc<PublicUrl>,
+    vapid: Arc<VapidKey>,
+    /// The operator's contact given to push services (`mailto:` or `https:`).
+    subject: String,
+    allow_http_push_endpoints: bool,
+    http: reqwest::Client,
+    webhooks: Webhooks,
+}
+
+impl Notifier {
+    pub fn new(
+        store: Arc<dyn Store>,
+        public: Arc<PublicUrl>,
+        vapid: VapidKey,
+        subject: String,
+        allow_http_push_endpoints: bool,
+        http: reqwest::Client,
+        webhooks: Webhooks,
+    ) -> Self {
+        Notifier {
+            store,
+            public,
+            vapid: Arc::new(vapid),
+            subject,
+            allow_http_push_endpoints,
+            http,
+            webhooks,
+        }
+    }
+
+    /// The key browsers subscribe with (`applicationServerKey`).
+    pub fn vapid_public_key(&self) -> String {
+        self.vapid.public_key_b64url()
+    }
+
+    /// Whether push endpoints may be plain http (loopback receivers in tests).
+    pub fn allows_http_push_endpoints(&self) -> bool {
+        self.allow_http_push_endpoints
+    }
+
+    /// A new request: push to the user's devices, tell the webhooks, and tell them again if it
+    /// expires undecided.
+    pub fn approval_created(&self, approval: &ApprovalRecord) {
+        let now = clock::now();
+        self.webhooks
+            .notify(WebhookEvent::approval_created(&self.public, approval, now));
+        let notifier = self.clone();
+        let approval = approval.clone();
+        tokio::spawn(async move {
+            notifier.push_to_devices(&approval).await;
+            notifier.report_expiry(approval).await;
+        });
+    }
+
+    pub fn approval_decided(&self, approval: &ApprovalRecord) {
+        self.webhooks.notify(WebhookEvent::approval_decided(
+            &self.public,
+            approval,
+            clock::now(),
+        ));
+    }
+
+    pub fn agent_enrolled(&self, agent: &AgentRecord) {
+        self.webhooks.notify(WebhookEvent::agent_enrolled(
+            &self.public,
+            agent,
+            clock::now(),
+        ));
+    }
+
+    async fn push_to_devices(&self, approval: &ApprovalRecord) {
+        let devices = match self.store.push_subscriptions(&approval.user).await {
+            Ok(devices) => devices,
+            Err(e) => {
+                tracing::warn!(id = %approval.id, error = %e, "cannot read devices; no push sent");
+                return;
+            }
+        };
+        let payload = push_payload(&self.public, approval);
+        for device in devices {
+            let notifier = self.clone();
+            let payload = payload.clone();
+            tokio::spawn(async move { notifier.push(&device, &payload).await });
+        }
+    }
+
+    async fn push(&self, device: &PushSubscriptionRecord, payload: &[u8]) {
+        let result = async {
+            let subscription = Subscription::from_parts(
+                &SubscriptionJson {
+                    endpoint: device.endpoint.clone(),
+                    expiration_time: None,
+                    keys: SubscriptionJsonKeys {
+                        p256dh: device.p256dh.clone(),
+                        auth: device.auth.clone(),
+                    },
+                },
+                self.allow_http_push_endpoints,
+            )
+            .map_err(|e| e.to_string())?;
+            let options = PushOptions {
+                subject: &self.subject,
+                ttl_secs: PUSH_TTL_SECS,
+                urgency: Urgency::High,
+                now: clock::now(),
+            };
+            let request = webpush::build_request(&subscription, payload, &self.vapid, &options)
+                .map_err(|e| e.to_string())?;
+            let request = reqwest::Request::try_from(request).map_err(|e| e.to_string())?;
+            let response = self
+                .http
+                .execute(request)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>(response.status())
+        }
+        .await;
+        match result {
+            Ok(status) if status.is_success() => {
+                tracing::debug!(device = %device.id, "push delivered");
+            }
+            Ok(status) if status.as_u16() == 404 || status.as_u16() == 410 => {
+                tracing::info!(device = %device.id, user = %device.user, "push subscription gone; device removed");
+                if let Err(e) = self
+                    .store
+                    .delete_push_subscription(&device.user, &device.id)
+                    .await
+                {
+                    tracing::warn!(device = %device.id, error = %e, "cannot remove a dead device");
+                }
+            }
+            Ok(status) => {
+                tracing::warn!(device = %device.id, %status, "push service refused the message")
+            }
+            Err(e) => tracing::warn!(device = %device.id, error = %e, "push failed"),
+        }
+    }
+
+    /// Waits until `approval` expires (a timer, not a poll) and tells the webhooks if nobody
+    /// decided it. A gateway restart forgets the timer; the request itself still expires.
+    async fn report_expiry(&self, approval: ApprovalRecord) {
+        if self.webhooks.is_empty() {
+            return;
+        }
+        let wait = u64::try_from(approval.expires_at - clock::now()).unwrap_or(0);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
+        tokio::time::sleep_until(deadline).await;
+        if let Ok(Some(now_stored)) = self.store.approval(&approval.id).await
+            && now_stored.status(clock::now()) == crate::domain::ApprovalStatus::Expired
+            && matches!(now_stored.state, crate::domain::ApprovalState::Pending)
+        {
+            self.webhooks.notify(WebhookEvent::approval_expired(
+                &self.public,
+                &now_stored,
+                clock::now(),
+            ));
+        }
+    }
+}
+
+/// What the service worker shows: who asks for what, the match code, and the link to the
+/// approval page. Agent-written text is cleaned of control and invisible characters; the page,
+/// not the notification, is where the request is shown exactly.
+fn push_payload(public: &PublicUrl, approval: &ApprovalRecord) -> Vec<u8> {
+    let title = match approval.kind {
+        ApprovalKind::Action => format!("Approve {}?", clean_text(&approval.action, 60)),
+        ApprovalKind::Enrollment => "An agent asks to act for you".to_owned(),
+    };
+    let body = format!(
+        "{} asks for {} at {}. Code {}.",
+        clean_text(&approval.agent_name, 60),
+        clean_text(&approval.action, 60),
+        clean_text(&approval.audience, 80),
+        approval.code
+    );
+    serde_json::to_vec(&serde_json::json!({
+        "title": title,
+        "body": body,
+        "url": public.join(&format!("/approve/{}", approval.id)),
+        "tag": approval.id,
+    }))
+    .unwrap_or_default()
+}

@@ -1,0 +1,111 @@
+//! Devices that receive Web Push notifications: the key browsers subscribe with, and a logged-in
+//! user's subscriptions (add, list, remove).
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use handsign_protocol::base64url;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::clock;
+use crate::domain::{PushSubscriptionRecord, random_bytes};
+use crate::error::ApiError;
+use crate::notify::webhooks::clean_text;
+use crate::notify::webpush::Subscription;
+use crate::routes::require_same_origin;
+use crate::session::SessionUser;
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/push/vapid-key", get(vapid_key))
+        .route("/v1/push/subscriptions", get(list).post(add))
+        .route("/v1/push/subscriptions/{id}", delete(remove))
+}
+
+async fn vapid_key(State(state): State<AppState>) -> impl IntoResponse {
+    Json(json!({"publicKey": state.notifier.vapid_public_key()}))
+}
+
+#[derive(Debug, Deserialize)]
+struct AddQuery {
+    /// What the person calls the device, e.g. "Pixel 9".
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// Adds this browser: the body is `PushSubscription.toJSON()`, the device's name a query
+/// parameter.
+async fn add(
+    State(state): State<AppState>,
+    SessionUser(user): SessionUser,
+    headers: HeaderMap,
+    Query(query): Query<AddQuery>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    require_same_origin(&headers, &state.public.origin)?;
+    let subscription = Subscription::from_json(&body, state.notifier.allows_http_push_endpoints())
+        .map_err(|e| ApiError::bad_request("invalid_subscription", e.to_string()))?;
+    let stored = subscription.to_json();
+    let default_name = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("a browser");
+    let name = clean_text(query.name.as_deref().unwrap_or(default_name), 64);
+    let device = PushSubscriptionRecord {
+        id: base64url::encode(random_bytes::<12>().map_err(ApiError::internal)?),
+        user: user.clone(),
+        name: if name.is_empty() {
+            "a browser".into()
+        } else {
+            name
+        },
+        endpoint: stored.endpoint,
+        p256dh: stored.keys.p256dh,
+        auth: stored.keys.auth,
+        created_at: clock::now(),
+    };
+    state.store.add_push_subscription(&device).await?;
+    tracing::info!(%user, device = %device.id, "device subscribed to notifications");
+    Ok((StatusCode::CREATED, Json(json!({"id": device.id}))).into_response())
+}
+
+/// The user's devices; the push address itself is a capability and is shown by host only.
+async fn list(
+    State(state): State<AppState>,
+    SessionUser(user): SessionUser,
+) -> Result<Response, ApiError> {
+    let devices = state.store.push_subscriptions(&user).await?;
+    let listed: Vec<_> = devices
+        .iter()
+        .map(|device| {
+            let host = url::Url::parse(&device.endpoint)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_owned))
+                .unwrap_or_default();
+            json!({
+                "id": device.id,
+                "name": device.name,
+                "endpoint_host": host,
+                "created_at": device.created_at,
+            })
+        })
+        .collect();
+    Ok(Json(listed).into_response())
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    SessionUser(user): SessionUser,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    require_same_origin(&headers, &state.public.origin)?;
+    state.store.delete_push_subscription(&user, &id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

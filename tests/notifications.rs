@@ -1,0 +1,266 @@
+//! Notifications end to end: a person's device subscribes, an agent asks, the device's push
+//! service receives an encrypted message naming the request and linking to its approval page,
+//! and signed webhooks report the request and its decision. Dead devices are removed.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::HeaderMap;
+use common::{PushBrowser, Received, TestGateway, flight, push_service};
+use handsign::notify::webhooks::{WebhookSecret, WebhookTarget};
+use handsign::notify::webpush;
+use reqwest::StatusCode;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// A webhook receiver on 127.0.0.1 that hands every delivery to the test.
+async fn webhook_receiver() -> (String, mpsc::UnboundedReceiver<(HeaderMap, Bytes)>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send((headers, body));
+                StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://127.0.0.1:{}/hook",
+        listener.local_addr().unwrap().port()
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, rx)
+}
+
+async fn next<T>(inbox: &mut mpsc::UnboundedReceiver<T>, what: &str) -> T {
+    tokio::time::timeout(Duration::from_secs(30), inbox.recv())
+        .await
+        .unwrap_or_else(|_| panic!("no {what} arrived"))
+        .unwrap()
+}
+
+/// The event type of a signed webhook delivery, after checking its signature.
+fn verified_event(headers: &HeaderMap, body: &[u8]) -> Value {
+    let secret: WebhookSecret = SECRET.parse().unwrap();
+    let id = headers["webhook-id"].to_str().unwrap();
+    let timestamp: i64 = headers["webhook-timestamp"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        headers["webhook-signature"].to_str().unwrap(),
+        secret.sign(id, timestamp, body)
+    );
+    serde_json::from_slice(body).unwrap()
+}
+
+#[tokio::test]
+async fn a_request_reaches_the_persons_device_and_the_webhooks() {
+    let (push_origin, mut pushes) = push_service().await;
+    let (hook, mut hooks) = webhook_receiver().await;
+    let target: WebhookTarget = format!("standard={hook},secret={SECRET}").parse().unwrap();
+    let gateway = TestGateway::start_with(|args| {
+        args.danger_allow_http_push_endpoints = true;
+        args.webhooks.webhooks = vec![target];
+    })
+    .await;
+    let mut alice = gateway.register("alice").await;
+    let cookie = gateway.login(&mut alice).await;
+
+    // Two devices: a phone, and a browser whose subscription the push service has dropped.
+    let phone = PushBrowser::new();
+    let dropped = PushBrowser::new();
+    for (browser, path, name) in [
+        (&phone, "/wpush/phone", "phone"),
+        (&dropped, "/wpush/gone-laptop", "laptop"),
+    ] {
+        let response = gateway
+            .http
+            .post(format!("{}/v1/push/subscriptions?name={name}", gateway.url))
+            .header("origin", &gateway.url)
+            .header("cookie", &cookie)
+            .header("content-type", "application/json")
+            .body(browser.subscription_json(&format!("{push_origin}{path}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+
+    let agent = gateway.agent("alice").await;
+    let created = agent.request(flight()).await;
+    let id = created["id"].as_str().unwrap();
+
+    // Both devices get a message; the phone's decrypts to a link to this request.
+    let mut received: Vec<Received> = vec![
+        next(&mut pushes, "push").await,
+        next(&mut pushes, "push").await,
+    ];
+    received.sort_by(|a, b| a.path.cmp(&b.path));
+    let to_phone = received.iter().find(|r| r.path == "/wpush/phone").unwrap();
+    assert!(
+        to_phone.headers["authorization"]
+            .to_str()
+            .unwrap()
+            .starts_with("vapid t=")
+    );
+    assert_eq!(to_phone.headers["content-encoding"], "aes128gcm");
+    let message = webpush::decrypt(&phone.private, &phone.auth, &to_phone.body).unwrap();
+    let message: Value = serde_json::from_slice(&message).unwrap();
+    assert_eq!(message["url"], format!("{}/approve/{id}", gateway.url));
+    assert_eq!(message["tag"], id);
+    assert!(
+        message["body"]
+            .as_str()
+            .unwrap()
+            .contains(created["code"].as_str().unwrap())
+    );
+
+    // The webhook says a request was created, signed.
+    let (headers, body) = next(&mut hooks, "webhook").await;
+    let event = verified_event(&headers, &body);
+    assert_eq!(event["type"], "approval.created");
+    assert_eq!(event["data"]["approval_id"], id);
+
+    // The person decides: the webhook says so.
+    let (status, _) = gateway.decide(&mut alice, id, "approve").await;
+    assert_eq!(status, StatusCode::OK);
+    let (headers, body) = next(&mut hooks, "webhook").await;
+    let event = verified_event(&headers, &body);
+    assert_eq!(event["type"], "approval.decided");
+    assert_eq!(event["data"]["status"], "approved");
+
+    // The dropped subscription answered 410 and is gone; the phone stays.
+    let listed = wait_for_devices(&gateway, &cookie, 1).await;
+    assert_eq!(listed[0]["name"], "phone");
+    assert_eq!(listed[0]["endpoint_host"], "127.0.0.1");
+}
+
+/// The user's devices, once there are `count` of them.
+async fn wait_for_devices(gateway: &TestGateway, cookie: &str, count: usize) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed: Vec<Value> = gateway
+            .http
+            .get(format!("{}/v1/push/subscriptions", gateway.url))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if listed.len() == count {
+            return listed;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "devices: {listed:?}"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn devices_are_the_users_own_and_subscriptions_are_checked() {
+    let gateway = TestGateway::start().await;
+    let mut alice = gateway.register("alice").await;
+    let mut bob = gateway.register("bob").await;
+    let alice_cookie = gateway.login(&mut alice).await;
+    let bob_cookie = gateway.login(&mut bob).await;
+    let post = |cookie: &str, body: String| {
+        gateway
+            .http
+            .post(format!("{}/v1/push/subscriptions", gateway.url))
+            .header("origin", &gateway.url)
+            .header("cookie", cookie)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+
+    // https only (this gateway does not allow plain-http push services), real keys only.
+    let browser = PushBrowser::new();
+    let response = post(
+        &alice_cookie,
+        browser.subscription_json("http://push.example/x"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["error"], "invalid_subscription");
+    let broken = browser
+        .subscription_json("https://push.example/x")
+        .replace(&browser.p256dh(), "AAAA");
+    assert_eq!(
+        post(&alice_cookie, broken).await.unwrap().status(),
+        StatusCode::BAD_REQUEST
+    );
+
+    let response = post(
+        &alice_cookie,
+        browser.subscription_json("https://push.example/x"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let id = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Bob can neither see nor remove it; without a session nothing is listed.
+    let remove = |cookie: &str| {
+        gateway
+            .http
+            .delete(format!("{}/v1/push/subscriptions/{id}", gateway.url))
+            .header("origin", &gateway.url)
+            .header("cookie", cookie)
+            .send()
+    };
+    assert_eq!(
+        remove(&bob_cookie).await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    let anonymous = gateway
+        .http
+        .get(format!("{}/v1/push/subscriptions", gateway.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        remove(&alice_cookie).await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    assert!(
+        wait_for_devices(&gateway, &alice_cookie, 0)
+            .await
+            .is_empty()
+    );
+
+    let key: Value = gateway
+        .http
+        .get(format!("{}/v1/push/vapid-key", gateway.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        key["publicKey"].as_str().unwrap().len(),
+        87,
+        "65 octets in base64url"
+    );
+}
