@@ -13,72 +13,19 @@
 //! `scripts/test`; without them this test fails saying so.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod browser_support;
 mod common;
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Output, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::process::{Command, Output, Stdio};
+
+use browser_support::{Script, free_port, manifest_dir, spawn_gateway};
 
 use common::TestAgent;
 use handsign_protocol::keys::SigningKey;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-
-/// How long the script may take for one step before the test gives up on it; its own waits
-/// give up sooner (15 s), with a message saying what it waited for.
-const STEP: Duration = Duration::from_secs(60);
-
-fn manifest_dir() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A child process that is killed when the test ends, however it ends.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `handsign serve` on `port`, once it listens; returns it with the lines it printed.
-fn spawn_gateway(data_dir: &Path, port: u16) -> (Killed, Vec<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_handsign"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--public-url", &format!("http://localhost:{port}")])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("HANDSIGN_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let gateway = Killed(child);
-    // The setup link comes first; "listening on" is always the last line printed at start.
-    let mut printed = Vec::new();
-    for line in BufReader::new(stdout).lines() {
-        let line = line.unwrap();
-        let done = line.contains("listening on");
-        printed.push(line);
-        if done {
-            return (gateway, printed);
-        }
-    }
-    panic!("the gateway exited before listening; it printed {printed:?}");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A `handsign` command run against the gateway's data directory and public URL.
 fn handsign(data_dir: &Path, url: &str, args: &[&str]) -> Output {
@@ -89,124 +36,6 @@ fn handsign(data_dir: &Path, url: &str, args: &[&str]) -> Output {
         .args(["--public-url", url])
         .output()
         .unwrap()
-}
-
-/// `approve.mjs` running in Node: its stdout lines arrive on a channel (so a wait can end),
-/// its stderr is kept for failure messages. Killing Node ends Chromium too (Playwright drives
-/// it over a pipe, which closes).
-struct Script {
-    child: Killed,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<String>,
-    stderr: Arc<Mutex<String>>,
-    /// Chromium's fresh profile; removed after the script is gone (fields drop in order).
-    _profile: tempfile::TempDir,
-}
-
-impl Script {
-    fn start(setup_link: &str, output_dir: &Path) -> Self {
-        let dir = manifest_dir().join("tests/browser");
-        let chromium =
-            std::env::var("HANDSIGN_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-        assert!(
-            Path::new(&chromium).is_file(),
-            "Chromium is missing at {chromium}: run scripts/test, which installs Debian's \
-             chromium (or set HANDSIGN_CHROMIUM)"
-        );
-        assert!(
-            dir.join("node_modules/playwright-core/package.json")
-                .is_file(),
-            "npm package playwright-core is missing from tests/browser/node_modules: run \
-             scripts/test, which installs it"
-        );
-        let profile = tempfile::tempdir().unwrap();
-        let mut child = Command::new("node")
-            .arg(dir.join("approve.mjs"))
-            .arg(setup_link)
-            .arg(output_dir)
-            .arg(profile.path())
-            .env("HANDSIGN_CHROMIUM", &chromium)
-            .env("FORCE_COLOR", "0")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot run node: {e}; run scripts/test, which installs it")
-            });
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().unwrap();
-        let mut err = child.stderr.take().unwrap();
-        let (send, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if send.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let kept = stderr.clone();
-        std::thread::spawn(move || {
-            let mut chunk = [0u8; 4096];
-            while let Ok(n @ 1..) = err.read(&mut chunk) {
-                kept.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&chunk[..n]));
-            }
-        });
-        Script {
-            child: Killed(child),
-            stdin,
-            lines,
-            stderr,
-            _profile: profile,
-        }
-    }
-
-    /// Waits for the script to report `event`; returns the report.
-    fn expect(&mut self, event: &str) -> Value {
-        let line = tokio::task::block_in_place(|| self.lines.recv_timeout(STEP));
-        let line = match line {
-            Ok(line) => line,
-            Err(RecvTimeoutError::Timeout) => panic!(
-                "the browser script did not report {event} within {STEP:?}; it wrote:\n{}",
-                self.stderr()
-            ),
-            Err(RecvTimeoutError::Disconnected) => {
-                let status = tokio::task::block_in_place(|| self.child.0.wait());
-                panic!(
-                    "the browser script ended ({status:?}) before reporting {event}; it wrote:\n{}",
-                    self.stderr()
-                )
-            }
-        };
-        let report: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("the browser script printed {line:?} ({e})"));
-        assert_eq!(report["event"], event, "{report}\n{}", self.stderr());
-        report
-    }
-
-    fn send(&mut self, message: &Value) {
-        let stdin = self.stdin.as_mut().unwrap();
-        writeln!(stdin, "{message}").unwrap();
-        stdin.flush().unwrap();
-    }
-
-    /// Waits for the script to exit; it must succeed.
-    fn finish(mut self) {
-        drop(self.stdin.take());
-        let status = tokio::task::block_in_place(|| self.child.0.wait()).unwrap();
-        assert!(
-            status.success(),
-            "the browser script: {status}\n{}",
-            self.stderr()
-        );
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
 }
 
 /// The Python of the environment `scripts/test` creates, with PyJWT.
@@ -247,17 +76,11 @@ async fn a_person_registers_and_approves_in_chromium_and_the_token_and_receipt_c
     let data = tempfile::tempdir().unwrap();
     let port = free_port();
     let url = format!("http://localhost:{port}");
-    let (_gateway, printed) = spawn_gateway(data.path(), port);
-    let setup_link = printed
-        .iter()
-        .map(|line| line.trim())
-        .find(|line| line.starts_with(&format!("{url}/setup?code=")))
-        .unwrap_or_else(|| panic!("no setup link in {printed:?}"))
-        .to_owned();
+    let (_gateway, setup_link) = spawn_gateway(data.path(), port);
 
     let output_dir = manifest_dir().join("target/test-output");
     std::fs::create_dir_all(&output_dir).unwrap();
-    let mut script = Script::start(&setup_link, &output_dir);
+    let mut script = Script::start("approve.mjs", &[&setup_link, output_dir.to_str().unwrap()]);
     script.expect("registered");
 
     // alice exists now: the operator adds her agent while the gateway runs.

@@ -1,12 +1,11 @@
 //! What the browser tests share: the real `handsign serve` process on a free port, and a Node
-//! script driving Debian's Chromium that reports one JSON object a line. A copy of the helpers
-//! in `tests/browser.rs`, made general in the script it runs, so new browser tests need not
-//! edit that file.
+//! script driving Debian's Chromium that reports one JSON object a line on stdout and takes the
+//! test's answers one JSON object a line on stdin.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead as _, BufReader, Read as _};
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -78,6 +77,7 @@ pub fn spawn_gateway(data_dir: &Path, port: u16) -> (Killed, String) {
 /// wait can end), its stderr is kept for failure messages. Killing Node ends Chromium too.
 pub struct Script {
     child: Killed,
+    stdin: Option<ChildStdin>,
     lines: Receiver<String>,
     stderr: Arc<Mutex<String>>,
     /// Chromium's fresh profile; removed after the script is gone (fields drop in order).
@@ -108,13 +108,14 @@ impl Script {
             .arg(profile.path())
             .env("HANDSIGN_CHROMIUM", &chromium)
             .env("FORCE_COLOR", "0")
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| {
                 panic!("cannot run node: {e}; run scripts/test, which installs it")
             });
+        let stdin = child.stdin.take();
         let stdout = child.stdout.take().unwrap();
         let mut err = child.stderr.take().unwrap();
         let (send, lines) = mpsc::channel();
@@ -137,6 +138,7 @@ impl Script {
         });
         Script {
             child: Killed(child),
+            stdin,
             lines,
             stderr,
             _profile: profile,
@@ -166,8 +168,16 @@ impl Script {
         report
     }
 
-    /// Waits for the script to exit; it must succeed.
+    /// Sends the script one message (a line of JSON on its stdin).
+    pub fn send(&mut self, message: &Value) {
+        let stdin = self.stdin.as_mut().unwrap();
+        writeln!(stdin, "{message}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Waits for the script to exit (its stdin closed first); it must succeed.
     pub fn finish(mut self) {
+        drop(self.stdin.take());
         let status = tokio::task::block_in_place(|| self.child.0.wait()).unwrap();
         assert!(
             status.success(),
