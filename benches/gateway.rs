@@ -4,6 +4,8 @@
 //!   token, p50 and p99 over 1,000 requests on loopback;
 //! - approvals per second end to end with a software passkey (create, options, assertion,
 //!   decide, collect), sequentially;
+//! - push latency: from an agent creating a request to the encrypted push message arriving at a
+//!   local push service, p50 and p99 over 1,000 requests;
 //! - the server-side work of deciding (webauthn-rs checking the assertion, then building and
 //!   signing the receipt; storage excluded) against a bare P-256 ECDSA verification of the same
 //!   assertion.
@@ -29,6 +31,7 @@ use webauthn_authenticator_rs::WebauthnAuthenticator as _;
 use webauthn_rs::prelude::RequestChallengeResponse;
 
 const WAKE_UPS: usize = 1000;
+const PUSHES: usize = 1000;
 const END_TO_END: usize = 200;
 const VERIFICATIONS: u32 = 2000;
 
@@ -40,11 +43,14 @@ fn main() {
     runtime.block_on(async {
         let gateway = TestGateway::start_with(|args| {
             args.limits.agent_requests_per_minute = 1_000_000;
+            args.limits.max_pending_per_agent = 1_000_000;
+            args.danger_allow_http_push_endpoints = true;
         })
         .await;
         let mut alice = gateway.register("alice").await;
         println!("handsign gateway benchmarks (embedded store, loopback)\n");
         wake_up(&gateway).await;
+        push_latency(&gateway).await;
         end_to_end(&gateway, &mut alice).await;
         decision_check(&gateway, &mut alice).await;
     });
@@ -126,6 +132,54 @@ async fn wake_up(gateway: &TestGateway) {
     let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
     println!(
         "wake-up, decision recorded -> agent has its token ({WAKE_UPS} requests): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        ms(at(0.50)),
+        ms(at(0.99)),
+        ms(*latencies.last().unwrap())
+    );
+}
+
+async fn push_latency(gateway: &TestGateway) {
+    let (push_origin, mut inbox) = common::push_service().await;
+    let browser = common::PushBrowser::new();
+    let subscription: Value =
+        serde_json::from_str(&browser.subscription_json(&format!("{push_origin}/wpush/bench")))
+            .unwrap();
+    let user = handsign::domain::UserId::parse("alice").unwrap();
+    gateway
+        .store
+        .add_push_subscription(&handsign::domain::PushSubscriptionRecord {
+            id: "bench-device".into(),
+            user: user.clone(),
+            name: "bench".into(),
+            endpoint: subscription["endpoint"].as_str().unwrap().into(),
+            p256dh: subscription["keys"]["p256dh"].as_str().unwrap().into(),
+            auth: subscription["keys"]["auth"].as_str().unwrap().into(),
+            created_at: handsign::clock::now(),
+        })
+        .await
+        .unwrap();
+    let agent = gateway.agent("alice").await;
+    let mut latencies = Vec::with_capacity(PUSHES);
+    for _ in 0..PUSHES {
+        let started = Instant::now();
+        let created = agent.request(flight()).await;
+        let received = inbox.recv().await.unwrap();
+        latencies.push(started.elapsed());
+        let message =
+            handsign::notify::webpush::decrypt(&browser.private, &browser.auth, &received.body)
+                .unwrap();
+        let message: Value = serde_json::from_slice(&message).unwrap();
+        assert_eq!(message["tag"], created["id"]);
+    }
+    gateway
+        .store
+        .delete_push_subscription(&user, "bench-device")
+        .await
+        .unwrap();
+    latencies.sort();
+    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    println!(
+        "push, request created -> encrypted message at the push service ({PUSHES} requests): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         ms(at(0.50)),
         ms(at(0.99)),
         ms(*latencies.last().unwrap())
