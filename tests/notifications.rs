@@ -1,6 +1,8 @@
 //! Notifications end to end: a person's device subscribes, an agent asks, the device's push
 //! service receives an encrypted message naming the request and linking to its approval page,
-//! and signed webhooks report the request and its decision. Dead devices are removed.
+//! and signed webhooks report the request and its decision. Independent implementations check
+//! the message: Python http_ece decrypts it and PyJWT verifies its VAPID header (installed by
+//! `scripts/test`). Dead devices are removed.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -9,9 +11,9 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::HeaderMap;
-use common::{PushBrowser, Received, TestGateway, flight, push_service};
+use base64::Engine as _;
+use common::{PushBrowser, Received, TestGateway, flight, push_service, webpush_check};
 use handsign::notify::webhooks::{WebhookSecret, WebhookTarget};
-use handsign::notify::webpush;
 use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -114,8 +116,21 @@ async fn a_request_reaches_the_persons_device_and_the_webhooks() {
             .starts_with("vapid t=")
     );
     assert_eq!(to_phone.headers["content-encoding"], "aes128gcm");
-    let message = webpush::decrypt(&phone.private, &phone.auth, &to_phone.body).unwrap();
+    // Decrypted by an independent implementation (Python http_ece), as the browser would.
+    let dir = tempfile::tempdir().unwrap();
+    let body_file = dir.path().join("push.bin");
+    std::fs::write(&body_file, &to_phone.body).unwrap();
+    let auth = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(phone.auth);
+    let message =
+        webpush_check(&["decrypt", body_file.to_str().unwrap(), &phone.d(), &auth]).unwrap();
     let message: Value = serde_json::from_slice(&message).unwrap();
+    // And its VAPID header verifies with PyJWT for the push service's origin.
+    webpush_check(&[
+        "vapid",
+        to_phone.headers["authorization"].to_str().unwrap(),
+        &push_origin,
+    ])
+    .unwrap();
     assert_eq!(message["url"], format!("{}/approve/{id}", gateway.url));
     assert_eq!(message["tag"], id);
     assert!(

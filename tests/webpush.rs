@@ -10,11 +10,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{PushBrowser as Browser, push_service};
+use common::{PushBrowser as Browser, push_service, webpush_check as python};
 use handsign::notify::webpush::{
     self, PushOptions, Subscription, SubscriptionError, Urgency, VapidKey,
 };
@@ -31,28 +30,6 @@ fn vectors(name: &str) -> Value {
 
 fn b64(text: &str) -> Vec<u8> {
     URL_SAFE_NO_PAD.decode(text).unwrap()
-}
-
-/// Runs `webpush_check.py`; stdout on success, stderr as `Err` on refusal.
-fn python(args: &[&str]) -> Result<Vec<u8>, String> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/webpush_check.py");
-    let program = std::env::var("HANDSIGN_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let output = Command::new(&program)
-        .arg(script)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}; run scripts/test"));
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(
-        !stderr.contains("ModuleNotFoundError"),
-        "the Python packages http_ece / PyJWT are missing: run scripts/test, which installs them \
-         into target/test-env/python and sets HANDSIGN_TEST_PYTHON\n{stderr}"
-    );
-    if output.status.success() {
-        Ok(output.stdout)
-    } else {
-        Err(stderr)
-    }
 }
 
 fn write_temp(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {

@@ -467,3 +467,27 @@ pub async fn push_service() -> (String, mpsc::UnboundedReceiver<Received>) {
     tokio::spawn(async move { axum::serve(listener, app).await });
     (origin, rx)
 }
+
+/// Runs `tests/interop/webpush_check.py` (PyJWT and http_ece); stdout on success, stderr as
+/// `Err` on refusal.
+pub fn webpush_check(args: &[&str]) -> Result<Vec<u8>, String> {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/webpush_check.py");
+    let program = std::env::var("HANDSIGN_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let output = std::process::Command::new(&program)
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}; run scripts/test"));
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        !stderr.contains("ModuleNotFoundError"),
+        "the Python packages http_ece / PyJWT are missing: run scripts/test, which installs them \
+         into target/test-env/python and sets HANDSIGN_TEST_PYTHON\n{stderr}"
+    );
+    if output.status.success() {
+        Ok(output.stdout)
+    } else {
+        Err(stderr)
+    }
+}
