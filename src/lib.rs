@@ -20,6 +20,7 @@ pub mod notify;
 pub mod pages;
 pub mod passkeys;
 pub mod routes;
+pub mod secret_file;
 pub mod server;
 pub mod session;
 pub mod state;

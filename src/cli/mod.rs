@@ -99,13 +99,7 @@ pub fn main() -> ExitCode {
 
 /// Opens the embedded store in `data_dir`, creating the directory (owner-only) if needed.
 fn open_store(data_dir: &std::path::Path) -> anyhow::Result<crate::store::embedded::EmbeddedStore> {
-    use anyhow::Context as _;
-    use std::os::unix::fs::DirBuilderExt as _;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(data_dir)
-        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    crate::secret_file::private_dir(data_dir)?;
     Ok(crate::store::embedded::EmbeddedStore::open(
         &data_dir.join("handsign.redb"),
     )?)

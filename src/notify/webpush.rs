@@ -19,8 +19,6 @@
 //! - [`VapidKey`] is the gateway's application-server key and signs the `Authorization` header;
 //! - [`build_request`] puts it together as an `http::Request` for any HTTP client.
 
-use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::Path;
 
 use aes_gcm::Aes128Gcm;
@@ -587,55 +585,11 @@ impl VapidKey {
     /// Loads the key from `data_dir/vapid-key.json`, creating the directory (owner-only) and the
     /// key (owner-only file) on first start. Changing this key invalidates every subscription.
     pub fn load_or_create(data_dir: &Path) -> anyhow::Result<Self> {
-        use anyhow::Context as _;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(data_dir)
-            .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
-        let path = data_dir.join(VAPID_KEY_FILE);
-        match std::fs::read(&path) {
-            Ok(bytes) => Self::from_key_file(&bytes)
-                .with_context(|| format!("{} holds no usable VAPID key", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let key = Self::generate()?;
-                // Written under a temporary name, then linked into place: a crash never leaves a
-                // half-written key, and two processes starting at once agree on one key.
-                let tmp = data_dir.join(format!(
-                    ".{VAPID_KEY_FILE}.{}.tmp",
-                    URL_SAFE_NO_PAD.encode(crate::domain::random_bytes::<9>()?)
-                ));
-                let written = (|| -> anyhow::Result<()> {
-                    let mut file = std::fs::OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .mode(0o600)
-                        .open(&tmp)
-                        .with_context(|| format!("cannot create {}", tmp.display()))?;
-                    file.write_all(&serde_json::to_vec_pretty(&key.key_file())?)?;
-                    file.sync_all()?;
-                    Ok(())
-                })();
-                let linked = written
-                    .and_then(|()| std::fs::hard_link(&tmp, &path).map_err(anyhow::Error::from));
-                let _ = std::fs::remove_file(&tmp);
-                match linked {
-                    Ok(()) => Ok(key),
-                    Err(e)
-                        if e.downcast_ref::<std::io::Error>()
-                            .is_some_and(|io| io.kind() == std::io::ErrorKind::AlreadyExists) =>
-                    {
-                        let bytes = std::fs::read(&path)
-                            .with_context(|| format!("cannot read {}", path.display()))?;
-                        Self::from_key_file(&bytes).with_context(|| {
-                            format!("{} holds no usable VAPID key", path.display())
-                        })
-                    }
-                    Err(e) => Err(e).with_context(|| format!("cannot create {}", path.display())),
-                }
-            }
-            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
-        }
+        crate::secret_file::load_or_create(data_dir, VAPID_KEY_FILE, Self::from_key_file, || {
+            let key = Self::generate()?;
+            let contents = serde_json::to_vec_pretty(&key.key_file())?;
+            Ok((key, contents))
+        })
     }
 
     fn key_file(&self) -> VapidKeyFile {

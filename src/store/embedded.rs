@@ -323,6 +323,24 @@ fn second_members(
     Ok(out)
 }
 
+/// The records of `records` that the `(owner, id)` index `index` lists for `owner`.
+fn records_of<T: DeserializeOwned>(
+    txn: &ReadTransaction,
+    index: TableDefinition<'static, (&'static str, &'static str), ()>,
+    records: TableDefinition<'static, &'static str, &'static str>,
+    owner: &str,
+) -> Result<Vec<T>, StoreError> {
+    let index = txn.open_table(index).map_err(unavailable)?;
+    let records = txn.open_table(records).map_err(unavailable)?;
+    let mut out = Vec::new();
+    for id in second_members(&index, owner)? {
+        if let Some(record) = get_record(&records, &id)? {
+            out.push(record);
+        }
+    }
+    Ok(out)
+}
+
 /// The approval ids of the `(user, created_at, id)` keys of `user`, newest first, passed to
 /// `visit` until it returns `false`.
 fn newest_first(
@@ -653,17 +671,7 @@ impl Store for EmbeddedStore {
     async fn passkeys(&self, user: &UserId) -> Result<Vec<PasskeyRecord>, StoreError> {
         let user = user.clone();
         self.run(move |inner| {
-            inner.read(|txn| {
-                let by_user = txn.open_table(PASSKEYS_BY_USER).map_err(unavailable)?;
-                let passkeys = txn.open_table(PASSKEYS).map_err(unavailable)?;
-                let mut out = Vec::new();
-                for credential_id in second_members(&by_user, user.as_str())? {
-                    if let Some(passkey) = get_record(&passkeys, &credential_id)? {
-                        out.push(passkey);
-                    }
-                }
-                Ok(out)
-            })
+            inner.read(|txn| records_of(txn, PASSKEYS_BY_USER, PASSKEYS, user.as_str()))
         })
         .await
     }
@@ -761,17 +769,7 @@ impl Store for EmbeddedStore {
     ) -> Result<Vec<PushSubscriptionRecord>, StoreError> {
         let user = user.clone();
         self.run(move |inner| {
-            inner.read(|txn| {
-                let by_user = txn.open_table(DEVICES_BY_USER).map_err(unavailable)?;
-                let devices = txn.open_table(DEVICES).map_err(unavailable)?;
-                let mut out = Vec::new();
-                for id in second_members(&by_user, user.as_str())? {
-                    if let Some(device) = get_record(&devices, &id)? {
-                        out.push(device);
-                    }
-                }
-                Ok(out)
-            })
+            inner.read(|txn| records_of(txn, DEVICES_BY_USER, DEVICES, user.as_str()))
         })
         .await
     }
@@ -897,24 +895,18 @@ impl Store for EmbeddedStore {
         let user = user.cloned();
         self.run(move |inner| {
             inner.read(|txn| {
-                let agents = txn.open_table(AGENTS).map_err(unavailable)?;
-                let mut out: Vec<AgentRecord> = Vec::new();
-                match &user {
-                    Some(user) => {
-                        let by_user = txn.open_table(AGENTS_BY_USER).map_err(unavailable)?;
-                        for id in second_members(&by_user, user.as_str())? {
-                            if let Some(agent) = get_record(&agents, &id)? {
-                                out.push(agent);
-                            }
-                        }
-                    }
+                let mut out: Vec<AgentRecord> = match &user {
+                    Some(user) => records_of(txn, AGENTS_BY_USER, AGENTS, user.as_str())?,
                     None => {
+                        let agents = txn.open_table(AGENTS).map_err(unavailable)?;
+                        let mut all = Vec::new();
                         for item in agents.iter().map_err(unavailable)? {
                             let (_, json) = item.map_err(unavailable)?;
-                            out.push(from_json(json.value())?);
+                            all.push(from_json(json.value())?);
                         }
+                        all
                     }
-                }
+                };
                 out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
                 Ok(out)
             })
