@@ -66,13 +66,13 @@ fn book(params: Value) -> ApprovalRequest {
     ApprovalRequest::new("flights.book", params, AUDIENCE).message("Book the flight we discussed")
 }
 
-/// Waits until `condition` holds, checking it every few milliseconds (for state that has no
-/// notification of its own, such as the number of parked long polls).
+/// Waits until `condition` holds, checking it each time the runtime lets this task run (for
+/// state that has no notification of its own, such as the number of parked long polls).
 async fn until(what: &str, mut condition: impl FnMut() -> bool) {
     let give_up = Instant::now() + Duration::from_secs(30);
     while !condition() {
         assert!(Instant::now() < give_up, "gave up waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::task::yield_now().await;
     }
 }
 
