@@ -14,9 +14,9 @@ use tokio::net::TcpListener;
 use crate::config::{PublicUrl, ServeArgs};
 use crate::events::Events;
 use crate::keyring::Keyring;
-use crate::notify::Notifier;
 use crate::notify::webhooks::{RetryPolicy, Webhooks};
 use crate::notify::webpush::VapidKey;
+use crate::notify::{Notifier, PushSettings};
 use crate::passkeys::Passkeys;
 use crate::routes;
 use crate::state::AppState;
@@ -89,14 +89,18 @@ pub async fn open(args: &ServeArgs, store: Arc<dyn Store>) -> anyhow::Result<App
         None if public.url.scheme() == "https" => public.origin.clone(),
         None => "mailto:handsign@localhost".to_owned(),
     };
+    let events = Events::default();
     let notifier = Notifier::new(
         store.clone(),
         public.clone(),
-        VapidKey::load_or_create(&args.data_dir)?,
-        subject,
-        args.danger_allow_http_push_endpoints,
+        PushSettings {
+            vapid: VapidKey::load_or_create(&args.data_dir)?,
+            subject,
+            allow_http_endpoints: args.danger_allow_http_push_endpoints,
+        },
         http.clone(),
         Webhooks::new(http, args.webhooks.webhooks.clone(), RetryPolicy::default()),
+        events.clone(),
     );
     Ok(AppState {
         store,
@@ -105,7 +109,7 @@ pub async fn open(args: &ServeArgs, store: Arc<dyn Store>) -> anyhow::Result<App
         public,
         limits: Arc::new(args.limits.clone()),
         token_lifetime: args.token_lifetime,
-        events: Events::default(),
+        events,
         notifier,
     })
 }

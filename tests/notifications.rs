@@ -279,3 +279,33 @@ async fn devices_are_the_users_own_and_subscriptions_are_checked() {
         "65 octets in base64url"
     );
 }
+
+#[tokio::test]
+async fn a_request_nobody_decides_is_reported_expired() {
+    let (hook, mut hooks) = webhook_receiver().await;
+    let target: WebhookTarget = format!("standard={hook},secret={SECRET}").parse().unwrap();
+    let gateway = TestGateway::start_with(|args| args.webhooks.webhooks = vec![target]).await;
+    let _alice = gateway.register("alice").await;
+    let agent = gateway.agent("alice").await;
+    let (status, created) = agent
+        .call(
+            reqwest::Method::POST,
+            "/v1/approvals",
+            Some(&serde_json::json!({
+                "action": "flights.book",
+                "params": flight(),
+                "audience": "https://travel.example",
+                "ttl": 10,
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let (headers, body) = next(&mut hooks, "webhook").await;
+    assert_eq!(verified_event(&headers, &body)["type"], "approval.created");
+    // Nothing is decided: about ten seconds later the expiry is reported, once.
+    let (headers, body) = next(&mut hooks, "webhook").await;
+    let event = verified_event(&headers, &body);
+    assert_eq!(event["type"], "approval.expired");
+    assert_eq!(event["data"]["approval_id"], created["id"]);
+    assert_eq!(event["data"]["status"], "expired");
+}

@@ -13,7 +13,11 @@ use std::sync::Arc;
 
 use crate::clock;
 use crate::config::PublicUrl;
-use crate::domain::{AgentRecord, ApprovalKind, ApprovalRecord, PushSubscriptionRecord};
+use crate::domain::{
+    AgentRecord, ApprovalKind, ApprovalRecord, ApprovalState, ApprovalStatus,
+    PushSubscriptionRecord,
+};
+use crate::events::{self, Events};
 use crate::store::Store;
 use webhooks::{WebhookEvent, Webhooks, clean_text};
 use webpush::{
@@ -23,48 +27,54 @@ use webpush::{
 /// How long a push service may hold an undelivered message: a request rarely waits longer.
 const PUSH_TTL_SECS: u32 = 3600;
 
+/// How the gateway signs and addresses push messages.
+pub struct PushSettings {
+    pub vapid: VapidKey,
+    /// The operator's contact given to push services (`mailto:` or `https:`).
+    pub subject: String,
+    /// Plain-http push endpoints (loopback push services in tests).
+    pub allow_http_endpoints: bool,
+}
+
 /// The gateway's notification channels.
 #[derive(Clone)]
 pub struct Notifier {
     store: Arc<dyn Store>,
     public: Arc<PublicUrl>,
-    vapid: Arc<VapidKey>,
-    /// The operator's contact given to push services (`mailto:` or `https:`).
-    subject: String,
-    allow_http_push_endpoints: bool,
+    push: Arc<PushSettings>,
     http: reqwest::Client,
     webhooks: Webhooks,
+    /// Changes to requests, so that an expiry report stops waiting once a request is decided.
+    events: Events,
 }
 
 impl Notifier {
     pub fn new(
         store: Arc<dyn Store>,
         public: Arc<PublicUrl>,
-        vapid: VapidKey,
-        subject: String,
-        allow_http_push_endpoints: bool,
+        push: PushSettings,
         http: reqwest::Client,
         webhooks: Webhooks,
+        events: Events,
     ) -> Self {
         Notifier {
             store,
             public,
-            vapid: Arc::new(vapid),
-            subject,
-            allow_http_push_endpoints,
+            push: Arc::new(push),
             http,
             webhooks,
+            events,
         }
     }
 
     /// The key browsers subscribe with (`applicationServerKey`).
     pub fn vapid_public_key(&self) -> String {
-        self.vapid.public_key_b64url()
+        self.push.vapid.public_key_b64url()
     }
 
     /// Whether push endpoints may be plain http (loopback receivers in tests).
     pub fn allows_http_push_endpoints(&self) -> bool {
-        self.allow_http_push_endpoints
+        self.push.allow_http_endpoints
     }
 
     /// A new request: push to the user's devices, tell the webhooks, and tell them again if it
@@ -124,17 +134,18 @@ impl Notifier {
                         auth: device.auth.clone(),
                     },
                 },
-                self.allow_http_push_endpoints,
+                self.push.allow_http_endpoints,
             )
             .map_err(|e| e.to_string())?;
             let options = PushOptions {
-                subject: &self.subject,
+                subject: &self.push.subject,
                 ttl_secs: PUSH_TTL_SECS,
                 urgency: Urgency::High,
                 now: clock::now(),
             };
-            let request = webpush::build_request(&subscription, payload, &self.vapid, &options)
-                .map_err(|e| e.to_string())?;
+            let request =
+                webpush::build_request(&subscription, payload, &self.push.vapid, &options)
+                    .map_err(|e| e.to_string())?;
             let request = reqwest::Request::try_from(request).map_err(|e| e.to_string())?;
             let response = self
                 .http
@@ -165,24 +176,33 @@ impl Notifier {
         }
     }
 
-    /// Waits until `approval` expires (a timer, not a poll) and tells the webhooks if nobody
-    /// decided it. A gateway restart forgets the timer; the request itself still expires.
+    /// Tells the webhooks when `approval` expires undecided. It waits on the request's change
+    /// events until its expiry, and stops as soon as the request is decided or cancelled. A
+    /// gateway restart forgets the wait; the request itself still expires.
     async fn report_expiry(&self, approval: ApprovalRecord) {
         if self.webhooks.is_empty() {
             return;
         }
-        let wait = u64::try_from(approval.expires_at - clock::now()).unwrap_or(0);
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
-        tokio::time::sleep_until(deadline).await;
-        if let Ok(Some(now_stored)) = self.store.approval(&approval.id).await
-            && now_stored.status(clock::now()) == crate::domain::ApprovalStatus::Expired
-            && matches!(now_stored.state, crate::domain::ApprovalState::Pending)
-        {
-            self.webhooks.notify(WebhookEvent::approval_expired(
-                &self.public,
-                &now_stored,
-                clock::now(),
-            ));
+        let mut changes = self.events.subscribe();
+        loop {
+            let Ok(Some(stored)) = self.store.approval(&approval.id).await else {
+                return;
+            };
+            match stored.status(clock::now()) {
+                ApprovalStatus::Pending => {
+                    // A second past the expiry second, so the clock has surely reached it.
+                    let left = u64::try_from(stored.expires_at - clock::now()).unwrap_or(0) + 1;
+                    let expiry = tokio::time::Instant::now() + std::time::Duration::from_secs(left);
+                    events::wait_for(&mut changes, expiry, |e| e.id == approval.id).await;
+                }
+                ApprovalStatus::Expired if matches!(stored.state, ApprovalState::Pending) => {
+                    let event = WebhookEvent::approval_expired(&self.public, &stored, clock::now());
+                    self.webhooks.notify(event);
+                    return;
+                }
+                // Decided or cancelled: nothing expired.
+                _ => return,
+            }
         }
     }
 }

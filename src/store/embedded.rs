@@ -323,6 +323,32 @@ fn second_members(
     Ok(out)
 }
 
+/// A table of records by id, its `(owner, id)` index, and what a record is called in errors.
+type OwnedTables = (
+    TableDefinition<'static, &'static str, &'static str>,
+    TableDefinition<'static, (&'static str, &'static str), ()>,
+    &'static str,
+);
+
+/// Stores a new record `json` under `id`, listed under `owner`; `AlreadyExists` if `id` is
+/// taken.
+fn insert_owned(
+    txn: &WriteTransaction,
+    (records, index, what): OwnedTables,
+    owner: &str,
+    id: &str,
+    json: &str,
+) -> Result<(), StoreError> {
+    let mut records = txn.open_table(records).map_err(unavailable)?;
+    if contains(&records, id)? {
+        return Err(StoreError::AlreadyExists(what));
+    }
+    records.insert(id, json).map_err(unavailable)?;
+    let mut index = txn.open_table(index).map_err(unavailable)?;
+    index.insert((owner, id), ()).map_err(unavailable)?;
+    Ok(())
+}
+
 /// The records of `records` that the `(owner, id)` index `index` lists for `owner`.
 fn records_of<T: DeserializeOwned>(
     txn: &ReadTransaction,
@@ -617,10 +643,14 @@ impl Store for EmbeddedStore {
                     // The setup code names no user: it must not hand over an existing one.
                     return Err(StoreError::AlreadyExists("user"));
                 }
-                let mut passkeys = txn.open_table(PASSKEYS).map_err(unavailable)?;
-                if contains(&passkeys, &credential_id)? {
-                    return Err(StoreError::AlreadyExists("passkey"));
-                }
+                // Refused here, the whole transaction is dropped: the invitation stays unused.
+                insert_owned(
+                    txn,
+                    (PASSKEYS, PASSKEYS_BY_USER, "passkey"),
+                    user_id.as_str(),
+                    &credential_id,
+                    &passkey_json,
+                )?;
                 invitations.remove(&key)?;
                 invitations.prune(now)?;
                 if !exists {
@@ -628,13 +658,6 @@ impl Store for EmbeddedStore {
                         .insert(user_id.as_str(), user_json.as_str())
                         .map_err(unavailable)?;
                 }
-                passkeys
-                    .insert(credential_id.as_str(), passkey_json.as_str())
-                    .map_err(unavailable)?;
-                let mut by_user = txn.open_table(PASSKEYS_BY_USER).map_err(unavailable)?;
-                by_user
-                    .insert((user_id.as_str(), credential_id.as_str()), ())
-                    .map_err(unavailable)?;
                 Ok(Outcome::Changed(()))
             })
         })
@@ -651,17 +674,13 @@ impl Store for EmbeddedStore {
                 if !contains(&users, user.as_str())? {
                     return Err(StoreError::NotFound("user"));
                 }
-                let mut passkeys = txn.open_table(PASSKEYS).map_err(unavailable)?;
-                if contains(&passkeys, &credential_id)? {
-                    return Err(StoreError::AlreadyExists("passkey"));
-                }
-                passkeys
-                    .insert(credential_id.as_str(), json.as_str())
-                    .map_err(unavailable)?;
-                let mut by_user = txn.open_table(PASSKEYS_BY_USER).map_err(unavailable)?;
-                by_user
-                    .insert((user.as_str(), credential_id.as_str()), ())
-                    .map_err(unavailable)?;
+                insert_owned(
+                    txn,
+                    (PASSKEYS, PASSKEYS_BY_USER, "passkey"),
+                    user.as_str(),
+                    &credential_id,
+                    &json,
+                )?;
                 Ok(Outcome::Changed(()))
             })
         })
@@ -862,17 +881,13 @@ impl Store for EmbeddedStore {
         let json = to_json(agent)?;
         self.run(move |inner| {
             inner.write(|txn| {
-                let mut agents = txn.open_table(AGENTS).map_err(unavailable)?;
-                if contains(&agents, &id)? {
-                    return Err(StoreError::AlreadyExists("agent"));
-                }
-                agents
-                    .insert(id.as_str(), json.as_str())
-                    .map_err(unavailable)?;
-                let mut by_user = txn.open_table(AGENTS_BY_USER).map_err(unavailable)?;
-                by_user
-                    .insert((user.as_str(), id.as_str()), ())
-                    .map_err(unavailable)?;
+                insert_owned(
+                    txn,
+                    (AGENTS, AGENTS_BY_USER, "agent"),
+                    user.as_str(),
+                    &id,
+                    &json,
+                )?;
                 Ok(Outcome::Changed(()))
             })
         })
