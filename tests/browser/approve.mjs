@@ -16,26 +16,12 @@
 // If stdin closes before the approval URL arrives, the script closes the browser and exits 1.
 // PROFILE_DIR is an empty directory for Chromium's profile, made and removed by the test.
 
-import { mkdir, rm } from "node:fs/promises";
-import { join } from "node:path";
 import { createInterface } from "node:readline";
+import { join } from "node:path";
 
-import { chromium } from "playwright-core";
+import { check, openBrowser, register, run } from "./person.mjs";
 
-const CHROMIUM = process.env.HANDSIGN_CHROMIUM || "/usr/bin/chromium";
-// The flags of shared/recipes.md, "The browser".
-const FLAGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 const USER = "alice";
-const WAIT_MS = 15_000;
 
 const [setupUrl, outputDir, profile] = process.argv.slice(2);
 if (!setupUrl || !outputDir || !profile) {
@@ -54,109 +40,7 @@ async function hear(what) {
   return JSON.parse(value);
 }
 
-function check(condition, message) {
-  if (!condition) throw new Error(message);
-}
-
-// Everything the page does that a person would not want: alerts, script errors, CSP violations,
-// failed loads. Collected for the whole session and checked after each page.
-const trouble = { dialogs: [], consoleErrors: [], pageErrors: [], cspViolations: [], failedRequests: [] };
-function checkNoTrouble(where) {
-  const found = Object.entries(trouble).filter(([, list]) => list.length > 0);
-  check(found.length === 0, `${where}: ${JSON.stringify(Object.fromEntries(found))}`);
-}
-
-let context;
-let page;
-
-async function main() {
-  await mkdir(outputDir, { recursive: true });
-  await rm(join(outputDir, "browser-failure.png"), { force: true });
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: FLAGS,
-    viewport: { width: 390, height: 844 },
-    deviceScaleFactor: 2,
-    isMobile: true,
-    hasTouch: true,
-  });
-  context.setDefaultTimeout(WAIT_MS);
-  // A CSP violation report, from an init script: it runs before the page's own code and is not
-  // subject to the page's CSP (it is injected through the DevTools Protocol).
-  await context.exposeBinding("__handsignCspViolation", (_source, violation) => {
-    trouble.cspViolations.push(violation);
-  });
-  await context.addInitScript(() => {
-    document.addEventListener("securitypolicyviolation", (e) => {
-      window.__handsignCspViolation({
-        directive: e.violatedDirective,
-        blocked: e.blockedURI,
-        sample: e.sample,
-        source: e.sourceFile,
-      });
-    });
-  });
-
-  page = context.pages()[0] ?? (await context.newPage());
-  page.on("dialog", (dialog) => {
-    trouble.dialogs.push(`${dialog.type()}: ${dialog.message()}`);
-    dialog.dismiss().catch(() => {});
-  });
-  page.on("console", (message) => {
-    if (message.type() !== "error") return;
-    // The browser's own request for /favicon.ico (the gateway has none) is not the page's.
-    if (new URL(message.location().url || "about:blank").pathname === "/favicon.ico") return;
-    trouble.consoleErrors.push(`${message.text()} (${message.location().url})`);
-  });
-  page.on("pageerror", (error) => trouble.pageErrors.push(String(error)));
-  page.on("response", (response) => {
-    if (response.status() >= 400) {
-      trouble.failedRequests.push(`${response.status()} ${response.url()}`);
-    }
-  });
-  page.on("requestfailed", (request) => {
-    trouble.failedRequests.push(`${request.url()}: ${request.failure()?.errorText}`);
-  });
-
-  const cdp = await context.newCDPSession(page);
-  await cdp.send("WebAuthn.enable");
-  await cdp.send("WebAuthn.addVirtualAuthenticator", {
-    options: {
-      protocol: "ctap2",
-      transport: "internal",
-      hasResidentKey: true,
-      hasUserVerification: true,
-      isUserVerified: true,
-      automaticPresenceSimulation: true,
-    },
-  });
-
-  await register();
-  tell("registered");
-
-  const { approval_url: approvalUrl } = await hear("the approval URL");
-  const facts = await approve(approvalUrl);
-  tell("approved", facts);
-}
-
-async function register() {
-  await page.goto(setupUrl);
-  await page.locator("form#setup").waitFor();
-  await page.locator("#user").fill(USER);
-  await page.locator("#passkey-name").fill("Test phone");
-  await page.locator("#register").click();
-  await waitFor(
-    () => document.getElementById("status")?.textContent.trim().startsWith("Registered"),
-    async () => `setup page: #status never started with "Registered"; it says ${JSON.stringify(
-      await page.locator("#status").textContent().catch(() => null),
-    )}`,
-  );
-  await page.locator("#dashboard-link").waitFor({ state: "visible" });
-  checkNoTrouble("setup page");
-}
-
-async function approve(approvalUrl) {
+async function approve({ page, checkNoTrouble }, approvalUrl) {
   await page.goto(approvalUrl);
   const main = page.locator("main[data-approval-id]");
   await main.waitFor();
@@ -222,28 +106,14 @@ async function approve(approvalUrl) {
   };
 }
 
-// Waits for `predicate` to hold in the page; on time out, fails with `explain()`.
-async function waitFor(predicate, explain) {
-  try {
-    await page.waitForFunction(predicate);
-  } catch (error) {
-    throw new Error(`${await explain()}\n${error}`);
-  }
-}
-
-let failed = false;
-try {
-  await main();
-} catch (error) {
-  failed = true;
-  console.error(error.stack || String(error));
-  if (page) {
-    await page
-      .screenshot({ path: join(outputDir, "browser-failure.png"), fullPage: true })
-      .then(() => console.error(`screenshot: ${join(outputDir, "browser-failure.png")}`))
-      .catch(() => {});
-  }
-} finally {
-  await context?.close().catch(() => {});
-}
-process.exit(failed ? 1 : 0);
+await run({
+  outputDir,
+  failureShot: "browser-failure.png",
+  open: () => openBrowser({ profile }),
+  main: async (browser) => {
+    await register(browser, setupUrl, USER);
+    tell("registered");
+    const { approval_url: approvalUrl } = await hear("the approval URL");
+    tell("approved", await approve(browser, approvalUrl));
+  },
+});
