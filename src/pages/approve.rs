@@ -182,8 +182,9 @@ mod tests {
     use super::*;
     use crate::domain::{ApprovalId, UserId};
     use handsign_protocol::params::CanonicalParams;
-    use handsign_protocol::receipt::{Credential, Evidence, RECEIPT_VERSION, Receipt, ReceiptBody};
-    use handsign_protocol::statement::{Decision, STATEMENT_VERSION, Statement};
+    use handsign_protocol::statement::Decision;
+
+    use crate::pages::test_support::decided;
 
     const NOW: i64 = 1_740_837_909;
 
@@ -206,55 +207,6 @@ mod tests {
             created_at: NOW - 28,
             expires_at: NOW + 272,
             state: ApprovalState::Pending,
-        }
-    }
-
-    /// A decided state with a receipt over dummy evidence (the page does not verify receipts).
-    fn decided(approval: &ApprovalRecord, decision: Decision, at: i64) -> ApprovalState {
-        let body = ReceiptBody {
-            v: RECEIPT_VERSION.into(),
-            statement: Statement {
-                v: STATEMENT_VERSION.into(),
-                id: approval.id.to_string(),
-                iss: "https://gw.example".into(),
-                sub: approval.user.to_string(),
-                act: approval.agent.clone(),
-                aud: approval.audience.clone(),
-                action: approval.action.clone(),
-                params_sha256: approval.params_sha256.clone(),
-                decision,
-                nonce: approval.nonce.clone(),
-                iat: approval.created_at,
-            },
-            params: serde_json::from_str(&approval.params).unwrap(),
-            evidence: Evidence {
-                credential_id: "Y3JlZA".into(),
-                authenticator_data: "YXV0aA".into(),
-                client_data_json: "Y2xpZW50".into(),
-                signature: "c2ln".into(),
-                user_handle: None,
-            },
-            credential: Credential {
-                public_key_cose: "pQECAyYgASFYIA".into(),
-                public_key_jwk: serde_json::json!({"kty": "EC"}),
-            },
-            rp_id: "gw.example".into(),
-            origins: vec!["https://gw.example".into()],
-        };
-        let receipt = Box::new(Receipt {
-            body,
-            signature: "unsigned".into(),
-        });
-        match decision {
-            Decision::Approve => ApprovalState::Approved {
-                decided_at: at,
-                receipt,
-                token_delivered_at: None,
-            },
-            Decision::Deny => ApprovalState::Denied {
-                decided_at: at,
-                receipt,
-            },
         }
     }
 
@@ -418,7 +370,7 @@ mod tests {
     #[test]
     fn decisions_are_stated_plainly() {
         let mut approval = record(&realistic_params());
-        approval.state = decided(&approval, Decision::Approve, NOW - 20);
+        approval.state = decided(&approval, Decision::Approve, NOW - 20, None);
         let html = render(&approval, NOW);
         assert!(!html.contains("<button"));
         assert!(html.contains(
@@ -428,7 +380,7 @@ mod tests {
         let uncollected = render(&approval, NOW - 20 + COLLECT_WITHIN_SECS);
         assert!(uncollected.contains("did not collect its token within 120 seconds"));
 
-        approval.state = decided(&approval, Decision::Deny, NOW - 20);
+        approval.state = decided(&approval, Decision::Deny, NOW - 20, None);
         let html = render(&approval, NOW);
         assert!(!html.contains("<button"));
         assert!(html.contains("This request was denied at 2025-03-01 14:04:49 UTC."));

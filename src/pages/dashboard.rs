@@ -229,8 +229,9 @@ pub(crate) mod tests {
     use super::*;
     use crate::domain::{ApprovalId, COLLECT_WITHIN_SECS, UserId};
     use handsign_protocol::params::CanonicalParams;
-    use handsign_protocol::receipt::{Credential, Evidence, RECEIPT_VERSION, Receipt, ReceiptBody};
-    use handsign_protocol::statement::{Decision, STATEMENT_VERSION, Statement};
+    use handsign_protocol::statement::Decision;
+
+    use crate::pages::test_support::decided;
 
     const NOW: i64 = 1_740_837_909;
 
@@ -421,61 +422,11 @@ pub(crate) mod tests {
         assert!(history.contains("No decided requests yet."), "{history}");
     }
 
-    /// A decided state with a receipt over dummy evidence (the dashboard does not verify
-    /// receipts, it only links to them).
-    fn decided(approval: &ApprovalRecord, decision: Decision, delivered: bool) -> ApprovalState {
-        let body = ReceiptBody {
-            v: RECEIPT_VERSION.into(),
-            statement: Statement {
-                v: STATEMENT_VERSION.into(),
-                id: approval.id.to_string(),
-                iss: "https://gw.example".into(),
-                sub: approval.user.to_string(),
-                act: approval.agent.clone(),
-                aud: approval.audience.clone(),
-                action: approval.action.clone(),
-                params_sha256: approval.params_sha256.clone(),
-                decision,
-                nonce: approval.nonce.clone(),
-                iat: approval.created_at,
-            },
-            params: serde_json::from_str(&approval.params).unwrap(),
-            evidence: Evidence {
-                credential_id: "Y3JlZA".into(),
-                authenticator_data: "YXV0aA".into(),
-                client_data_json: "Y2xpZW50".into(),
-                signature: "c2ln".into(),
-                user_handle: None,
-            },
-            credential: Credential {
-                public_key_cose: "pQECAyYgASFYIA".into(),
-                public_key_jwk: serde_json::json!({"kty": "EC"}),
-            },
-            rp_id: "gw.example".into(),
-            origins: vec!["https://gw.example".into()],
-        };
-        let receipt = Box::new(Receipt {
-            body,
-            signature: "unsigned".into(),
-        });
-        match decision {
-            Decision::Approve => ApprovalState::Approved {
-                decided_at: NOW - 10,
-                receipt,
-                token_delivered_at: delivered.then_some(NOW - 9),
-            },
-            Decision::Deny => ApprovalState::Denied {
-                decided_at: NOW - 10,
-                receipt,
-            },
-        }
-    }
-
     #[test]
     fn history_says_what_happened_and_links_receipts() {
-        let row = |decision, delivered| {
+        let row = |decision, delivered: bool| {
             let mut approval = record(4, ApprovalState::Pending);
-            approval.state = decided(&approval, decision, delivered);
+            approval.state = decided(&approval, decision, NOW - 10, delivered.then_some(NOW - 9));
             HistoryRow::new(&approval, &names(), NOW)
         };
         let approved = row(Decision::Approve, true);
@@ -504,7 +455,7 @@ pub(crate) mod tests {
     #[test]
     fn an_approval_whose_token_was_never_collected_reads_expired() {
         let mut approval = record(5, ApprovalState::Pending);
-        approval.state = decided(&approval, Decision::Approve, false);
+        approval.state = decided(&approval, Decision::Approve, NOW - 10, None);
         let later = NOW + COLLECT_WITHIN_SECS;
         let row = HistoryRow::new(&approval, &names(), later);
         assert_eq!(row.status, ApprovalStatus::Expired);

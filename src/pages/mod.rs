@@ -274,3 +274,67 @@ mod tests {
         );
     }
 }
+
+/// What the pages' tests share.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use handsign_protocol::receipt::{Credential, Evidence, RECEIPT_VERSION, Receipt, ReceiptBody};
+    use handsign_protocol::statement::{Decision, STATEMENT_VERSION, Statement};
+
+    use crate::domain::{ApprovalRecord, ApprovalState};
+
+    /// `approval` decided at `decided_at`, with a receipt over dummy evidence (pages show and
+    /// link receipts; they do not verify them).
+    pub fn decided(
+        approval: &ApprovalRecord,
+        decision: Decision,
+        decided_at: i64,
+        token_delivered_at: Option<i64>,
+    ) -> ApprovalState {
+        let body = ReceiptBody {
+            v: RECEIPT_VERSION.into(),
+            statement: Statement {
+                v: STATEMENT_VERSION.into(),
+                id: approval.id.to_string(),
+                iss: "https://gw.example".into(),
+                sub: approval.user.to_string(),
+                act: approval.agent.clone(),
+                aud: approval.audience.clone(),
+                action: approval.action.clone(),
+                params_sha256: approval.params_sha256.clone(),
+                decision,
+                nonce: approval.nonce.clone(),
+                iat: approval.created_at,
+            },
+            params: serde_json::from_str(&approval.params).unwrap(),
+            evidence: Evidence {
+                credential_id: "Y3JlZA".into(),
+                authenticator_data: "YXV0aA".into(),
+                client_data_json: "Y2xpZW50".into(),
+                signature: "c2ln".into(),
+                user_handle: None,
+            },
+            credential: Credential {
+                public_key_cose: "pQECAyYgASFYIA".into(),
+                public_key_jwk: serde_json::json!({"kty": "EC"}),
+            },
+            rp_id: "gw.example".into(),
+            origins: vec!["https://gw.example".into()],
+        };
+        let receipt = Box::new(Receipt {
+            body,
+            signature: "unsigned".into(),
+        });
+        match decision {
+            Decision::Approve => ApprovalState::Approved {
+                decided_at,
+                receipt,
+                token_delivered_at,
+            },
+            Decision::Deny => ApprovalState::Denied {
+                decided_at,
+                receipt,
+            },
+        }
+    }
+}
