@@ -22,9 +22,15 @@ pub struct ServeArgs {
         default_value = "http://localhost:8080"
     )]
     pub public_url: Url,
-    /// Where the gateway keeps its store and signing key (created on first start).
+    /// Where the gateway keeps its store and signing key (created on first start) unless it
+    /// uses Redis.
     #[arg(long, env = "HANDSIGN_DATA_DIR", default_value = "handsign-data")]
     pub data_dir: PathBuf,
+    /// Keep everything in Redis instead of the data directory, so that any number of gateway
+    /// instances share it: a `redis://` URL, or several comma-separated for a Redis Cluster's
+    /// seed nodes.
+    #[arg(long, env = "HANDSIGN_REDIS_URL")]
+    pub redis_url: Option<String>,
     /// Approval token lifetime in seconds (at most 30).
     #[arg(long, env = "HANDSIGN_TOKEN_LIFETIME", default_value_t = MAX_LIFETIME_SECS,
           value_parser = clap::value_parser!(i64).range(1..=MAX_LIFETIME_SECS))]

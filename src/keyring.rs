@@ -1,13 +1,12 @@
-//! The gateway's token-signing keys, kept in the data directory.
+//! The gateway's token-signing keys, kept where its state is (the data directory or Redis).
 //!
-//! The current key signs; the JWKS publishes it. The key file is created on first start,
-//! readable by the owner only, and never leaves the data directory.
-
-use std::path::Path;
+//! The current key signs; the JWKS publishes it. The key is created on first start; as a file
+//! it is readable by the owner only. With Redis every instance signs with the same key, so a
+//! token or receipt from any instance verifies against any instance's JWKS.
 
 use handsign_protocol::keys::{Jwk, Jwks, KeySet, SigningKey};
 
-use crate::secret_file;
+use crate::storage::Storage;
 
 const KEY_FILE: &str = "signing-key.jwk";
 
@@ -18,22 +17,23 @@ pub struct Keyring {
 }
 
 impl Keyring {
-    /// Loads the signing key from `data_dir`, creating the directory (owner-only) and the key
-    /// (owner-only file) on first start.
-    pub fn load_or_create(data_dir: &Path) -> anyhow::Result<Self> {
-        let current = secret_file::load_or_create(
-            data_dir,
-            KEY_FILE,
-            |bytes| {
-                let jwk: Jwk = serde_json::from_slice(bytes)?;
-                Ok(SigningKey::from_jwk(&jwk)?)
-            },
-            || {
-                let key = SigningKey::generate()?;
-                let contents = serde_json::to_vec_pretty(&key.to_private_jwk())?;
-                Ok((key, contents))
-            },
-        )?;
+    /// Loads the signing key kept in `storage` (an owner-only file in the data directory, or
+    /// in Redis, shared by every instance), creating it on first start.
+    pub async fn load_or_create(storage: &Storage) -> anyhow::Result<Self> {
+        let current = storage
+            .load_or_create_secret(
+                KEY_FILE,
+                |bytes| {
+                    let jwk: Jwk = serde_json::from_slice(bytes)?;
+                    Ok(SigningKey::from_jwk(&jwk)?)
+                },
+                || {
+                    let key = SigningKey::generate()?;
+                    let contents = serde_json::to_vec_pretty(&key.to_private_jwk())?;
+                    Ok((key, contents))
+                },
+            )
+            .await?;
         Ok(Keyring { current })
     }
 

@@ -12,15 +12,17 @@ use axum::response::Response;
 use tokio::net::TcpListener;
 
 use crate::config::{PublicUrl, ServeArgs};
-use crate::events::Events;
 use crate::keyring::Keyring;
+use crate::metrics::Metrics;
 use crate::notify::webhooks::{RetryPolicy, Webhooks};
 use crate::notify::webpush::VapidKey;
 use crate::notify::{Notifier, PushSettings};
 use crate::passkeys::Passkeys;
 use crate::routes;
 use crate::state::AppState;
+use crate::storage::Storage;
 use crate::store::Store;
+use crate::store::instrumented::{self, InstrumentedStore};
 
 /// The Content-Security-Policy of every answer: the gateway's own scripts and styles only, no
 /// inline code, no framing, forms and connections to the gateway only.
@@ -78,10 +80,17 @@ pub async fn run(
         .await
 }
 
-/// Builds the gateway's state from its configuration: data directory, signing key, store.
-pub async fn open(args: &ServeArgs, store: Arc<dyn Store>) -> anyhow::Result<AppState> {
+/// Builds the gateway's state from its configuration and storage: signing key, store, events. Every
+/// use of `store` by the gateway goes through an [`InstrumentedStore`] that records it in the
+/// state's metrics.
+pub async fn open(args: &ServeArgs, storage: &Storage) -> anyhow::Result<AppState> {
+    let metrics = Arc::new(Metrics::new(instrumented::OPERATIONS));
+    let store: Arc<dyn Store> = Arc::new(InstrumentedStore::new(
+        storage.store.clone(),
+        metrics.clone(),
+    ));
     let public = Arc::new(PublicUrl::parse(&args.public_url).map_err(anyhow::Error::msg)?);
-    let keyring = Keyring::load_or_create(&args.data_dir)?;
+    let keyring = Keyring::load_or_create(storage).await?;
     let passkeys = Passkeys::new(&public)?;
     let http = crate::http_client::new()?;
     let subject = match &args.push_subject {
@@ -89,12 +98,12 @@ pub async fn open(args: &ServeArgs, store: Arc<dyn Store>) -> anyhow::Result<App
         None if public.url.scheme() == "https" => public.origin.clone(),
         None => "mailto:handsign@localhost".to_owned(),
     };
-    let events = Events::default();
+    let events = storage.events.clone();
     let notifier = Notifier::new(
         store.clone(),
         public.clone(),
         PushSettings {
-            vapid: VapidKey::load_or_create(&args.data_dir)?,
+            vapid: VapidKey::load_or_create(storage).await?,
             subject,
             allow_http_endpoints: args.danger_allow_http_push_endpoints,
         },
@@ -111,6 +120,7 @@ pub async fn open(args: &ServeArgs, store: Arc<dyn Store>) -> anyhow::Result<App
         token_lifetime: args.token_lifetime,
         events,
         notifier,
+        metrics,
     })
 }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::config::{PublicUrl, RequestLimits};
 use crate::events::Events;
 use crate::keyring::Keyring;
+use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::passkeys::Passkeys;
 use crate::store::Store;
@@ -20,4 +21,6 @@ pub struct AppState {
     pub token_lifetime: i64,
     pub events: Events,
     pub notifier: Notifier,
+    /// What `GET /metrics` reports; `store` records its operations here too.
+    pub metrics: Arc<Metrics>,
 }

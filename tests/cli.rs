@@ -1,9 +1,12 @@
 //! The command line as a service author uses it: `handsign canonicalize` and
-//! `handsign token verify`, their verdicts and exit statuses.
+//! `handsign token verify`, their verdicts and exit statuses; and `handsign health`, a
+//! container's healthcheck.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../crates/handsign-protocol/tests/support/mod.rs"]
 mod support;
+
+mod common;
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpListener;
@@ -284,6 +287,59 @@ fn token_verify_reports_an_unreachable_jwks_as_an_error_not_a_verdict() {
     let missing = setup.verify(&minted, &setup.path("nope.json"), &[]);
     assert_eq!(missing.status.code(), Some(2));
     assert!(stderr(&missing).contains("cannot read JWKS file"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_exits_0_when_the_gateway_is_ready_and_1_otherwise() {
+    let gateway = common::TestGateway::start().await;
+    // Bind and drop a listener to get a loopback port nothing listens on.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let urls = [
+        format!("{}/readyz", gateway.url),
+        format!("{}/no-such-page", gateway.url),
+        format!("http://127.0.0.1:{closed}/readyz"),
+    ];
+    // The gateway runs on this runtime's workers; the commands wait off them.
+    let [ready, missing, unreachable] = tokio::task::spawn_blocking(move || {
+        urls.map(|url| handsign(&["health", "--url", &url], ""))
+    })
+    .await
+    .unwrap();
+
+    assert_eq!(ready.status.code(), Some(0), "{}", stderr(&ready));
+    assert_eq!(stdout(&ready).lines().count(), 1, "{}", stdout(&ready));
+    assert!(
+        stdout(&ready).starts_with("healthy: ") && stdout(&ready).contains("200 OK: ready"),
+        "{}",
+        stdout(&ready)
+    );
+
+    assert_eq!(missing.status.code(), Some(1), "{}", stdout(&missing));
+    assert!(
+        stderr(&missing).contains("answered 404 Not Found"),
+        "{}",
+        stderr(&missing)
+    );
+
+    assert_eq!(
+        unreachable.status.code(),
+        Some(1),
+        "{}",
+        stdout(&unreachable)
+    );
+    assert!(stdout(&unreachable).is_empty());
+    assert_eq!(stderr(&unreachable).lines().count(), 1);
+    assert!(
+        stderr(&unreachable).starts_with(&format!(
+            "handsign health: unhealthy: cannot reach http://127.0.0.1:{closed}/readyz: "
+        )),
+        "{}",
+        stderr(&unreachable)
+    );
 }
 
 /// A receipt as a gateway issues it, made with the protocol crate's software authenticator.

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use common::{GatewayClient, Person, TestGateway, flight};
+use common::{GatewayClient, Person, TestGateway, flight, until};
 use handsign::domain::{AgentRecord, AgentStatus, ApprovalRecord, UserId};
 use handsign::store::ApprovalFilter;
 use handsign_client::{AgentKey, ApprovalError, ApprovalRequest, Client, RetryPolicy};
@@ -64,16 +64,6 @@ async fn alice_and_agent() -> (TestGateway, Person, Client) {
 
 fn book(params: Value) -> ApprovalRequest {
     ApprovalRequest::new("flights.book", params, AUDIENCE).message("Book the flight we discussed")
-}
-
-/// Waits until `condition` holds, checking it each time the runtime lets this task run (for
-/// state that has no notification of its own, such as the number of parked long polls).
-async fn until(what: &str, mut condition: impl FnMut() -> bool) {
-    let give_up = Instant::now() + Duration::from_secs(30);
-    while !condition() {
-        assert!(Instant::now() < give_up, "gave up waiting until {what}");
-        tokio::task::yield_now().await;
-    }
 }
 
 /// Every request `agent` has at the gateway, whatever its state.

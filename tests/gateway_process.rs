@@ -5,46 +5,28 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
+use common::process::{GatewayProcess, free_port};
 use common::{GatewayClient, TestAgent, flight, register};
 use handsign_protocol::keys::SigningKey;
 use reqwest::StatusCode;
 
-/// A gateway process on `port` with its data in `data_dir`, once it listens; returns it with the
-/// lines it printed.
-fn spawn(data_dir: &Path, port: u16) -> (Child, Vec<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_handsign"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--public-url", &format!("http://localhost:{port}")])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("HANDSIGN_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // The setup link, when there is one, comes first; "listening" is always the last line.
-    let mut printed = Vec::new();
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-        let line = line.unwrap();
-        let done = line.contains("listening on");
-        printed.push(line);
-        if done {
-            break;
-        }
-    }
-    (child, printed)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A gateway process on `port` with its data in `data_dir`, once it listens.
+fn spawn(data_dir: &Path, port: u16) -> GatewayProcess {
+    let public = format!("http://localhost:{port}");
+    let data_dir = data_dir.as_os_str();
+    GatewayProcess::start(
+        env!("CARGO_BIN_EXE_handsign"),
+        port,
+        &[
+            "--public-url".as_ref(),
+            public.as_ref(),
+            "--data-dir".as_ref(),
+            data_dir,
+        ],
+    )
 }
 
 fn handsign(data_dir: &Path, port: u16, args: &[&str]) -> std::process::Output {
@@ -62,12 +44,10 @@ async fn operator_commands_work_while_the_gateway_runs_and_pending_requests_surv
     let data = tempfile::tempdir().unwrap();
     let port = free_port();
     let url = format!("http://localhost:{port}");
-    let (mut gateway, printed) = spawn(data.path(), port);
-    let setup = printed
-        .iter()
-        .find_map(|line| line.trim().strip_prefix(&format!("{url}/setup?code=")))
-        .unwrap_or_else(|| panic!("no setup link in {printed:?}"))
-        .to_owned();
+    let gateway = spawn(data.path(), port);
+    let setup = gateway
+        .setup_code()
+        .unwrap_or_else(|| panic!("no setup link in {:?}", gateway.printed));
     let client = GatewayClient::new(&url);
     let mut alice = register(&client.http, &url, &setup, "alice").await;
 
@@ -123,12 +103,12 @@ async fn operator_commands_work_while_the_gateway_runs_and_pending_requests_surv
         .to_owned();
 
     // SIGKILL: no chance to flush anything that was not committed.
-    gateway.kill().unwrap();
-    gateway.wait().unwrap();
-    let (mut gateway, printed) = spawn(data.path(), port);
+    drop(gateway);
+    let gateway = spawn(data.path(), port);
     assert!(
-        !printed.iter().any(|line| line.contains("setup?code=")),
-        "users were lost: {printed:?}"
+        gateway.setup_code().is_none(),
+        "users were lost: {:?}",
+        gateway.printed
     );
 
     let (status, answer) = agent.read(&id, 0).await;
@@ -148,20 +128,17 @@ async fn operator_commands_work_while_the_gateway_runs_and_pending_requests_surv
     assert!(revoked.status.success(), "{revoked:?}");
     let (status, _) = client.options(&other, "approve").await;
     assert_eq!(status, StatusCode::CONFLICT);
-
-    gateway.kill().unwrap();
-    gateway.wait().unwrap();
+    drop(gateway);
 }
 
 #[test]
 fn sigterm_stops_the_gateway_cleanly() {
     let data = tempfile::tempdir().unwrap();
-    let (gateway, _) = spawn(data.path(), free_port());
+    let mut gateway = spawn(data.path(), free_port());
     let pid = gateway.id().to_string();
     let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(status.success());
-    let mut gateway = gateway;
-    let exit = gateway.wait().unwrap();
+    let exit = gateway.wait();
     assert!(exit.success(), "{exit:?}");
     assert!(!handsign::admin::socket_path(data.path()).exists());
 }

@@ -1282,6 +1282,33 @@ mod contract {
         }
     }
 
+    pub async fn pending_requests_are_counted(store: &dyn Store) {
+        add_user(store, "alice").await;
+        add_user(store, "bob").await;
+        let a = active_agent(store, "a", "alice").await;
+        let b = active_agent(store, "b", "bob").await;
+        let short = approval(&a, "alice", NOW, 10);
+        let decided = approval(&a, "alice", NOW, 300);
+        let cancelled = approval(&b, "bob", NOW, 300);
+        let waiting = approval(&a, "alice", NOW, 300);
+        for request in [&short, &decided, &cancelled, &waiting] {
+            store.create_approval(request, 10, NOW).await.unwrap();
+        }
+        assert_eq!(store.pending_count(NOW).await.unwrap(), 4);
+        store
+            .decide(&decided.id, decision(&decided, Decision::Deny, NOW), NOW)
+            .await
+            .unwrap();
+        store
+            .set_agent_status(&b, AgentStatus::Revoked, NOW)
+            .await
+            .unwrap();
+        assert_eq!(store.pending_count(NOW).await.unwrap(), 2);
+        // `short` has expired by then.
+        assert_eq!(store.pending_count(NOW + 10).await.unwrap(), 1);
+        assert_eq!(store.pending_count(NOW + 300).await.unwrap(), 0);
+    }
+
     pub async fn listings_split_pending_from_history_newest_first(store: &dyn Store) {
         let a = active_agent(store, "a", "alice").await;
         let b = active_agent(store, "b", "alice").await;
@@ -1446,18 +1473,101 @@ mod contract {
 }
 
 /// Declares one test per contract check for an implementation, given an expression that opens
-/// an empty store in the directory `$dir`.
+/// an empty store in the directory `$dir` and returns it with whatever must live as long (a
+/// server).
 macro_rules! contract_tests {
     ($dir:ident => $open:expr; $($check:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $check() {
                 let $dir = tempfile::tempdir().unwrap();
-                let store = $open;
-                super::contract::$check(&store).await;
+                let (_alive, store) = $open;
+                crate::contract::$check(&store).await;
             }
         )*
     };
+}
+
+/// Hands the name of every check to the macro `$apply`, after its own arguments.
+macro_rules! every_check {
+    ($apply:ident! { $($args:tt)* }) => {
+        $apply! {
+            $($args)*;
+            ping_answers,
+            devices_belong_to_one_user_and_resubscribing_replaces,
+            setup_code_creates_the_first_user_once,
+            invitations_expire_and_are_replaced,
+            redeem_refuses_an_expired_code,
+            an_invitation_is_for_its_user_only,
+            an_invitation_adds_a_passkey_to_an_existing_user,
+            the_setup_code_refuses_a_taken_name,
+            concurrent_redemptions_of_one_code_succeed_once,
+            passkeys_belong_to_one_user,
+            sessions_expire_and_can_be_deleted,
+            a_ceremony_is_taken_once,
+            concurrent_takers_get_a_ceremony_once,
+            agents_are_listed_by_user,
+            revoking_an_agent_cancels_its_pending_requests_only,
+            an_agent_may_have_max_pending_requests,
+            concurrent_creations_respect_the_limit,
+            only_an_agent_that_may_ask_creates_requests,
+            concurrent_creations_cannot_slip_past_a_revocation,
+            a_revoked_agent_stays_revoked,
+            a_request_round_trips,
+            a_request_is_decided_once,
+            expired_and_cancelled_requests_cannot_be_decided,
+            concurrent_decisions_succeed_once,
+            deciding_an_enrollment_activates_or_revokes_its_agent,
+            an_enrollment_approved_while_its_agent_is_revoked_leaves_it_revoked,
+            a_token_is_delivered_once,
+            an_uncollected_token_expires,
+            concurrent_collections_deliver_once,
+            listings_split_pending_from_history_newest_first,
+            pending_requests_are_counted,
+            a_jti_is_remembered_until_it_expires,
+            concurrent_jtis_are_accepted_once,
+            windows_count_and_restart,
+            concurrent_counts_are_all_counted,
+        }
+    };
+}
+
+/// The Redis store on its own `redis-server`, a single server or a three-master cluster.
+mod redis {
+    use handsign::store::redis::{DEFAULT_PREFIX, RedisStore, RedisTarget};
+    use handsign_redis_harness::{RedisCluster, RedisServer};
+
+    async fn on_server() -> (RedisServer, RedisStore) {
+        let server = RedisServer::start().await;
+        let target = RedisTarget::parse(server.url()).unwrap();
+        let store = RedisStore::connect(&target, DEFAULT_PREFIX).await.unwrap();
+        (server, store)
+    }
+
+    mod single {
+        every_check!(contract_tests! { _dir => super::on_server().await });
+    }
+
+    /// Runs the checks one after another on one cluster, each under its own key prefix:
+    /// starting a cluster takes seconds.
+    macro_rules! in_sequence {
+        ($target:expr; $($check:ident),* $(,)?) => {
+            $(
+                let prefix = concat!("check:", stringify!($check));
+                let store = RedisStore::connect($target, prefix).await.unwrap();
+                crate::contract::$check(&store).await;
+            )*
+        };
+    }
+
+    /// Scripts that touch keys of more than one slot fail on a cluster: every check passing
+    /// here shows each runs on one slot.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_check_holds_on_a_three_master_cluster() {
+        let cluster = RedisCluster::start(3).await;
+        let target = RedisTarget::parse(&cluster.urls().join(",")).unwrap();
+        every_check!(in_sequence! { &target });
+    }
 }
 
 mod embedded {
@@ -1469,43 +1579,7 @@ mod embedded {
         EmbeddedStore::open(&dir.join("handsign.redb")).unwrap()
     }
 
-    contract_tests! {
-        dir => open(dir.path());
-        ping_answers,
-        devices_belong_to_one_user_and_resubscribing_replaces,
-        setup_code_creates_the_first_user_once,
-        invitations_expire_and_are_replaced,
-        redeem_refuses_an_expired_code,
-        an_invitation_is_for_its_user_only,
-        an_invitation_adds_a_passkey_to_an_existing_user,
-        the_setup_code_refuses_a_taken_name,
-        concurrent_redemptions_of_one_code_succeed_once,
-        passkeys_belong_to_one_user,
-        sessions_expire_and_can_be_deleted,
-        a_ceremony_is_taken_once,
-        concurrent_takers_get_a_ceremony_once,
-        agents_are_listed_by_user,
-        revoking_an_agent_cancels_its_pending_requests_only,
-        an_agent_may_have_max_pending_requests,
-        concurrent_creations_respect_the_limit,
-        only_an_agent_that_may_ask_creates_requests,
-        concurrent_creations_cannot_slip_past_a_revocation,
-        a_revoked_agent_stays_revoked,
-        a_request_round_trips,
-        a_request_is_decided_once,
-        expired_and_cancelled_requests_cannot_be_decided,
-        concurrent_decisions_succeed_once,
-        deciding_an_enrollment_activates_or_revokes_its_agent,
-        an_enrollment_approved_while_its_agent_is_revoked_leaves_it_revoked,
-        a_token_is_delivered_once,
-        an_uncollected_token_expires,
-        concurrent_collections_deliver_once,
-        listings_split_pending_from_history_newest_first,
-        a_jti_is_remembered_until_it_expires,
-        concurrent_jtis_are_accepted_once,
-        windows_count_and_restart,
-        concurrent_counts_are_all_counted,
-    }
+    every_check!(contract_tests! { dir => ((), open(dir.path())) });
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn everything_survives_reopening() {

@@ -1,5 +1,6 @@
 //! `handsign user ...` and `handsign agent ...`: operator commands, sent to the running gateway
-//! or, when none runs, carried out on its data directory directly.
+//! or, when none runs, carried out on its data directory directly; with `--redis-url`, carried
+//! out on the Redis the gateways share.
 
 use std::path::PathBuf;
 
@@ -9,12 +10,17 @@ use super::Outcome;
 use crate::admin::{self, Answer, Command};
 use crate::config::PublicUrl;
 use crate::domain::AgentStatus;
+use crate::storage::Storage;
 
 /// Where the gateway keeps its data, and how it is reached (for the links it prints).
 #[derive(Debug, Clone, clap::Args)]
 pub struct Target {
     #[arg(long, env = "HANDSIGN_DATA_DIR", default_value = "handsign-data")]
     data_dir: PathBuf,
+    /// The Redis the gateways share (`handsign serve --redis-url`); the command then works on
+    /// it directly.
+    #[arg(long, env = "HANDSIGN_REDIS_URL")]
+    redis_url: Option<String>,
     #[arg(
         long,
         env = "HANDSIGN_PUBLIC_URL",
@@ -101,12 +107,16 @@ pub async fn agent(command: AgentCommand) -> anyhow::Result<Outcome> {
 }
 
 async fn run(target: &Target, command: Command) -> anyhow::Result<Outcome> {
-    let answer = match admin::send(&target.data_dir, &command).await? {
+    let local = match &target.redis_url {
+        Some(_) => None,
+        None => admin::send(&target.data_dir, &command).await?,
+    };
+    let answer = match local {
         Some(answer) => answer,
         None => {
             let public = PublicUrl::parse(&target.public_url).map_err(anyhow::Error::msg)?;
-            let store = super::open_store(&target.data_dir)?;
-            admin::execute(&store, &public, command).await
+            let storage = Storage::open(&target.data_dir, target.redis_url.as_deref()).await?;
+            admin::execute(storage.store.as_ref(), &public, command).await
         }
     };
     match answer {

@@ -4,11 +4,13 @@
 //! accepted, receipt valid), 1 when the input was examined and refused (the message says which
 //! check failed), 2 when the command could not run (bad arguments, unreadable file, unreachable
 //! JWKS). `handsign request` and `handsign agent enroll` also end with 3 (denied), 4 (expired or
-//! cancelled) or 5 (timed out); see `agent_client.rs`.
+//! cancelled) or 5 (timed out); see `agent_client.rs`. `handsign health`, a container's
+//! healthcheck, ends with 1 when the gateway is unreachable too (Docker reserves 2).
 
 mod admin;
 mod agent_client;
 mod canonicalize;
+mod health;
 mod receipt;
 mod serve;
 mod token;
@@ -51,6 +53,9 @@ enum Command {
     Request(agent_client::RequestArgs),
     /// Call a service with a token, as an agent does: attaches the token and a DPoP proof.
     Call(agent_client::CallArgs),
+    /// Check a running gateway (a container's healthcheck): exit 0 when the URL answers 2xx, 1
+    /// otherwise.
+    Health(health::Args),
 }
 
 /// What a command concluded; errors that stopped it from concluding are `Err`.
@@ -84,6 +89,7 @@ pub fn main() -> ExitCode {
             Command::Agent(command) => admin::agent(command).await,
             Command::Request(args) => agent_client::request(args).await,
             Command::Call(args) => agent_client::call(args).await,
+            Command::Health(args) => health::run(args).await,
         }
     });
     match result {
@@ -95,14 +101,6 @@ pub fn main() -> ExitCode {
             ExitCode::from(EXIT_ERROR)
         }
     }
-}
-
-/// Opens the embedded store in `data_dir`, creating the directory (owner-only) if needed.
-fn open_store(data_dir: &std::path::Path) -> anyhow::Result<crate::store::embedded::EmbeddedStore> {
-    crate::secret_file::private_dir(data_dir)?;
-    Ok(crate::store::embedded::EmbeddedStore::open(
-        &data_dir.join("handsign.redb"),
-    )?)
 }
 
 /// Reads a file, or stdin when `path` is `-`.

@@ -1,6 +1,4 @@
-//! `handsign serve`: the gateway, with nothing else installed.
-
-use std::sync::Arc;
+//! `handsign serve`: the gateway, with nothing else installed, or one of several sharing Redis.
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
@@ -10,12 +8,13 @@ use crate::admin;
 use crate::config::{LogFormat, ServeArgs};
 use crate::invitations;
 use crate::server;
-use crate::store::Store;
+use crate::storage::Storage;
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
     init_logging(args.log_format);
-    let store: Arc<dyn Store> = Arc::new(super::open_store(&args.data_dir)?);
-    let state = server::open(&args, store.clone()).await?;
+    let storage = Storage::open(&args.data_dir, args.redis_url.as_deref()).await?;
+    let store = storage.store.clone();
+    let state = server::open(&args, &storage).await?;
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -28,13 +27,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
         );
     }
     let shutdown = server::shutdown_signal().context("cannot install signal handlers")?;
-    let operator = admin::bind(&args.data_dir).await.with_context(|| {
-        format!(
-            "cannot listen on {}",
-            admin::socket_path(&args.data_dir).display()
-        )
-    })?;
-    let operator = tokio::spawn(admin::serve(operator, store.clone(), state.public.clone()));
+    // With Redis, operator commands go to Redis directly: any instance would do.
+    let operator = if storage.is_shared() {
+        None
+    } else {
+        let socket = admin::bind(&args.data_dir).await.with_context(|| {
+            format!(
+                "cannot listen on {}",
+                admin::socket_path(&args.data_dir).display()
+            )
+        })?;
+        Some(tokio::spawn(admin::serve(
+            socket,
+            store.clone(),
+            state.public.clone(),
+        )))
+    };
     tracing::info!(%address, public_url = %state.public.issuer, "gateway listening");
     // The last line printed at start: scripts wait for it.
     println!(
@@ -42,8 +50,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
         state.public.issuer
     );
     server::run(listener, state, shutdown).await?;
-    operator.abort();
-    let _ = std::fs::remove_file(admin::socket_path(&args.data_dir));
+    if let Some(operator) = operator {
+        operator.abort();
+        let _ = std::fs::remove_file(admin::socket_path(&args.data_dir));
+    }
     Ok(Outcome::Accepted)
 }
 

@@ -19,8 +19,6 @@
 //! - [`VapidKey`] is the gateway's application-server key and signs the `Authorization` header;
 //! - [`build_request`] puts it together as an `http::Request` for any HTTP client.
 
-use std::path::Path;
-
 use aes_gcm::Aes128Gcm;
 use aes_gcm::aead::{Aead as _, KeyInit as _};
 use base64::Engine as _;
@@ -30,6 +28,8 @@ use p256::elliptic_curve::sec1::ToSec1Point as _;
 use p256::{PublicKey, SecretKey};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
+
+use crate::storage::Storage;
 
 /// The record size the gateway writes: the size every push service must accept (RFC 8291 §4).
 pub const RECORD_SIZE: u32 = 4096;
@@ -582,14 +582,16 @@ impl VapidKey {
         }
     }
 
-    /// Loads the key from `data_dir/vapid-key.json`, creating the directory (owner-only) and the
-    /// key (owner-only file) on first start. Changing this key invalidates every subscription.
-    pub fn load_or_create(data_dir: &Path) -> anyhow::Result<Self> {
-        crate::secret_file::load_or_create(data_dir, VAPID_KEY_FILE, Self::from_key_file, || {
-            let key = Self::generate()?;
-            let contents = serde_json::to_vec_pretty(&key.key_file())?;
-            Ok((key, contents))
-        })
+    /// Loads the key kept in `storage` (`vapid-key.json` in the data directory, or in Redis),
+    /// creating it on first start. Changing this key invalidates every subscription.
+    pub async fn load_or_create(storage: &Storage) -> anyhow::Result<Self> {
+        storage
+            .load_or_create_secret(VAPID_KEY_FILE, Self::from_key_file, || {
+                let key = Self::generate()?;
+                let contents = serde_json::to_vec_pretty(&key.key_file())?;
+                Ok((key, contents))
+            })
+            .await
     }
 
     fn key_file(&self) -> VapidKeyFile {
@@ -1099,27 +1101,42 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn vapid_key_is_created_owner_only_and_reloaded() {
+    #[tokio::test]
+    async fn vapid_key_is_created_owner_only_and_reloaded() {
         use std::os::unix::fs::PermissionsExt as _;
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        let key = VapidKey::load_or_create(&data).unwrap();
+        let key = {
+            let storage = Storage::embedded(&data).unwrap();
+            VapidKey::load_or_create(&storage).await.unwrap()
+        };
         let path = data.join(VAPID_KEY_FILE);
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         let dir_mode = std::fs::metadata(&data).unwrap().permissions().mode();
         assert_eq!(dir_mode & 0o777, 0o700);
-        let again = VapidKey::load_or_create(&data).unwrap();
+        let storage = Storage::embedded(&data).unwrap();
+        let again = VapidKey::load_or_create(&storage).await.unwrap();
         assert_eq!(again.public_key_bytes(), key.public_key_bytes());
         assert_eq!(key.public_key_b64url().len(), 87);
         // No temporary files left behind.
-        assert_eq!(std::fs::read_dir(&data).unwrap().count(), 1);
+        let hidden = std::fs::read_dir(&data)
+            .unwrap()
+            .filter(|entry| {
+                entry
+                    .as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with('.')
+            })
+            .count();
+        assert_eq!(hidden, 0);
         // A key file whose public half does not match is refused.
         let mut file: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         file["x"] = Value::String(URL_SAFE_NO_PAD.encode([0u8; 32]));
         std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
-        let err = VapidKey::load_or_create(&data).unwrap_err();
+        let err = VapidKey::load_or_create(&storage).await.unwrap_err();
         assert!(format!("{err:#}").contains("does not match"), "{err:#}");
     }
 

@@ -23,6 +23,7 @@ use crate::domain::{
 };
 use crate::error::ApiError;
 use crate::events;
+use crate::metrics::RequestOutcome;
 use crate::routes::parse_json;
 use crate::state::AppState;
 use crate::store::{Collection, StoreError};
@@ -60,10 +61,27 @@ async fn create(
     agent: Agent,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    counted(&state, request_approval(&state, agent, &body).await)
+}
+
+/// Records how an agent's request to be approved ended, and passes the answer on.
+fn counted(state: &AppState, answer: Result<Response, ApiError>) -> Result<Response, ApiError> {
+    state.metrics.approval_request(match &answer {
+        Ok(_) => RequestOutcome::Created,
+        Err(error) => RequestOutcome::of_error(error),
+    });
+    answer
+}
+
+async fn request_approval(
+    state: &AppState,
+    agent: Agent,
+    body: &[u8],
+) -> Result<Response, ApiError> {
     let agent = agent.require_active()?.clone();
-    let request: CreateRequest = parse_json(&body)?;
+    let request: CreateRequest = parse_json(body)?;
     let now = clock::now();
-    check_rate(&state, &agent, now).await?;
+    check_rate(state, &agent, now).await?;
 
     validate_action(&request.action)?;
     validate_audience(&request.audience)?;
@@ -105,7 +123,7 @@ async fn create(
     state.events.publish(&approval.id, &approval.user);
     state.notifier.approval_created(&approval);
     tracing::info!(id = %approval.id, agent = %agent.id, action = %approval.action, "approval requested");
-    Ok((StatusCode::CREATED, Json(created_json(&state, &approval))).into_response())
+    Ok((StatusCode::CREATED, Json(created_json(state, &approval))).into_response())
 }
 
 /// Refuses more than the configured number of requests per agent per minute.
@@ -362,6 +380,7 @@ async fn outcome(
         if let Collection::Deliver(collected) = state.store.collect_token(&approval.id, now).await?
         {
             answer["token"] = Value::String(mint(state, &collected, now)?);
+            state.metrics.token_issued();
             answer["token_delivered"] = Value::Bool(true);
             return Ok(answer);
         }
@@ -440,7 +459,15 @@ async fn enroll(
     holder: KeyHolder,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let request: EnrollRequest = parse_json(&body)?;
+    counted(&state, request_enrollment(&state, holder, &body).await)
+}
+
+async fn request_enrollment(
+    state: &AppState,
+    holder: KeyHolder,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let request: EnrollRequest = parse_json(body)?;
     let user = UserId::parse(&request.user)
         .map_err(|e| ApiError::bad_request("invalid_user", e.to_string()))?;
     let name = request.name.trim().to_owned();
@@ -499,5 +526,5 @@ async fn enroll(
         .await?;
     state.events.publish(&approval.id, &approval.user);
     state.notifier.approval_created(&approval);
-    Ok((StatusCode::CREATED, Json(created_json(&state, &approval))).into_response())
+    Ok((StatusCode::CREATED, Json(created_json(state, &approval))).into_response())
 }

@@ -24,6 +24,7 @@ use crate::domain::{
     ApprovalId, ApprovalKind, ApprovalRecord, ApprovalState, ApprovalStatus, PasskeyRecord,
 };
 use crate::error::ApiError;
+use crate::metrics::{DecisionOutcome, DecisionRefusal};
 use crate::pages::approve::ApprovePage;
 use crate::routes::{parse_json, passkeys_of, record_passkey_use, require_same_origin};
 use crate::state::AppState;
@@ -149,9 +150,24 @@ async fn decide(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    require_same_origin(&headers, &state.public.origin)?;
-    let request: DecideRequest = parse_json(&body)?;
-    let approval = load(&state, &id).await?;
+    let answer = record_decision(&state, &id, &headers, &body).await;
+    if let Err(error) = &answer {
+        state
+            .metrics
+            .decision_refused(DecisionRefusal::of_error(error));
+    }
+    answer
+}
+
+async fn record_decision(
+    state: &AppState,
+    id: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    require_same_origin(headers, &state.public.origin)?;
+    let request: DecideRequest = parse_json(body)?;
+    let approval = load(state, id).await?;
     let now = clock::now();
     require_pending(&approval, now)?;
 
@@ -174,10 +190,10 @@ async fn decide(
 
     // The ceremony allowed only this user's credentials; our own records must agree.
     let passkey =
-        record_passkey_use(&state, &approval.user, &request.credential, &result, now).await?;
+        record_passkey_use(state, &approval.user, &request.credential, &result, now).await?;
 
     let receipt = receipt(
-        &state,
+        state,
         &approval,
         request.decision,
         &request.credential,
@@ -195,6 +211,13 @@ async fn decide(
         },
     };
     let decided = state.store.decide(&approval.id, decided, now).await?;
+    state.metrics.decided(
+        match request.decision {
+            Decision::Approve => DecisionOutcome::Approved,
+            Decision::Deny => DecisionOutcome::Denied,
+        },
+        now - decided.created_at,
+    );
     state.notifier.approval_decided(&decided);
     if decided.kind == ApprovalKind::Enrollment
         && request.decision == Decision::Approve

@@ -32,7 +32,7 @@ use crate::admin::{self, Answer, Command};
 use crate::clock;
 use crate::domain::{AgentRecord, AgentStatus, ApprovalId, ApprovalRecord, ApprovalStatus, UserId};
 use crate::error::ApiError;
-use crate::events::ApprovalChanged;
+use crate::events::Change;
 use crate::invitations::INVITATION_SECS;
 use crate::pages::dashboard::{
     AgentNames, AgentRow, DashboardPage, HistoryList, HistoryRow, PasskeyRow, PendingList,
@@ -446,15 +446,17 @@ async fn events(
 /// The events of `changes` that concern `user`, as `changed` events. A lagging receiver may
 /// have missed one, so it reports a change too.
 fn changes_for(
-    changes: broadcast::Receiver<ApprovalChanged>,
+    changes: broadcast::Receiver<Change>,
     user: UserId,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     stream::unfold((changes, user), |(mut changes, user)| async move {
         loop {
             let data = match changes.recv().await {
-                Ok(change) if change.user == user => change.id.to_string(),
-                Ok(_) => continue,
-                Err(broadcast::error::RecvError::Lagged(_)) => "lagged".to_owned(),
+                Ok(Change::Approval(change)) if change.user == user => change.id.to_string(),
+                Ok(Change::Approval(_)) => continue,
+                Ok(Change::Unknown) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                    "lagged".to_owned()
+                }
                 Err(broadcast::error::RecvError::Closed) => return None,
             };
             let event = Event::default().event("changed").data(data);

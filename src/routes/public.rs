@@ -1,17 +1,21 @@
-//! Documents anyone may read: health, readiness and the gateway's public keys.
+//! Documents anyone may read: health, readiness, metrics and the gateway's public keys.
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 
+use crate::clock;
+use crate::error::ApiError;
+use crate::metrics;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/favicon.ico", get(no_favicon))
 }
@@ -26,6 +30,23 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     match state.store.ping().await {
         Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")),
+    }
+}
+
+/// The gateway's metrics (see [`crate::metrics`]): counts and durations only, labelled by fixed
+/// enumerations, so the page is as public as `/healthz`. The pending requests are counted in
+/// the store now; when it cannot count, that one gauge is left out and the rest still served.
+async fn metrics(State(state): State<AppState>) -> Response {
+    let pending = match state.store.pending_count(clock::now()).await {
+        Ok(pending) => Some(pending),
+        Err(error) => {
+            tracing::warn!(%error, "metrics: the store could not count pending requests");
+            None
+        }
+    };
+    match state.metrics.encode(pending) {
+        Ok(text) => ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response(),
+        Err(error) => ApiError::internal(error).into_response(),
     }
 }
 

@@ -1132,6 +1132,28 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    /// Reads the pending index: every request stored as pending, checked against the clock
+    /// (entries of requests that expired stay in the index until their agent's next request).
+    async fn pending_count(&self, now: i64) -> Result<usize, StoreError> {
+        self.run_at(now, move |inner| {
+            inner.read(|txn| {
+                let approvals = txn.open_table(APPROVALS).map_err(unavailable)?;
+                let index = txn.open_table(PENDING_BY_AGENT).map_err(unavailable)?;
+                let mut count = 0;
+                for item in index.iter().map_err(unavailable)? {
+                    let (key, _) = item.map_err(unavailable)?;
+                    let (_, id) = key.value();
+                    let approval = get_record::<ApprovalRecord>(&approvals, id)?;
+                    if approval.is_some_and(|a| a.status(now) == ApprovalStatus::Pending) {
+                        count += 1;
+                    }
+                }
+                Ok(count)
+            })
+        })
+        .await
+    }
+
     async fn approvals(
         &self,
         user: &UserId,

@@ -7,6 +7,8 @@
 //! reached every method fails with [`StoreError::Unavailable`], and the gateway fails closed.
 
 pub mod embedded;
+pub mod instrumented;
+pub mod redis;
 
 use async_trait::async_trait;
 
@@ -166,6 +168,11 @@ pub trait Store: Send + Sync + 'static {
     /// `now`, and returns [`Collection::Deliver`]; of two concurrent collections exactly one gets
     /// it. Otherwise returns the record unchanged.
     async fn collect_token(&self, id: &ApprovalId, now: i64) -> Result<Collection, StoreError>;
+    /// How many requests, of every user and agent, are pending at `now` (stored as pending and
+    /// not expired): the gateway's `handsign_pending_requests` gauge, read at each scrape. A
+    /// store shared by several gateway instances counts them all, so every instance reports
+    /// the same number.
+    async fn pending_count(&self, now: i64) -> Result<usize, StoreError>;
     /// Requests of `user` matching `filter` at `now`, newest first, at most `limit`.
     async fn approvals(
         &self,

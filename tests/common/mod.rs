@@ -3,6 +3,8 @@
 //! it checks.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -12,10 +14,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use handsign::config::{LogFormat, RequestLimits, ServeArgs};
 use handsign::domain::{AgentRecord, AgentStatus, UserId};
 use handsign::server;
+use handsign::storage::Storage;
 use handsign::store::Store;
-use handsign::store::embedded::EmbeddedStore;
 use handsign_protocol::dpop;
 use handsign_protocol::keys::{Jwks, KeySet, SigningKey};
+pub use handsign_redis_harness::RedisServer;
 use p256::SecretKey;
 use p256::elliptic_curve::sec1::ToSec1Point as _;
 use reqwest::{Method, StatusCode};
@@ -40,6 +43,7 @@ pub fn serve_args(data_dir: &std::path::Path, public_url: &str) -> ServeArgs {
             max_pending_per_agent: 20,
             agent_requests_per_minute: 1000,
         },
+        redis_url: None,
         log_format: LogFormat::Text,
         webhooks: Default::default(),
         push_subject: None,
@@ -47,12 +51,18 @@ pub fn serve_args(data_dir: &std::path::Path, public_url: &str) -> ServeArgs {
     }
 }
 
+/// The environment variable that runs the gateway tests on Redis: `HANDSIGN_TEST_STORE=redis`
+/// (the test command runs the gateway suites once per store).
+pub const STORE_VARIABLE: &str = "HANDSIGN_TEST_STORE";
+
 /// A gateway started in this process, with direct access to its store.
 pub struct TestGateway {
     pub client: GatewayClient,
     pub store: Arc<dyn Store>,
     /// The server's shared state, for tests and benchmarks that act as one of its parts.
     pub state: handsign::state::AppState,
+    /// The gateway's own `redis-server` when it runs on Redis.
+    pub redis: Option<RedisServer>,
     _data: tempfile::TempDir,
     _shutdown: oneshot::Sender<()>,
 }
@@ -67,7 +77,11 @@ impl std::ops::Deref for TestGateway {
 /// What a browser and a person do at a gateway's URL.
 #[derive(Clone)]
 pub struct GatewayClient {
+    /// Where requests go.
     pub url: String,
+    /// The gateway's public URL: the origin browsers send. The same as `url` unless the client
+    /// talks to one of several instances that share a public URL.
+    pub public: String,
     pub http: reqwest::Client,
 }
 
@@ -76,16 +90,25 @@ impl TestGateway {
         Self::start_with(|_| {}).await
     }
 
-    /// Starts a gateway whose configuration `configure` may change.
+    /// Starts a gateway whose configuration `configure` may change, on the store
+    /// [`STORE_VARIABLE`] names (the embedded one by default).
     pub async fn start_with(configure: impl FnOnce(&mut ServeArgs)) -> Self {
+        let redis = match std::env::var(STORE_VARIABLE).as_deref() {
+            Ok("redis") => Some(RedisServer::start().await),
+            Ok("embedded") | Err(_) => None,
+            Ok(other) => panic!("{STORE_VARIABLE}={other}: use redis or embedded"),
+        };
         let data = tempfile::tempdir().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://localhost:{}", listener.local_addr().unwrap().port());
         let mut args = serve_args(data.path(), &url);
+        args.redis_url = redis.as_ref().map(|redis| redis.url().to_owned());
         configure(&mut args);
-        let store: Arc<dyn Store> =
-            Arc::new(EmbeddedStore::open(&data.path().join("handsign.redb")).unwrap());
-        let state = server::open(&args, store.clone()).await.unwrap();
+        let storage = Storage::open(&args.data_dir, args.redis_url.as_deref())
+            .await
+            .unwrap();
+        let store = storage.store.clone();
+        let state = server::open(&args, &storage).await.unwrap();
         let (shutdown, stopped) = oneshot::channel::<()>();
         tokio::spawn(server::run(listener, state.clone(), async {
             let _ = stopped.await;
@@ -93,10 +116,12 @@ impl TestGateway {
         TestGateway {
             client: GatewayClient {
                 url,
+                public: args.public_url.as_str().trim_end_matches('/').to_owned(),
                 http: handsign::http_client::new().unwrap(),
             },
             store,
             state,
+            redis,
             _data: data,
             _shutdown: shutdown,
         }
@@ -107,7 +132,7 @@ impl TestGateway {
         let code = handsign::invitations::issue(self.store.as_ref(), None)
             .await
             .unwrap();
-        register(&self.http, &self.url, &code, name).await
+        self.client.register_with(&code, name).await
     }
 
     /// An active agent acting for `user`, added as `handsign agent add` would.
@@ -124,7 +149,7 @@ impl TestGateway {
             })
             .await
             .unwrap();
-        TestAgent::new(key, &self.url)
+        TestAgent::new(key, &self.public).via(&self.url)
     }
 }
 
@@ -132,12 +157,21 @@ impl GatewayClient {
     pub fn new(url: &str) -> Self {
         GatewayClient {
             url: url.to_owned(),
+            public: url.to_owned(),
             http: handsign::http_client::new().unwrap(),
         }
     }
 
+    /// The same browser talking to the instance at `url` of the same gateway.
+    pub fn via(&self, url: &str) -> Self {
+        GatewayClient {
+            url: url.to_owned(),
+            ..self.clone()
+        }
+    }
+
     pub fn origin(&self) -> Url {
-        Url::parse(&self.url).unwrap()
+        Url::parse(&self.public).unwrap()
     }
 
     /// A browser-side POST: JSON with the gateway's Origin.
@@ -145,7 +179,7 @@ impl GatewayClient {
         let response = self
             .http
             .post(format!("{}{path}", self.url))
-            .header("origin", &self.url)
+            .header("origin", &self.public)
             .json(body)
             .send()
             .await
@@ -220,36 +254,46 @@ impl GatewayClient {
 /// Registers `name` at the gateway at `url` with `code`, as the setup page does, with a new
 /// software passkey.
 pub async fn register(http: &reqwest::Client, url: &str, code: &str, name: &str) -> Person {
-    let post = |path: &str, body: Value| {
-        http.post(format!("{url}{path}"))
-            .header("origin", url)
-            .json(&body)
-            .send()
+    let client = GatewayClient {
+        http: http.clone(),
+        ..GatewayClient::new(url)
     };
-    let response = post(
-        "/webauthn/register/options",
-        json!({"code": code, "user": name}),
-    )
-    .await
-    .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let options: Value = response.json().await.unwrap();
-    let ccr: CreationChallengeResponse =
-        serde_json::from_value(json!({"publicKey": options["publicKey"]})).unwrap();
-    let mut passkey = SoftPasskey::new(true);
-    let credential = passkey
-        .do_registration(Url::parse(url).unwrap(), ccr)
+    client.register_with(code, name).await
+}
+
+impl GatewayClient {
+    /// Registers `name` with `code`, as the setup page does, with a new software passkey.
+    pub async fn register_with(&self, code: &str, name: &str) -> Person {
+        let (url, public, http) = (&self.url, &self.public, &self.http);
+        let post = |path: &str, body: Value| {
+            http.post(format!("{url}{path}"))
+                .header("origin", public)
+                .json(&body)
+                .send()
+        };
+        let response = post(
+            "/webauthn/register/options",
+            json!({"code": code, "user": name}),
+        )
+        .await
         .unwrap();
-    let response = post(
-        "/webauthn/register/finish",
-        json!({"ceremony": options["ceremony"], "credential": credential, "name": "test"}),
-    )
-    .await
-    .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
-    Person {
-        name: name.to_owned(),
-        passkey,
+        assert_eq!(response.status(), StatusCode::OK);
+        let options: Value = response.json().await.unwrap();
+        let ccr: CreationChallengeResponse =
+            serde_json::from_value(json!({"publicKey": options["publicKey"]})).unwrap();
+        let mut passkey = SoftPasskey::new(true);
+        let credential = passkey.do_registration(self.origin(), ccr).unwrap();
+        let response = post(
+            "/webauthn/register/finish",
+            json!({"ceremony": options["ceremony"], "credential": credential, "name": "test"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        Person {
+            name: name.to_owned(),
+            passkey,
+        }
     }
 }
 
@@ -263,7 +307,9 @@ pub struct Person {
 #[derive(Clone)]
 pub struct TestAgent {
     pub key: SigningKey,
+    /// Where requests go, and the gateway's public URL that proofs name (see [`GatewayClient`]).
     url: String,
+    public: String,
     http: reqwest::Client,
 }
 
@@ -272,7 +318,16 @@ impl TestAgent {
         TestAgent {
             key,
             url: url.to_owned(),
+            public: url.to_owned(),
             http: handsign::http_client::new().unwrap(),
+        }
+    }
+
+    /// The same agent talking to the instance at `url` of the same gateway.
+    pub fn via(&self, url: &str) -> Self {
+        TestAgent {
+            url: url.to_owned(),
+            ..self.clone()
         }
     }
 
@@ -281,7 +336,7 @@ impl TestAgent {
     }
 
     pub fn proof(&self, method: &Method, path: &str) -> String {
-        let url = format!("{}{}", self.url, path.split('?').next().unwrap_or(path));
+        let url = format!("{}{}", self.public, path.split('?').next().unwrap_or(path));
         dpop::create(
             &self.key,
             method.as_str(),
@@ -372,7 +427,7 @@ impl GatewayClient {
         let response = self
             .http
             .post(format!("{}/webauthn/login/finish", self.url))
-            .header("origin", &self.url)
+            .header("origin", &self.public)
             .json(&json!({"ceremony": options["ceremony"], "credential": credential}))
             .send()
             .await
@@ -489,5 +544,18 @@ pub fn webpush_check(args: &[&str]) -> Result<Vec<u8>, String> {
         Ok(output.stdout)
     } else {
         Err(stderr)
+    }
+}
+
+/// Waits until `condition` holds, checking it each time the runtime lets this task run (for
+/// state that has no notification of its own, such as the number of parked long polls).
+pub async fn until(what: &str, mut condition: impl FnMut() -> bool) {
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "gave up waiting until {what}"
+        );
+        tokio::task::yield_now().await;
     }
 }

@@ -13,7 +13,6 @@
 //! Run with `cargo bench -p handsign-verify --features redis --bench layer`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,6 +25,7 @@ use handsign_protocol::dpop;
 use handsign_protocol::keys::{KeySet, SigningKey};
 use handsign_protocol::params::CanonicalParams;
 use handsign_protocol::token::{self, Actor, ApprovalClaims, Confirmation, Expected};
+use handsign_redis_harness::RedisServer;
 use handsign_verify::{Keys, MemoryReplayStore, RedisReplayStore, ReplayStore, Verifier};
 use serde_json::json;
 use tower::ServiceExt as _;
@@ -199,51 +199,12 @@ fn floor(presentations: &[Presentation], keys: &KeySet, body: &Bytes, with_dpop:
     started.elapsed() / u32::try_from(presentations.len()).unwrap()
 }
 
-/// A throwaway `redis-server` on a free port, stopped on drop; `None` when it is not installed.
-struct Redis(Child, u16);
-
-impl Redis {
-    fn start() -> Option<Redis> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .ok()?
-            .local_addr()
-            .ok()?
-            .port();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .ok()?;
-        Some(Redis(child, port))
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn redis_store(redis: &Redis) -> Arc<dyn ReplayStore> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{}/", redis.1)).unwrap();
-    // The server may still be starting: retry the first connection until it answers.
-    for _ in 0..1000 {
-        if let Ok(connection) = redis::aio::ConnectionManager::new(client.clone()).await {
-            return Arc::new(RedisReplayStore::new(connection));
-        }
-        tokio::task::yield_now().await;
-    }
-    panic!("redis-server did not answer");
+/// The Redis replay store on `redis`, which already answers (the harness waits for it).
+async fn redis_store(redis: &RedisServer) -> Arc<dyn ReplayStore> {
+    let connection = redis::aio::ConnectionManager::new(redis.client())
+        .await
+        .unwrap();
+    Arc::new(RedisReplayStore::new(connection))
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -253,7 +214,12 @@ async fn main() {
     let keys = KeySet::from_signing_keys([&gateway]);
     let body = body();
     let memory = guarded(&gateway, Arc::new(MemoryReplayStore::new()));
-    let redis = Redis::start();
+    // A throwaway redis-server on a free port, stopped on drop; skipped when not installed.
+    let redis = if RedisServer::installed() {
+        Some(RedisServer::start().await)
+    } else {
+        None
+    };
     let redis_router = match &redis {
         Some(redis) => Some(guarded(&gateway, redis_store(redis).await)),
         None => None,

@@ -12,6 +12,7 @@ use handsign_protocol::token::MAX_SKEW_SECS;
 
 use crate::key_source::{JwksCache, KeySource};
 use crate::layer::ApprovalLayer;
+use crate::metrics::{Counters, VerifierMetrics};
 use crate::replay::{MemoryReplayStore, ReplayStore};
 
 /// Default clock skew allowed between the gateway's clock and this service's.
@@ -103,6 +104,8 @@ pub(crate) struct VerifierInner {
     pub(crate) params_limits: Limits,
     pub(crate) body_limit: usize,
     pub(crate) allow_unbound_tokens: bool,
+    /// What the layers decided, for [`Verifier::metrics`].
+    pub(crate) counters: Counters,
 }
 
 impl fmt::Debug for Verifier {
@@ -134,6 +137,13 @@ impl Verifier {
             action.to_owned(),
             self.inner.body_limit,
         ))
+    }
+
+    /// How many requests this verifier's layers (every route made with [`Self::require`],
+    /// on clones too) let through and refused since it was built, by refusal code; render it
+    /// with [`VerifierMetrics::to_prometheus`] to serve on the service's own `/metrics`.
+    pub fn metrics(&self) -> VerifierMetrics {
+        self.inner.counters.snapshot()
     }
 }
 
@@ -332,6 +342,7 @@ impl VerifierBuilder {
                 params_limits: self.params_limits,
                 body_limit: self.body_limit,
                 allow_unbound_tokens: self.allow_unbound_tokens,
+                counters: Counters::default(),
             }),
         })
     }

@@ -185,8 +185,12 @@ where
         let route = self.route.clone();
         Box::pin(async move {
             match check::check(&verifier, &route, request).await {
-                Ok(request) => inner.call(request).await.map(IntoResponse::into_response),
+                Ok(request) => {
+                    verifier.counters.accepted();
+                    inner.call(request).await.map(IntoResponse::into_response)
+                }
                 Err(refusal) => {
+                    verifier.counters.refused(refusal.code());
                     tracing::info!(
                         action = %route.action,
                         error = refusal.code(),

@@ -65,12 +65,42 @@
 //! A query-string extractor like the one above must refuse a key given twice if the handler
 //! reads the query differently (a map keeps one value); what `params_from` returns is what the
 //! person approved, so the handler must act on exactly that.
+//!
+//! # Metrics
+//!
+//! Tokens are consumed here, in the service, not at the gateway: [`Verifier::metrics`] counts
+//! the requests the verifier's layers let through (`accepted`, each consuming a token) and the
+//! ones they refused, by the `error` code of the answer (every code in
+//! [`metrics::REFUSAL_CODES`]; a code this version does not know counts as `other`). Counting is
+//! one atomic add per request, with no lock. [`VerifierMetrics::to_prometheus`] renders the
+//! counts in the Prometheus text format, as `handsign_verify_tokens_accepted_total` and
+//! `handsign_verify_requests_refused_total{code="..."}`, for the service to serve on its own
+//! `/metrics` (the labels are fixed codes: no user, agent or params):
+//!
+//! ```no_run
+//! use axum::{Router, http::header, routing::get};
+//! use handsign_verify::{Verifier, metrics};
+//!
+//! fn metrics_route(verifier: Verifier) -> Router {
+//!     Router::new().route(
+//!         "/metrics",
+//!         get(move || async move {
+//!             let text = verifier.metrics().to_prometheus();
+//!             ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text)
+//!         }),
+//!     )
+//! }
+//! ```
+//!
+//! A service that uses a Prometheus client library already can read the fields of
+//! [`VerifierMetrics`] in its own collector instead.
 
 mod check;
 mod config;
 mod extract;
 mod key_source;
 mod layer;
+pub mod metrics;
 #[cfg(feature = "redis")]
 mod redis_store;
 mod refusal;
@@ -83,6 +113,7 @@ pub use config::{
 pub use extract::Approved;
 pub use handsign_protocol::token::ApprovalClaims;
 pub use layer::{ApprovalLayer, ApprovalService, Params};
+pub use metrics::VerifierMetrics;
 #[cfg(feature = "redis")]
 pub use redis_store::{DEFAULT_KEY_PREFIX, RedisReplayStore};
 pub use refusal::codes;

@@ -1,99 +1,25 @@
 //! Several instances of a service sharing one Redis accept each token exactly once, and refuse
 //! with `503` (handler not run) when Redis is gone. The test starts its own `redis-server` on a
-//! free port (`apt-get install -y redis-server`), and stops it when done.
+//! free port through `handsign-redis-harness` (`apt-get install -y redis-server`), and stops it
+//! when done.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
 
 use common::*;
 use futures_util::StreamExt as _;
 use handsign_protocol::keys::SigningKey;
+use handsign_redis_harness::RedisServer;
 use handsign_verify::{RedisReplayStore, codes};
 use reqwest::StatusCode;
 use tokio::net::TcpListener;
 
-/// A `redis-server` child process on a free port, killed on drop.
-struct RedisServer {
-    child: Child,
-    url: String,
-}
-
-impl RedisServer {
-    /// Starts the server and returns once it logs that it accepts connections (read from its
-    /// output as it comes: no polling, no sleeps) and answers `PING`.
-    async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut child = match Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--loglevel", "notice"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-        {
-            Ok(child) => child,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-                "redis-server is not installed; this test starts its own: \
-                 apt-get install -y redis-server"
-            ),
-            Err(e) => panic!("could not start redis-server: {e}"),
-        };
-        let stdout = child.stdout.take().unwrap();
-        let log = tokio::task::spawn_blocking(move || {
-            let mut seen = Vec::new();
-            for line in BufReader::new(stdout).lines() {
-                let line = line.unwrap_or_default();
-                if line.contains("Ready to accept connections") {
-                    return Ok(());
-                }
-                seen.push(line);
-            }
-            Err(seen.join("\n"))
-        })
-        .await
-        .unwrap();
-        if let Err(output) = log {
-            let _ = child.kill();
-            panic!("redis-server on port {port} did not start:\n{output}");
-        }
-        let url = format!("redis://127.0.0.1:{port}");
-        let mut connection = redis::Client::open(url.as_str())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
-        let pong: String = redis::cmd("PING")
-            .query_async(&mut connection)
-            .await
-            .unwrap();
-        assert_eq!(pong, "PONG");
-        RedisServer { child, url }
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 /// An instance of the service using `redis` for its replay store, under the given key prefix.
 async fn instance(gateway: &SigningKey, redis: &RedisServer, prefix: &str) -> Service {
-    let store = RedisReplayStore::connect(&redis.url)
+    let store = RedisReplayStore::connect(redis.url())
         .await
         .unwrap()
         .with_prefix(prefix);

@@ -521,3 +521,61 @@ async fn sixty_four_concurrent_presentations_of_one_token_succeed_once() {
     assert_eq!(accepted, 1);
     assert_eq!(s.service.seen.runs(), 1);
 }
+
+#[tokio::test]
+async fn metrics_count_the_accepted_token_and_the_replay_by_code() {
+    let gateway = SigningKey::generate().unwrap();
+    let agent = SigningKey::generate().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let verifier = verifier_builder(&url, &gateway).build().unwrap();
+    let service = serve(listener, url, &verifier);
+    let client = client();
+    assert_eq!(verifier.metrics().accepted, 0);
+    assert_eq!(verifier.metrics().refused_total(), 0);
+
+    let token = mint(&gateway, &claims(&agent, BOOK, FLIGHT));
+    let bookings = service.at("/bookings");
+    let answer = post_approved(&client, &bookings, &token, &agent, FLIGHT).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    post_approved(&client, &bookings, &token, &agent, FLIGHT)
+        .await
+        .assert_refused(codes::TOKEN_REPLAYED);
+
+    // Counted before the answer is sent: no waiting.
+    let metrics = verifier.metrics();
+    assert_eq!(metrics.accepted, 1);
+    assert_eq!(metrics.refused(codes::TOKEN_REPLAYED), 1);
+    assert_eq!(metrics.refused_total(), 1, "{metrics:?}");
+
+    let text = metrics.to_prometheus();
+    let mut family = None;
+    let mut samples = Vec::new();
+    for line in text.lines() {
+        if let Some(declared) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = declared.split_once(' ').unwrap();
+            assert_eq!(kind, "counter", "{line}");
+            family = Some(name.to_owned());
+        } else if !line.starts_with("# HELP ") {
+            // name{code="..."} value, of the family last declared.
+            let (series, value) = line.rsplit_once(' ').unwrap();
+            let value: u64 = value.parse().unwrap_or_else(|_| panic!("{line}"));
+            let name = series.split('{').next().unwrap();
+            assert_eq!(Some(name), family.as_deref(), "{line}");
+            if let Some(labels) = series.strip_prefix(name).filter(|l| !l.is_empty()) {
+                let code = labels
+                    .strip_prefix("{code=\"")
+                    .and_then(|l| l.strip_suffix("\"}"))
+                    .unwrap_or_else(|| panic!("{line}"));
+                assert!(handsign_verify::metrics::REFUSAL_CODES.contains(&code));
+            }
+            samples.push((series.to_owned(), value));
+        }
+    }
+    assert!(samples.contains(&("handsign_verify_tokens_accepted_total".into(), 1)));
+    assert!(samples.contains(&(
+        "handsign_verify_requests_refused_total{code=\"token_replayed\"}".into(),
+        1
+    )));
+    assert_eq!(samples.iter().map(|(_, v)| v).sum::<u64>(), 2, "{text}");
+}

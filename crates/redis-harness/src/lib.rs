@@ -1,0 +1,466 @@
+//! Real `redis-server` processes for tests, so that every suite that needs Redis starts it the
+//! same way instead of keeping its own copy of this code.
+//!
+//! Each server listens on a free loopback port, works in its own temporary directory, and is
+//! killed when dropped. Startup is awaited by reading the server's log as it comes (no polling
+//! with sleeps), then checking that it answers `PING`.
+//!
+//! Needs `redis-server` (and `redis-cli` for clusters), both from Debian's `redis-server`
+//! package: `apt-get install -y redis-server`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead as _, BufReader};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+const NOT_INSTALLED: &str =
+    "redis-server is not installed; the test command installs it: apt-get install -y redis-server";
+const CLI_NOT_INSTALLED: &str = "redis-cli is not installed; it comes with redis-server \
+     (Debian package redis-tools), which the test command installs: apt-get install -y redis-server";
+/// The line `redis-server` logs once it listens (and, with persistence, has loaded its data).
+const READY: &str = "Ready to accept connections";
+/// How long a server may take to start, or a cluster to agree on its slots, before the test fails.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// A port found free may be taken by someone else before the server binds it: try a few.
+const PORT_ATTEMPTS: usize = 5;
+/// Cluster nodes also listen on `port + 10000` (the cluster bus), so their port must leave room.
+const CLUSTER_PORT_LIMIT: u16 = 55535;
+const CLUSTER_BUS_OFFSET: u16 = 10000;
+
+/// What a server keeps and how it runs; decides its command-line options.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Plain,
+    Persistent,
+    ClusterNode,
+}
+
+impl Mode {
+    fn args(self) -> &'static [&'static str] {
+        match self {
+            Mode::Plain => &["--save", "", "--appendonly", "no"],
+            // fsync on every write: a SIGKILLed server must still have every acknowledged write.
+            Mode::Persistent => &[
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ],
+            Mode::ClusterNode => &[
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "5000",
+            ],
+        }
+    }
+}
+
+/// A `redis-server` child process on a free loopback port, in its own temporary directory,
+/// killed on drop.
+pub struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    url: String,
+    mode: Mode,
+    // Declared last: the directory is removed only after `Drop` killed the process using it.
+    dir: TempDir,
+}
+
+impl RedisServer {
+    /// Starts a server that keeps nothing on disk (`--save "" --appendonly no`), and returns
+    /// once it accepts connections and answers `PING`.
+    ///
+    /// Panics if `redis-server` is not installed or does not start.
+    pub async fn start() -> Self {
+        Self::start_mode(Mode::Plain).await
+    }
+
+    /// Starts a server that writes every command to its append-only file and fsyncs it before
+    /// answering (`--appendonly yes --appendfsync always`), so that data acknowledged before a
+    /// [`stop`](Self::stop) (SIGKILL) is back after [`restart`](Self::restart).
+    pub async fn start_persistent() -> Self {
+        Self::start_mode(Mode::Persistent).await
+    }
+
+    /// Whether `redis-server` can be run here, for callers (benchmarks) that skip Redis rather
+    /// than fail without it.
+    pub fn installed() -> bool {
+        Command::new("redis-server")
+            .arg("--version")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A client for this server (connections are made when asked for).
+    pub fn client(&self) -> redis::Client {
+        redis::Client::open(self.url.as_str())
+            .unwrap_or_else(|e| panic!("invalid Redis URL {}: {e}", self.url))
+    }
+
+    /// `used_memory` from `INFO memory`, in bytes: lets tests check that what they store is
+    /// bounded or released.
+    pub async fn info_memory_used(&self) -> u64 {
+        let mut connection = self
+            .client()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap_or_else(|e| panic!("could not connect to {}: {e}", self.url));
+        let info: String = redis::cmd("INFO")
+            .arg("memory")
+            .query_async(&mut connection)
+            .await
+            .unwrap_or_else(|e| panic!("INFO memory failed on {}: {e}", self.url));
+        let value = info
+            .lines()
+            .find_map(|line| line.strip_prefix("used_memory:"))
+            .unwrap_or_else(|| panic!("INFO memory on {} has no used_memory:\n{info}", self.url));
+        value.trim().parse().unwrap_or_else(|e| {
+            panic!("used_memory {value:?} on {} is not a number: {e}", self.url)
+        })
+    }
+
+    /// Kills the server with SIGKILL, as a crash or a lost machine would, and waits until it is
+    /// gone. The data directory stays for [`restart`](Self::restart). Does nothing if stopped.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and data directory (so a persistent server
+    /// reloads its append-only file), stopping it first if it runs, and returns once it answers
+    /// `PING` (not `LOADING`).
+    pub async fn restart(&mut self) {
+        self.stop();
+        let mut pause = Duration::from_millis(10);
+        let mut failures = Vec::new();
+        for _ in 0..PORT_ATTEMPTS {
+            match launch(self.mode, self.port, self.dir.path()).await {
+                Ok(child) => {
+                    self.child = Some(child);
+                    wait_until_answering(&self.url).await;
+                    return;
+                }
+                // Its port can only be free again or taken by someone else: wait a little.
+                Err(failure) if failure.address_in_use => {
+                    failures.push(failure.log);
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                Err(failure) => panic!(
+                    "redis-server did not restart on port {}:\n{}",
+                    self.port, failure.log
+                ),
+            }
+        }
+        panic!(
+            "redis-server could not restart: port {} stayed in use:\n{}",
+            self.port,
+            failures.join("\n---\n")
+        );
+    }
+
+    async fn start_mode(mode: Mode) -> Self {
+        let mut failures = Vec::new();
+        for _ in 0..PORT_ATTEMPTS {
+            let port = free_port(mode == Mode::ClusterNode);
+            let dir = tempfile::Builder::new()
+                .prefix("redis-harness-")
+                .tempdir()
+                .unwrap_or_else(|e| panic!("could not create a directory for redis-server: {e}"));
+            match launch(mode, port, dir.path()).await {
+                Ok(child) => {
+                    let server = RedisServer {
+                        child: Some(child),
+                        port,
+                        url: format!("redis://127.0.0.1:{port}"),
+                        mode,
+                        dir,
+                    };
+                    wait_until_answering(&server.url).await;
+                    return server;
+                }
+                // Usually the port was taken between finding it free and the server binding
+                // it; any other early exit shows up in the log of the last attempt.
+                Err(failure) => failures.push(format!("port {port}:\n{}", failure.log)),
+            }
+        }
+        panic!(
+            "redis-server did not start in {PORT_ATTEMPTS} attempts:\n{}",
+            failures.join("\n---\n")
+        );
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A Redis cluster of masters only, each a [`RedisServer`] in cluster mode with its own port and
+/// directory, all slots assigned; stopped on drop.
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts `masters` nodes (at least 3, as `redis-cli --cluster create` requires), spreads the
+    /// slots over them, and returns once every node reports `cluster_state:ok`.
+    pub async fn start(masters: usize) -> Self {
+        assert!(
+            masters >= 3,
+            "a Redis cluster needs at least 3 masters (redis-cli --cluster create refuses fewer), \
+             asked for {masters}"
+        );
+        let mut nodes = Vec::with_capacity(masters);
+        for _ in 0..masters {
+            nodes.push(RedisServer::start_mode(Mode::ClusterNode).await);
+        }
+        let cluster = RedisCluster { nodes };
+        cluster.assign_slots().await;
+        cluster.wait_until_ok().await;
+        cluster
+    }
+
+    /// The nodes' URLs, `redis://127.0.0.1:PORT` each: the seeds for a `ClusterClient`.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(|node| node.url.clone()).collect()
+    }
+
+    async fn assign_slots(&self) {
+        let addresses: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|node| format!("127.0.0.1:{}", node.port))
+            .collect();
+        let output = tokio::task::spawn_blocking({
+            let addresses = addresses.clone();
+            move || {
+                Command::new("redis-cli")
+                    .args(["--cluster", "create"])
+                    .args(&addresses)
+                    .args(["--cluster-replicas", "0", "--cluster-yes"])
+                    .stdin(Stdio::null())
+                    .output()
+            }
+        })
+        .await
+        .expect("the redis-cli task panicked");
+        let output = match output {
+            Ok(output) => output,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!("{CLI_NOT_INSTALLED}"),
+            Err(e) => panic!("could not run redis-cli: {e}"),
+        };
+        if !output.status.success() {
+            panic!(
+                "redis-cli --cluster create {} failed ({}):\n{}{}",
+                addresses.join(" "),
+                output.status,
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    }
+
+    /// Nodes learn the slot assignment by gossip, so some may still report `cluster_state:fail`
+    /// when `redis-cli` returns: ask each again, with a short backoff, until it is `ok`.
+    async fn wait_until_ok(&self) {
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        for node in &self.nodes {
+            let mut connection = node
+                .client()
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap_or_else(|e| panic!("could not connect to cluster node {}: {e}", node.url));
+            let mut pause = Duration::from_millis(5);
+            loop {
+                let info: String = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query_async(&mut connection)
+                    .await
+                    .unwrap_or_else(|e| panic!("CLUSTER INFO failed on {}: {e}", node.url));
+                if info.lines().any(|line| line.trim() == "cluster_state:ok") {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    panic!(
+                        "cluster node {} did not reach cluster_state:ok within {STARTUP_TIMEOUT:?}:\n{info}",
+                        node.url
+                    );
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(200));
+            }
+        }
+    }
+}
+
+/// Why a server exited before it was ready: its log, and whether its port was taken.
+struct Failure {
+    address_in_use: bool,
+    log: String,
+}
+
+/// Runs `redis-server` on `port` in `dir` and waits for its "ready" log line. `Err` if it exits
+/// first; panics if it is not installed or neither happens within [`STARTUP_TIMEOUT`].
+async fn launch(mode: Mode, port: u16, dir: &Path) -> Result<Child, Failure> {
+    let spawned = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--daemonize", "no", "--loglevel", "notice"])
+        .arg("--dir")
+        .arg(dir)
+        .args(mode.args())
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!("{NOT_INSTALLED}"),
+        Err(e) => panic!("could not start redis-server: {e}"),
+    };
+    let stdout = child.stdout.take().expect("redis-server's stdout is piped");
+    let (ready_tx, mut ready_rx) = oneshot::channel();
+    std::thread::Builder::new()
+        .name(format!("redis-server-{port}-log"))
+        .spawn(move || watch_log(stdout, ready_tx))
+        .unwrap_or_else(|e| panic!("could not start a thread to read redis-server's log: {e}"));
+    let outcome = match tokio::time::timeout(STARTUP_TIMEOUT, &mut ready_rx).await {
+        Ok(outcome) => outcome,
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            // The log ends with the process, so its text arrives now.
+            let log = tokio::time::timeout(Duration::from_secs(5), ready_rx)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .and_then(Result::err)
+                .unwrap_or_default();
+            panic!(
+                "redis-server on port {port} did not log {READY:?} within {STARTUP_TIMEOUT:?}:\n{log}"
+            );
+        }
+    };
+    match outcome {
+        Ok(Ok(())) => Ok(child),
+        Ok(Err(log)) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(Failure {
+                address_in_use: log.contains("Address already in use"),
+                log,
+            })
+        }
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the thread reading redis-server's log on port {port} stopped");
+        }
+    }
+}
+
+/// Reads the server's log line by line as it comes: `Ok` once it is ready, or the whole log if
+/// it ends (the process exited) first. Keeps reading afterwards so that the server never blocks
+/// on a full pipe.
+fn watch_log(stdout: ChildStdout, ready: oneshot::Sender<Result<(), String>>) {
+    let mut reader = BufReader::new(stdout);
+    let mut seen = String::new();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&line);
+                if text.contains(READY) {
+                    let _ = ready.send(Ok(()));
+                    let _ = std::io::copy(&mut reader, &mut std::io::sink());
+                    return;
+                }
+                seen.push_str(&text);
+            }
+        }
+    }
+    let _ = ready.send(Err(seen));
+}
+
+/// Waits until the server at `url` answers `PING` with `PONG`. A server that just loaded its
+/// append-only file may answer `LOADING` first: ask again, with a short backoff.
+async fn wait_until_answering(url: &str) {
+    let client =
+        redis::Client::open(url).unwrap_or_else(|e| panic!("invalid Redis URL {url}: {e}"));
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match ping(&client).await {
+            Ok(pong) if pong == "PONG" => return,
+            Ok(other) => panic!("redis-server at {url} answered PING with {other:?}"),
+            Err(e) if e.code() == Some("LOADING") && Instant::now() < deadline => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(200));
+            }
+            Err(e) => panic!("redis-server at {url} does not answer PING: {e}"),
+        }
+    }
+}
+
+async fn ping(client: &redis::Client) -> redis::RedisResult<String> {
+    let mut connection = client.get_multiplexed_async_connection().await?;
+    redis::cmd("PING").query_async(&mut connection).await
+}
+
+/// A loopback port that is free now (the server may still lose it to someone else; callers
+/// retry). Cluster nodes need `port + 10000` free too, so their port stays below 55535.
+fn free_port(cluster: bool) -> u16 {
+    let bindable = |port: u16| TcpListener::bind(("127.0.0.1", port)).is_ok();
+    for _ in 0..100 {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .unwrap_or_else(|e| panic!("could not bind a loopback port: {e}"));
+        let port = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("could not read a bound port: {e}"))
+            .port();
+        drop(listener);
+        if !cluster || (port < CLUSTER_PORT_LIMIT && bindable(port + CLUSTER_BUS_OFFSET)) {
+            return port;
+        }
+    }
+    // The system hands out ports above the limit only: look below it ourselves.
+    let start = 20000 + (std::process::id() % 30000) as u16;
+    (start..CLUSTER_PORT_LIMIT)
+        .chain(10000..start)
+        .find(|&port| bindable(port) && bindable(port + CLUSTER_BUS_OFFSET))
+        .unwrap_or_else(|| {
+            panic!("no free loopback port below {CLUSTER_PORT_LIMIT} with port + 10000 free too")
+        })
+}

@@ -1,0 +1,963 @@
+//! The Redis store: every gateway instance keeps nothing of its own, so any number of them
+//! behind a load balancer share users, passkeys, agents and requests. Works with one Redis
+//! server or Redis Cluster.
+//!
+//! Each once-only operation is one Lua script on one slot ([`scripts`], [`keys`]). Records are
+//! JSON; the fields a script decides on (a request's status, expiry, decision time and delivery
+//! time; an agent's status) are hash fields of their own beside the JSON, so scripts never parse
+//! or rewrite records. Reading a record puts the two back together.
+//!
+//! Every Redis failure is [`StoreError::Unavailable`], on which the gateway fails closed. The
+//! connection reconnects by itself, so the gateway recovers when Redis comes back.
+
+mod connection;
+pub mod keys;
+mod relay;
+mod scripts;
+
+use std::collections::HashMap;
+use std::fmt::Display;
+
+use async_trait::async_trait;
+use futures_util::future::try_join_all;
+use redis::AsyncCommands as _;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use connection::{Connection, RedisTarget};
+use keys::Keys;
+pub use relay::shared_events;
+
+use super::{ApprovalFilter, Collection, Store, StoreError};
+use crate::domain::{
+    AgentRecord, AgentStatus, ApprovalId, ApprovalKind, ApprovalRecord, ApprovalState,
+    ApprovalStatus, COLLECT_WITHIN_SECS, InvitationRecord, PasskeyRecord, PushSubscriptionRecord,
+    SessionRecord, UserId, UserRecord,
+};
+
+/// The key prefix of `handsign serve --redis-url`.
+pub const DEFAULT_PREFIX: &str = "handsign";
+
+/// How long after an entry stops being accepted Redis deletes it: leaves room for a Redis clock
+/// that runs ahead of the gateway's.
+const CLEANUP_MARGIN_SECS: i64 = 300;
+
+/// The gateway's storage in Redis. Cheap to clone: clones share the connection.
+#[derive(Clone)]
+pub struct RedisStore {
+    connection: Connection,
+    keys: Keys,
+    target: RedisTarget,
+}
+
+impl RedisStore {
+    /// Connects to `target`, with keys under `prefix` (several gateways, or test runs, may share
+    /// one Redis under different prefixes).
+    pub async fn connect(target: &RedisTarget, prefix: &str) -> Result<Self, StoreError> {
+        let keys = Keys::new(prefix).map_err(StoreError::Unavailable)?;
+        let connection = target.connect().await.map_err(|e| {
+            StoreError::Unavailable(format!("cannot reach Redis at {}: {e}", target.describe()))
+        })?;
+        Ok(RedisStore {
+            connection,
+            keys,
+            target: target.clone(),
+        })
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// The secret stored under `name`, created with `create` by whichever instance asks first
+    /// (`SET NX`): every instance signs with the same key.
+    pub async fn load_or_create_secret(
+        &self,
+        name: &str,
+        create: impl FnOnce() -> anyhow::Result<Vec<u8>>,
+    ) -> Result<Vec<u8>, StoreError> {
+        let key = self.keys.secret(name);
+        let mut connection = self.connection.clone();
+        let stored: Option<Vec<u8>> = connection.get(&key).await.map_err(unavailable)?;
+        if let Some(stored) = stored {
+            return Ok(stored);
+        }
+        let created = create().map_err(unavailable)?;
+        let _: bool = connection
+            .set_nx(&key, &created)
+            .await
+            .map_err(unavailable)?;
+        let stored: Option<Vec<u8>> = connection.get(&key).await.map_err(unavailable)?;
+        stored.ok_or_else(|| StoreError::Unavailable(format!("redis: secret {name} vanished")))
+    }
+
+    async fn query<T: redis::FromRedisValue>(&self, command: &redis::Cmd) -> Result<T, StoreError> {
+        let mut connection = self.connection.clone();
+        command
+            .query_async(&mut connection)
+            .await
+            .map_err(unavailable)
+    }
+
+    /// Runs a script; its answer is the outcome and the rest of the array.
+    async fn run(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<(String, Vec<Vec<u8>>), StoreError> {
+        let mut connection = self.connection.clone();
+        let mut answer: Vec<Vec<u8>> = invocation
+            .invoke_async(&mut connection)
+            .await
+            .map_err(unavailable)?;
+        if answer.is_empty() {
+            return Err(StoreError::Unavailable("redis: empty script answer".into()));
+        }
+        let outcome = String::from_utf8(answer.remove(0)).map_err(unavailable)?;
+        Ok((outcome, answer))
+    }
+
+    /// The user a request or an agent belongs to, from its pointer.
+    async fn owner(&self, pointer: String) -> Result<Option<UserId>, StoreError> {
+        let owner: Option<String> = self.query(redis::cmd("GET").arg(pointer)).await?;
+        owner
+            .map(|name| UserId::parse(&name).map_err(unavailable))
+            .transpose()
+    }
+
+    async fn fields(&self, key: String) -> Result<Fields, StoreError> {
+        let map: HashMap<String, Vec<u8>> = self.query(redis::cmd("HGETALL").arg(key)).await?;
+        Ok(Fields(map))
+    }
+
+    async fn approval_in(
+        &self,
+        user: &UserId,
+        id: &ApprovalId,
+    ) -> Result<Option<ApprovalRecord>, StoreError> {
+        let fields = self.fields(self.keys.approval(user, id)).await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        fields.approval().map(Some)
+    }
+
+    async fn agent_in(&self, user: &UserId, id: &str) -> Result<Option<AgentRecord>, StoreError> {
+        let fields = self.fields(self.keys.agent(user, id)).await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        fields.agent().map(Some)
+    }
+
+    /// The owner of request `id` and the key of its record; `NotFound` for an unknown id.
+    async fn approval_key(&self, id: &ApprovalId) -> Result<(UserId, String), StoreError> {
+        let user = self
+            .owner(self.keys.approval_owner(id))
+            .await?
+            .ok_or(StoreError::NotFound("approval"))?;
+        let key = self.keys.approval(&user, id);
+        Ok((user, key))
+    }
+
+    async fn get_expiring(&self, key: String, now: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        let (value, expires_at): (Option<Vec<u8>>, Option<i64>) = self
+            .query(redis::cmd("HMGET").arg(key).arg("value").arg("expires_at"))
+            .await?;
+        Ok(match (value, expires_at) {
+            (Some(value), Some(expires_at)) if now < expires_at => Some(value),
+            _ => None,
+        })
+    }
+
+    async fn put_expiring(
+        &self,
+        key: String,
+        value: &[u8],
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        self.run(
+            scripts::PUT_EXPIRING
+                .key(key)
+                .arg(value)
+                .arg(expires_at)
+                .arg(expires_at.saturating_add(CLEANUP_MARGIN_SECS)),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The requests `ids` of `user` that still exist, in the given order.
+    async fn approvals_by_id(
+        &self,
+        user: &UserId,
+        ids: Vec<String>,
+    ) -> Result<Vec<ApprovalRecord>, StoreError> {
+        let records = try_join_all(ids.iter().map(|id| async move {
+            let id = ApprovalId::parse(id).map_err(unavailable)?;
+            self.approval_in(user, &id).await
+        }))
+        .await?;
+        Ok(records.into_iter().flatten().collect())
+    }
+}
+
+/// A record's hash fields.
+struct Fields(HashMap<String, Vec<u8>>);
+
+impl Fields {
+    /// From a script's answer after the outcome: `HGETALL`'s flat field/value list.
+    fn from_flat(flat: Vec<Vec<u8>>) -> Result<Self, StoreError> {
+        let mut map = HashMap::new();
+        let mut items = flat.into_iter();
+        while let (Some(name), Some(value)) = (items.next(), items.next()) {
+            map.insert(String::from_utf8(name).map_err(unavailable)?, value);
+        }
+        Ok(Fields(map))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn text(&self, name: &str) -> Result<Option<&str>, StoreError> {
+        self.0
+            .get(name)
+            .map(|bytes| std::str::from_utf8(bytes).map_err(unavailable))
+            .transpose()
+    }
+
+    fn required(&self, name: &str) -> Result<&str, StoreError> {
+        self.text(name)?
+            .ok_or_else(|| StoreError::Unavailable(format!("redis: record without {name}")))
+    }
+
+    fn number(&self, name: &str) -> Result<Option<i64>, StoreError> {
+        self.text(name)?
+            .map(|text| text.parse().map_err(unavailable))
+            .transpose()
+    }
+
+    /// The request as created, with the decision and delivery recorded since.
+    fn approval(&self) -> Result<ApprovalRecord, StoreError> {
+        let mut approval: ApprovalRecord = from_json(self.required("record")?)?;
+        if let Some(state) = self.text("state")? {
+            approval.state = from_json(state)?;
+        }
+        if let ApprovalState::Approved {
+            token_delivered_at, ..
+        } = &mut approval.state
+        {
+            *token_delivered_at = self.number("delivered_at")?;
+        }
+        Ok(approval)
+    }
+
+    fn agent(&self) -> Result<AgentRecord, StoreError> {
+        let mut agent: AgentRecord = from_json(self.required("record")?)?;
+        agent.status = parse_agent_status(self.required("status")?)?;
+        Ok(agent)
+    }
+}
+
+fn parse_agent_status(text: &str) -> Result<AgentStatus, StoreError> {
+    from_json(&format!("\"{text}\""))
+}
+
+fn kind_name(kind: ApprovalKind) -> &'static str {
+    match kind {
+        ApprovalKind::Action => "action",
+        ApprovalKind::Enrollment => "enrollment",
+    }
+}
+
+fn unavailable(error: impl Display) -> StoreError {
+    StoreError::Unavailable(format!("redis: {error}"))
+}
+
+fn to_json(record: &impl Serialize) -> Result<String, StoreError> {
+    serde_json::to_string(record).map_err(unavailable)
+}
+
+fn from_json<T: DeserializeOwned>(json: &str) -> Result<T, StoreError> {
+    serde_json::from_str(json)
+        .map_err(|e| StoreError::Unavailable(format!("redis: unreadable record: {e}")))
+}
+
+/// An outcome no script gives.
+fn unexpected(outcome: &str) -> StoreError {
+    StoreError::Unavailable(format!("redis: unexpected script outcome {outcome:?}"))
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn count_users(&self) -> Result<usize, StoreError> {
+        self.query(redis::cmd("HLEN").arg(self.keys.users())).await
+    }
+
+    async fn user(&self, id: &UserId) -> Result<Option<UserRecord>, StoreError> {
+        let json: Option<String> = self
+            .query(redis::cmd("HGET").arg(self.keys.users()).arg(id.as_str()))
+            .await?;
+        json.as_deref().map(from_json).transpose()
+    }
+
+    async fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        let all: Vec<String> = self
+            .query(redis::cmd("HVALS").arg(self.keys.users()))
+            .await?;
+        let mut users = all
+            .iter()
+            .map(|json| from_json(json))
+            .collect::<Result<Vec<UserRecord>, _>>()?;
+        users.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(users)
+    }
+
+    async fn put_invitation(&self, invitation: &InvitationRecord) -> Result<(), StoreError> {
+        let user = invitation.user.as_ref().map_or("", UserId::as_str);
+        self.run(
+            scripts::PUT_INVITATION
+                .key(self.keys.invitation(&invitation.code_sha256))
+                .arg(to_json(invitation)?)
+                .arg(invitation.expires_at)
+                .arg(invitation.expires_at.saturating_add(CLEANUP_MARGIN_SECS))
+                .arg(user),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn invitation(
+        &self,
+        code_sha256: &str,
+        now: i64,
+    ) -> Result<Option<InvitationRecord>, StoreError> {
+        let (record, expires_at): (Option<String>, Option<i64>) = self
+            .query(
+                redis::cmd("HMGET")
+                    .arg(self.keys.invitation(code_sha256))
+                    .arg("record")
+                    .arg("expires_at"),
+            )
+            .await?;
+        match (record, expires_at) {
+            (Some(record), Some(expires_at)) if now < expires_at => from_json(&record).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    async fn redeem_invitation(
+        &self,
+        code_sha256: &str,
+        user: &UserRecord,
+        passkey: &PasskeyRecord,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        // The passkey must be the new user's.
+        if passkey.user != user.id {
+            return Err(StoreError::InvalidInvitation);
+        }
+        let (outcome, _) = self
+            .run(
+                scripts::REDEEM_INVITATION
+                    .key(self.keys.invitation(code_sha256))
+                    .key(self.keys.users())
+                    .key(self.keys.passkey(&passkey.credential_id))
+                    .key(self.keys.passkeys_of(&user.id))
+                    .arg(now)
+                    .arg(user.id.as_str())
+                    .arg(to_json(user)?)
+                    .arg(&passkey.credential_id)
+                    .arg(to_json(passkey)?),
+            )
+            .await?;
+        match outcome.as_str() {
+            "ok" => Ok(()),
+            "invalid" => Err(StoreError::InvalidInvitation),
+            "user_exists" => Err(StoreError::AlreadyExists("user")),
+            "passkey_exists" => Err(StoreError::AlreadyExists("passkey")),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn add_passkey(&self, passkey: &PasskeyRecord) -> Result<(), StoreError> {
+        let (outcome, _) = self
+            .run(
+                scripts::ADD_PASSKEY
+                    .key(self.keys.users())
+                    .key(self.keys.passkey(&passkey.credential_id))
+                    .key(self.keys.passkeys_of(&passkey.user))
+                    .arg(passkey.user.as_str())
+                    .arg(&passkey.credential_id)
+                    .arg(to_json(passkey)?),
+            )
+            .await?;
+        match outcome.as_str() {
+            "ok" => Ok(()),
+            "user_not_found" => Err(StoreError::NotFound("user")),
+            "exists" => Err(StoreError::AlreadyExists("passkey")),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn passkeys(&self, user: &UserId) -> Result<Vec<PasskeyRecord>, StoreError> {
+        let mut ids: Vec<String> = self
+            .query(redis::cmd("SMEMBERS").arg(self.keys.passkeys_of(user)))
+            .await?;
+        ids.sort();
+        let records = try_join_all(ids.iter().map(|id| self.passkey(id))).await?;
+        Ok(records.into_iter().flatten().collect())
+    }
+
+    async fn passkey(&self, credential_id: &str) -> Result<Option<PasskeyRecord>, StoreError> {
+        let json: Option<String> = self
+            .query(
+                redis::cmd("HGET")
+                    .arg(self.keys.passkey(credential_id))
+                    .arg("record"),
+            )
+            .await?;
+        json.as_deref().map(from_json).transpose()
+    }
+
+    async fn update_passkey(&self, passkey: &PasskeyRecord) -> Result<(), StoreError> {
+        let (outcome, _) = self
+            .run(
+                scripts::UPDATE_PASSKEY
+                    .key(self.keys.passkey(&passkey.credential_id))
+                    .arg(passkey.user.as_str())
+                    .arg(to_json(passkey)?),
+            )
+            .await?;
+        match outcome.as_str() {
+            "ok" => Ok(()),
+            "not_found" => Err(StoreError::NotFound("passkey")),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn delete_passkey(&self, user: &UserId, credential_id: &str) -> Result<(), StoreError> {
+        let (outcome, _) = self
+            .run(
+                scripts::DELETE_PASSKEY
+                    .key(self.keys.passkey(credential_id))
+                    .key(self.keys.passkeys_of(user))
+                    .arg(user.as_str())
+                    .arg(credential_id),
+            )
+            .await?;
+        match outcome.as_str() {
+            "ok" => Ok(()),
+            "not_found" => Err(StoreError::NotFound("passkey")),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn add_push_subscription(
+        &self,
+        subscription: &PushSubscriptionRecord,
+    ) -> Result<(), StoreError> {
+        self.run(
+            scripts::ADD_DEVICE
+                .key(self.keys.devices(&subscription.user))
+                .key(self.keys.device_endpoints(&subscription.user))
+                .arg(&subscription.id)
+                .arg(&subscription.endpoint)
+                .arg(to_json(subscription)?),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn push_subscriptions(
+        &self,
+        user: &UserId,
+    ) -> Result<Vec<PushSubscriptionRecord>, StoreError> {
+        let all: HashMap<String, String> = self
+            .query(redis::cmd("HGETALL").arg(self.keys.devices(user)))
+            .await?;
+        let mut devices = all
+            .values()
+            .map(|json| from_json(json))
+            .collect::<Result<Vec<PushSubscriptionRecord>, _>>()?;
+        devices.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(devices)
+    }
+
+    async fn delete_push_subscription(&self, user: &UserId, id: &str) -> Result<(), StoreError> {
+        let json: Option<String> = self
+            .query(redis::cmd("HGET").arg(self.keys.devices(user)).arg(id))
+            .await?;
+        let device: PushSubscriptionRecord = match json {
+            Some(json) => from_json(&json)?,
+            None => return Err(StoreError::NotFound("device")),
+        };
+        let (outcome, _) = self
+            .run(
+                scripts::DELETE_DEVICE
+                    .key(self.keys.devices(user))
+                    .key(self.keys.device_endpoints(user))
+                    .arg(id)
+                    .arg(&device.endpoint),
+            )
+            .await?;
+        match outcome.as_str() {
+            "ok" => Ok(()),
+            "not_found" => Err(StoreError::NotFound("device")),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn put_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
+        self.put_expiring(
+            self.keys.session(&session.id_sha256),
+            to_json(session)?.as_bytes(),
+            session.expires_at,
+        )
+        .await
+    }
+
+    async fn session(
+        &self,
+        id_sha256: &str,
+        now: i64,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        match self.get_expiring(self.keys.session(id_sha256), now).await? {
+            Some(json) => from_json(std::str::from_utf8(&json).map_err(unavailable)?).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn delete_session(&self, id_sha256: &str) -> Result<(), StoreError> {
+        let _: i64 = self
+            .query(redis::cmd("DEL").arg(self.keys.session(id_sha256)))
+            .await?;
+        Ok(())
+    }
+
+    async fn put_ceremony(
+        &self,
+        id: &str,
+        state: &[u8],
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        self.put_expiring(self.keys.ceremony(id), state, expires_at)
+            .await
+    }
+
+    async fn take_ceremony(&self, id: &str, now: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        let (outcome, mut rest) = self
+            .run(scripts::TAKE_EXPIRING.key(self.keys.ceremony(id)).arg(now))
+            .await?;
+        match outcome.as_str() {
+            "ok" => Ok(rest.pop()),
+            "none" => Ok(None),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn add_agent(&self, agent: &AgentRecord) -> Result<(), StoreError> {
+        // The id is claimed for the user first (written once, never changed); a claim left by
+        // an earlier attempt for the same user is taken over.
+        let pointer = self.keys.agent_owner(&agent.id);
+        let claimed: bool = self
+            .query(
+                redis::cmd("SET")
+                    .arg(&pointer)
+                    .arg(agent.user.as_str())
+                    .arg("NX"),
+            )
+            .await
+            .map(|reply: Option<String>| reply.is_some())?;
+        if !claimed && self.owner(pointer).await?.as_ref() != Some(&agent.user) {
+            return Err(StoreError::AlreadyExists("agent"));
+        }
+        let (outcome, _) = self
+            .run(
+                scripts::ADD_AGENT
+                    .key(self.keys.agent(&agent.user, &agent.id))
+                    .key(self.keys.agents_of(&agent.user))
+                    .arg(&agent.id)
+                    .arg(to_json(agent)?)
+                    .arg(agent.status.as_str()),
+            )
+            .await?;
+        match outcome.as_str() {
+            "ok" => {}
+            "exists" => return Err(StoreError::AlreadyExists("agent")),
+            other => return Err(unexpected(other)),
+        }
+        let _: i64 = self
+            .query(
+                redis::cmd("SADD")
+                    .arg(self.keys.all_agents())
+                    .arg(&agent.id),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError> {
+        match self.owner(self.keys.agent_owner(id)).await? {
+            Some(user) => self.agent_in(&user, id).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Oldest first (then by id), so a listing does not reshuffle between calls.
+    async fn agents(&self, user: Option<&UserId>) -> Result<Vec<AgentRecord>, StoreError> {
+        let mut agents: Vec<AgentRecord> = match user {
+            Some(user) => {
+                let ids: Vec<String> = self
+                    .query(redis::cmd("SMEMBERS").arg(self.keys.agents_of(user)))
+                    .await?;
+                try_join_all(ids.iter().map(|id| self.agent_in(user, id)))
+                    .await?
+                    .into_iter()
+                    .flatten()
+                    .collect()
+            }
+            None => {
+                let ids: Vec<String> = self
+                    .query(redis::cmd("SMEMBERS").arg(self.keys.all_agents()))
+                    .await?;
+                try_join_all(ids.iter().map(|id| self.agent(id)))
+                    .await?
+                    .into_iter()
+                    .flatten()
+                    .collect()
+            }
+        };
+        agents.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(agents)
+    }
+
+    async fn set_agent_status(
+        &self,
+        id: &str,
+        status: AgentStatus,
+        now: i64,
+    ) -> Result<AgentRecord, StoreError> {
+        let user = self
+            .owner(self.keys.agent_owner(id))
+            .await?
+            .ok_or(StoreError::NotFound("agent"))?;
+        let cancelled = ApprovalState::Cancelled {
+            at: now,
+            reason: "agent revoked".into(),
+        };
+        let (outcome, rest) = self
+            .run(
+                scripts::SET_AGENT_STATUS
+                    .key(self.keys.agent(&user, id))
+                    .arg(self.keys.user_slot(&user))
+                    .arg(id)
+                    .arg(status.as_str())
+                    .arg(now)
+                    .arg(to_json(&cancelled)?),
+            )
+            .await?;
+        match outcome.as_str() {
+            "ok" => Fields::from_flat(rest)?.agent(),
+            "not_found" => Err(StoreError::NotFound("agent")),
+            "revoked" => Err(StoreError::AgentInactive(AgentStatus::Revoked)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn create_approval(
+        &self,
+        approval: &ApprovalRecord,
+        max_pending: usize,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        if !matches!(approval.state, ApprovalState::Pending) {
+            return Err(StoreError::Unavailable(
+                "redis: a new request must be pending".into(),
+            ));
+        }
+        // Request ids are 128 random bits: a taken id means the same request twice.
+        let pointer = self.keys.approval_owner(&approval.id);
+        let claimed: Option<String> = self
+            .query(
+                redis::cmd("SET")
+                    .arg(&pointer)
+                    .arg(approval.user.as_str())
+                    .arg("NX"),
+            )
+            .await?;
+        if claimed.is_none() {
+            return Err(StoreError::AlreadyExists("approval"));
+        }
+        let result = self
+            .run(
+                scripts::CREATE_APPROVAL
+                    .key(self.keys.approval(&approval.user, &approval.id))
+                    .arg(self.keys.user_slot(&approval.user))
+                    .arg(now)
+                    .arg(max_pending)
+                    .arg(approval.id.as_str())
+                    .arg(to_json(approval)?)
+                    .arg(kind_name(approval.kind))
+                    .arg(&approval.agent)
+                    .arg(approval.created_at)
+                    .arg(approval.expires_at),
+            )
+            .await;
+        // A failed call may have stored the request: its pointer stays, so it is reachable.
+        let (outcome, rest) = result?;
+        let refusal = match outcome.as_str() {
+            "ok" => return Ok(()),
+            "agent_not_found" => StoreError::NotFound("agent"),
+            "agent_inactive" => {
+                let status = rest
+                    .first()
+                    .map(|s| String::from_utf8_lossy(s).into_owned());
+                StoreError::AgentInactive(parse_agent_status(&status.unwrap_or_default())?)
+            }
+            "too_many_pending" => StoreError::TooManyPending { limit: max_pending },
+            "exists" => return Err(StoreError::AlreadyExists("approval")),
+            other => return Err(unexpected(other)),
+        };
+        // Refused: the id names nothing. Best effort; a pointer to no record reads as unknown.
+        let _: Result<i64, _> = self.query(redis::cmd("DEL").arg(&pointer)).await;
+        Err(refusal)
+    }
+
+    async fn approval(&self, id: &ApprovalId) -> Result<Option<ApprovalRecord>, StoreError> {
+        match self.owner(self.keys.approval_owner(id)).await? {
+            Some(user) => self.approval_in(&user, id).await,
+            None => Ok(None),
+        }
+    }
+
+    /// A decision other than `Approved` or `Denied` is a caller's bug and refused as
+    /// `Unavailable`; an `Approved` decision is stored with no token delivered.
+    async fn decide(
+        &self,
+        id: &ApprovalId,
+        decision: ApprovalState,
+        now: i64,
+    ) -> Result<ApprovalRecord, StoreError> {
+        let (status, decided_at) = match &decision {
+            ApprovalState::Approved { decided_at, .. } => ("approved", *decided_at),
+            ApprovalState::Denied { decided_at, .. } => ("denied", *decided_at),
+            ApprovalState::Pending | ApprovalState::Cancelled { .. } => {
+                return Err(StoreError::Unavailable(
+                    "redis: a decision must be approved or denied".into(),
+                ));
+            }
+        };
+        let state = match decision {
+            ApprovalState::Approved {
+                decided_at,
+                receipt,
+                ..
+            } => ApprovalState::Approved {
+                decided_at,
+                receipt,
+                token_delivered_at: None,
+            },
+            denied => denied,
+        };
+        let (user, key) = self.approval_key(id).await?;
+        let (outcome, rest) = self
+            .run(
+                scripts::DECIDE
+                    .key(key)
+                    .arg(self.keys.user_slot(&user))
+                    .arg(now)
+                    .arg(id.as_str())
+                    .arg(status)
+                    .arg(to_json(&state)?)
+                    .arg(decided_at),
+            )
+            .await?;
+        match outcome.as_str() {
+            "ok" => Fields::from_flat(rest)?.approval(),
+            "not_pending" => Err(StoreError::NotPending(
+                Fields::from_flat(rest)?.approval()?.status(now),
+            )),
+            "not_found" => Err(StoreError::NotFound("approval")),
+            "agent_not_found" => Err(StoreError::NotFound("agent")),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn collect_token(&self, id: &ApprovalId, now: i64) -> Result<Collection, StoreError> {
+        let (_, key) = self.approval_key(id).await?;
+        let (outcome, rest) = self
+            .run(
+                scripts::COLLECT_TOKEN
+                    .key(key)
+                    .arg(now)
+                    .arg(COLLECT_WITHIN_SECS),
+            )
+            .await?;
+        match outcome.as_str() {
+            "deliver" => Ok(Collection::Deliver(Fields::from_flat(rest)?.approval()?)),
+            "unchanged" => Ok(Collection::Unchanged(Fields::from_flat(rest)?.approval()?)),
+            "not_found" => Err(StoreError::NotFound("approval")),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn approvals(
+        &self,
+        user: &UserId,
+        filter: ApprovalFilter,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<ApprovalRecord>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let newest_first = |a: &ApprovalRecord, b: &ApprovalRecord| {
+            (b.created_at, &b.id).cmp(&(a.created_at, &a.id))
+        };
+        match filter {
+            ApprovalFilter::Pending => {
+                // Few: an agent has at most its limit pending, and the index is by expiry.
+                let ids: Vec<String> = self
+                    .query(
+                        redis::cmd("ZRANGE")
+                            .arg(self.keys.pending(user))
+                            .arg(format!("({now}"))
+                            .arg("+inf")
+                            .arg("BYSCORE"),
+                    )
+                    .await?;
+                let mut pending: Vec<ApprovalRecord> = self
+                    .approvals_by_id(user, ids)
+                    .await?
+                    .into_iter()
+                    .filter(|a| a.status(now) == ApprovalStatus::Pending)
+                    .collect();
+                pending.sort_by(newest_first);
+                pending.truncate(limit);
+                Ok(pending)
+            }
+            ApprovalFilter::History => {
+                let page = limit.max(16);
+                let mut out = Vec::new();
+                let mut start = 0;
+                loop {
+                    let ids: Vec<String> = self
+                        .query(
+                            redis::cmd("ZRANGE")
+                                .arg(self.keys.history(user))
+                                .arg(start)
+                                .arg(start + page - 1)
+                                .arg("REV"),
+                        )
+                        .await?;
+                    let fetched = ids.len();
+                    for approval in self.approvals_by_id(user, ids).await? {
+                        if approval.status(now) != ApprovalStatus::Pending {
+                            out.push(approval);
+                        }
+                    }
+                    if out.len() >= limit || fetched < page {
+                        out.truncate(limit);
+                        return Ok(out);
+                    }
+                    start += page;
+                }
+            }
+        }
+    }
+
+    /// The pending indexes hold exactly the requests stored as pending (deciding and revoking
+    /// remove them in the same script), scored by expiry: counting is `ZCOUNT` per user.
+    async fn pending_count(&self, now: i64) -> Result<usize, StoreError> {
+        let users: Vec<String> = self
+            .query(redis::cmd("HKEYS").arg(self.keys.users()))
+            .await?;
+        let counts = try_join_all(users.iter().map(|name| async move {
+            let user = UserId::parse(name).map_err(unavailable)?;
+            self.query::<usize>(
+                redis::cmd("ZCOUNT")
+                    .arg(self.keys.pending(&user))
+                    .arg(format!("({now}"))
+                    .arg("+inf"),
+            )
+            .await
+        }))
+        .await?;
+        Ok(counts.into_iter().sum())
+    }
+
+    async fn remember_jti(&self, key: &str, expires_at: i64, now: i64) -> Result<bool, StoreError> {
+        let (outcome, _) = self
+            .run(
+                scripts::REMEMBER_JTI
+                    .key(self.keys.jti(key))
+                    .arg(now)
+                    .arg(expires_at)
+                    .arg(expires_at.saturating_add(CLEANUP_MARGIN_SECS)),
+            )
+            .await?;
+        match outcome.as_str() {
+            "new" => Ok(true),
+            "replay" => Ok(false),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn count_in_window(
+        &self,
+        key: &str,
+        window_start: i64,
+        window: i64,
+    ) -> Result<u64, StoreError> {
+        let cleanup_at = window_start
+            .saturating_add(window)
+            .saturating_add(CLEANUP_MARGIN_SECS);
+        let (outcome, rest) = self
+            .run(
+                scripts::COUNT_IN_WINDOW
+                    .key(self.keys.rate_window(key, window_start))
+                    .arg(cleanup_at),
+            )
+            .await?;
+        match (outcome.as_str(), rest.first()) {
+            ("ok", Some(count)) => std::str::from_utf8(count)
+                .map_err(unavailable)?
+                .parse()
+                .map_err(unavailable),
+            (other, _) => Err(unexpected(other)),
+        }
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        let _: String = redis::cmd("PING")
+            .query_async(&mut connection)
+            .await
+            .map_err(unavailable)?;
+        // A cluster answers PING from a node even when some slots have no master.
+        if let Connection::Cluster(_) = &self.connection {
+            let info: String = redis::cmd("CLUSTER")
+                .arg("INFO")
+                .query_async(&mut connection)
+                .await
+                .map_err(unavailable)?;
+            if !info.lines().any(|line| line.trim() == "cluster_state:ok") {
+                return Err(StoreError::Unavailable(
+                    "redis: the cluster is not ok".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl RedisStore {
+    pub fn target(&self) -> &RedisTarget {
+        &self.target
+    }
+
+    pub fn connection(&self) -> Connection {
+        self.connection.clone()
+    }
+}

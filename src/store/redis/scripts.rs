@@ -1,0 +1,307 @@
+//! The Lua scripts that make each once-only step one atomic operation: Redis runs a script
+//! without interleaving any other command, and every key a script touches is in the slot of its
+//! first key (see [`super::keys`]), so the scripts also run on Redis Cluster.
+//!
+//! Scripts that work on a user's records get the user's key prefix (`<prefix>:{u:<user>}:`) and
+//! derive the keys of the agent or requests involved from it: they are in the same slot by
+//! construction. Every script answers an array whose first element names the outcome; records
+//! come back as the flat field list of `HGETALL`.
+//!
+//! Times are the gateway's (`now` is an argument), never Redis's clock, so that a request's
+//! status means the same in both stores. Redis expiry (`EXPIREAT`) only removes entries well
+//! after the gateway stops accepting them.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// Stores a new pending request if its agent may ask and has fewer than the limit pending;
+/// pending entries that have expired leave the agent's pending set here.
+/// KEYS: approval. ARGV: user prefix, now, max pending, id, record, kind, agent, created_at,
+/// expires_at.
+pub static CREATE_APPROVAL: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local slot, now, max_pending = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local id, record, kind, agent = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local agent_key = slot .. 'agent:' .. agent
+local status = redis.call('HGET', agent_key, 'status')
+if not status then return {'agent_not_found'} end
+local may_ask = 'active'
+if kind == 'enrollment' then may_ask = 'pending' end
+if status ~= may_ask then return {'agent_inactive', status} end
+if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists'} end
+local agent_pending = slot .. 'agent-pending:' .. agent
+local live = 0
+for _, other in ipairs(redis.call('SMEMBERS', agent_pending)) do
+  local f = redis.call('HMGET', slot .. 'approval:' .. other, 'status', 'expires_at')
+  if f[1] == 'pending' and now < tonumber(f[2]) then
+    live = live + 1
+  else
+    redis.call('SREM', agent_pending, other)
+    redis.call('ZREM', slot .. 'pending', other)
+  end
+end
+if live >= max_pending then return {'too_many_pending'} end
+redis.call('HSET', KEYS[1], 'record', record, 'status', 'pending', 'kind', kind,
+  'agent', agent, 'expires_at', ARGV[9])
+redis.call('ZADD', slot .. 'history', ARGV[8], id)
+redis.call('ZADD', slot .. 'pending', ARGV[9], id)
+redis.call('SADD', agent_pending, id)
+return {'ok'}
+"#,
+    )
+});
+
+/// Records a decision on a request pending at `now`; for an enrollment, sets its agent active
+/// (approved, if still pending) or revoked (denied) in the same step.
+/// KEYS: approval. ARGV: user prefix, now, id, status (`approved`/`denied`), state, decided_at.
+pub static DECIDE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local slot, now, id, decision = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local f = redis.call('HMGET', KEYS[1], 'status', 'expires_at', 'kind', 'agent')
+if not f[1] then return {'not_found'} end
+if f[1] ~= 'pending' or now >= tonumber(f[2]) then
+  local all = redis.call('HGETALL', KEYS[1])
+  table.insert(all, 1, 'not_pending')
+  return all
+end
+local agent_key = slot .. 'agent:' .. f[4]
+if f[3] == 'enrollment' then
+  local agent_status = redis.call('HGET', agent_key, 'status')
+  if not agent_status then return {'agent_not_found'} end
+  -- Only a still pending agent becomes active: an operator's suspension or revocation in the
+  -- meantime stands.
+  if decision == 'denied' then
+    redis.call('HSET', agent_key, 'status', 'revoked')
+  elseif agent_status == 'pending' then
+    redis.call('HSET', agent_key, 'status', 'active')
+  end
+end
+redis.call('HSET', KEYS[1], 'status', decision, 'state', ARGV[5], 'decided_at', ARGV[6])
+redis.call('ZREM', slot .. 'pending', id)
+redis.call('SREM', slot .. 'agent-pending:' .. f[4], id)
+local all = redis.call('HGETALL', KEYS[1])
+table.insert(all, 1, 'ok')
+return all
+"#,
+    )
+});
+
+/// Marks an approved request's token delivered, once, if it is collected in time.
+/// KEYS: approval. ARGV: now, seconds an approval may wait for collection.
+pub static COLLECT_TOKEN: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local now = tonumber(ARGV[1])
+local f = redis.call('HMGET', KEYS[1], 'status', 'decided_at', 'delivered_at')
+if not f[1] then return {'not_found'} end
+local outcome = 'unchanged'
+if f[1] == 'approved' and not f[3] and now < tonumber(f[2]) + tonumber(ARGV[2]) then
+  redis.call('HSET', KEYS[1], 'delivered_at', ARGV[1])
+  outcome = 'deliver'
+end
+local all = redis.call('HGETALL', KEYS[1])
+table.insert(all, 1, outcome)
+return all
+"#,
+    )
+});
+
+/// Sets an agent's status; revoking cancels its requests pending at `now`. A revoked agent
+/// stays revoked.
+/// KEYS: agent. ARGV: user prefix, agent id, status, now, the cancelled state.
+pub static SET_AGENT_STATUS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local slot, agent, status, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local current = redis.call('HGET', KEYS[1], 'status')
+if not current then return {'not_found'} end
+if current == 'revoked' and status ~= 'revoked' then return {'revoked'} end
+redis.call('HSET', KEYS[1], 'status', status)
+if status == 'revoked' then
+  local agent_pending = slot .. 'agent-pending:' .. agent
+  for _, id in ipairs(redis.call('SMEMBERS', agent_pending)) do
+    local key = slot .. 'approval:' .. id
+    local f = redis.call('HMGET', key, 'status', 'expires_at')
+    if f[1] == 'pending' and now < tonumber(f[2]) then
+      redis.call('HSET', key, 'status', 'cancelled', 'state', ARGV[5])
+    end
+    redis.call('ZREM', slot .. 'pending', id)
+  end
+  redis.call('DEL', agent_pending)
+end
+local all = redis.call('HGETALL', KEYS[1])
+table.insert(all, 1, 'ok')
+return all
+"#,
+    )
+});
+
+/// Adds an agent record; its id must be new in this user's slot.
+/// KEYS: agent, the user's agent set. ARGV: agent id, record, status.
+pub static ADD_AGENT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists'} end
+redis.call('HSET', KEYS[1], 'record', ARGV[2], 'status', ARGV[3])
+redis.call('SADD', KEYS[2], ARGV[1])
+return {'ok'}
+"#,
+    )
+});
+
+/// Consumes an invitation live at `now` and, in the same step, creates the user if needed and
+/// adds the passkey. Anything refused leaves the invitation unused.
+/// KEYS: invitation, users, passkey, the user's passkey set. ARGV: now, user id, user record,
+/// credential id, passkey record.
+pub static REDEEM_INVITATION: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local now, user = tonumber(ARGV[1]), ARGV[2]
+local invitation = redis.call('HMGET', KEYS[1], 'user', 'expires_at')
+if not invitation[2] or now >= tonumber(invitation[2]) then return {'invalid'} end
+if invitation[1] ~= '' and invitation[1] ~= user then return {'invalid'} end
+local exists = redis.call('HEXISTS', KEYS[2], user) == 1
+-- The setup code names no user: it must not hand over an existing one.
+if exists and invitation[1] == '' then return {'user_exists'} end
+if redis.call('EXISTS', KEYS[3]) == 1 then return {'passkey_exists'} end
+redis.call('DEL', KEYS[1])
+if not exists then redis.call('HSET', KEYS[2], user, ARGV[3]) end
+redis.call('HSET', KEYS[3], 'user', user, 'record', ARGV[5])
+redis.call('SADD', KEYS[4], ARGV[4])
+return {'ok'}
+"#,
+    )
+});
+
+/// Adds a passkey to an existing user; a credential id already registered is refused.
+/// KEYS: users, passkey, the user's passkey set. ARGV: user id, credential id, record.
+pub static ADD_PASSKEY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return {'user_not_found'} end
+if redis.call('EXISTS', KEYS[2]) == 1 then return {'exists'} end
+redis.call('HSET', KEYS[2], 'user', ARGV[1], 'record', ARGV[3])
+redis.call('SADD', KEYS[3], ARGV[2])
+return {'ok'}
+"#,
+    )
+});
+
+/// Replaces a passkey record if the credential is stored for the same user.
+/// KEYS: passkey. ARGV: user id, record.
+pub static UPDATE_PASSKEY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('HGET', KEYS[1], 'user') ~= ARGV[1] then return {'not_found'} end
+redis.call('HSET', KEYS[1], 'record', ARGV[2])
+return {'ok'}
+"#,
+    )
+});
+
+/// Deletes a passkey if the credential is stored for that user.
+/// KEYS: passkey, the user's passkey set. ARGV: user id, credential id.
+pub static DELETE_PASSKEY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('HGET', KEYS[1], 'user') ~= ARGV[1] then return {'not_found'} end
+redis.call('DEL', KEYS[1])
+redis.call('SREM', KEYS[2], ARGV[2])
+return {'ok'}
+"#,
+    )
+});
+
+/// Adds a device, replacing the user's device with the same push endpoint.
+/// KEYS: devices, device endpoints. ARGV: id, endpoint, record.
+pub static ADD_DEVICE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local old = redis.call('HGET', KEYS[2], ARGV[2])
+if old then redis.call('HDEL', KEYS[1], old) end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])
+return {'ok'}
+"#,
+    )
+});
+
+/// Removes a user's device.
+/// KEYS: devices, device endpoints. ARGV: id, endpoint.
+pub static DELETE_DEVICE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return {'not_found'} end
+if redis.call('HGET', KEYS[2], ARGV[2]) == ARGV[1] then redis.call('HDEL', KEYS[2], ARGV[2]) end
+return {'ok'}
+"#,
+    )
+});
+
+/// Stores an entry that expires: fields `value` and `expires_at`, removed by Redis at
+/// `cleanup_at`. KEYS: entry. ARGV: value, expires_at, cleanup_at.
+pub static PUT_EXPIRING: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'value', ARGV[1], 'expires_at', ARGV[2])
+redis.call('EXPIREAT', KEYS[1], ARGV[3])
+return {'ok'}
+"#,
+    )
+});
+
+/// Stores an invitation (replacing one with the same code): like [`PUT_EXPIRING`] with the
+/// user it is for, which [`REDEEM_INVITATION`] checks.
+/// KEYS: invitation. ARGV: record, expires_at, cleanup_at, user (empty for the setup code).
+pub static PUT_INVITATION: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'record', ARGV[1], 'expires_at', ARGV[2], 'user', ARGV[4])
+redis.call('EXPIREAT', KEYS[1], ARGV[3])
+return {'ok'}
+"#,
+    )
+});
+
+/// Removes and returns an entry stored by [`PUT_EXPIRING`] if live at `now`; of concurrent
+/// takers one gets it. KEYS: entry. ARGV: now.
+pub static TAKE_EXPIRING: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local f = redis.call('HMGET', KEYS[1], 'value', 'expires_at')
+redis.call('DEL', KEYS[1])
+if f[1] and tonumber(ARGV[1]) < tonumber(f[2]) then return {'ok', f[1]} end
+return {'none'}
+"#,
+    )
+});
+
+/// Remembers a `jti` until `expires_at` unless it is remembered and live at `now`.
+/// KEYS: jti. ARGV: now, expires_at, cleanup_at.
+pub static REMEMBER_JTI: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local until_at = redis.call('GET', KEYS[1])
+if until_at and tonumber(ARGV[1]) < tonumber(until_at) then return {'replay'} end
+redis.call('SET', KEYS[1], ARGV[2], 'EXAT', ARGV[3])
+return {'new'}
+"#,
+    )
+});
+
+/// Counts one event in a window that Redis forgets at `cleanup_at`.
+/// KEYS: window. ARGV: cleanup_at.
+pub static COUNT_IN_WINDOW: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIREAT', KEYS[1], ARGV[1]) end
+return {'ok', tostring(count)}
+"#,
+    )
+});
