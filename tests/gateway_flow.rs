@@ -348,32 +348,14 @@ async fn browser_endpoints_refuse_other_origins() {
 #[tokio::test]
 async fn the_event_stream_reports_pending_then_the_decision_with_the_token() {
     let (gateway, mut alice, agent, id) = alice_asked().await;
-    let path = format!("/v1/approvals/{id}/events");
-    let mut stream = gateway
-        .http
-        .get(format!("{}{path}", gateway.url))
-        .header("dpop", agent.proof(&Method::GET, &path))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(stream.status(), StatusCode::OK);
-
-    let mut text = String::new();
-    let mut decided = false;
-    while let Some(chunk) = stream.chunk().await.unwrap() {
-        text.push_str(std::str::from_utf8(&chunk).unwrap());
-        if !decided && text.contains("\"status\":\"pending\"") {
-            decided = true;
+    let states = agent
+        .stream_states(&id, async || {
             let (status, _) = gateway.decide(&mut alice, &id, "approve").await;
             assert_eq!(status, StatusCode::OK);
-        }
-    }
+        })
+        .await;
+    let text = format!("{states:?}");
     // The stream ends after the final state, which carries the token.
-    let states: Vec<Value> = text
-        .lines()
-        .filter_map(|line| line.strip_prefix("data: "))
-        .map(|data| serde_json::from_str(data).unwrap())
-        .collect();
     assert_eq!(states.first().unwrap()["status"], "pending");
     let last = states.last().unwrap();
     assert_eq!(last["status"], "approved");

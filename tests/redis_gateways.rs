@@ -148,31 +148,15 @@ async fn one_request_across_three_instances(redis_url: &str) {
 
     // The agent waits on the third instance; the person decides on the second as soon as the
     // stream shows the agent waiting.
-    let path = format!("/v1/approvals/{id}/events");
-    let mut stream = browser
-        .http
-        .get(format!("{three}{path}"))
-        .header("dpop", agent.proof(&Method::GET, &path))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(stream.status(), StatusCode::OK);
-    let mut text = String::new();
-    let mut decided = false;
-    while let Some(chunk) = stream.chunk().await.unwrap() {
-        text.push_str(std::str::from_utf8(&chunk).unwrap());
-        if !decided && text.contains("\"status\":\"pending\"") {
-            decided = true;
+    let states = agent
+        .via(&three)
+        .stream_states(&id, async || {
             let (status, answer) = browser.via(&two).decide(&mut alice, &id, "approve").await;
             assert_eq!(status, StatusCode::OK, "{answer}");
-        }
-    }
-    let last: Value = text
-        .lines()
-        .filter_map(|line| line.strip_prefix("data: "))
-        .map(|data| serde_json::from_str(data).unwrap())
-        .next_back()
-        .unwrap();
+        })
+        .await;
+    let last = states.last().unwrap();
+    let text = format!("{states:?}");
     assert_eq!(last["status"], "approved", "{text}");
     let minted = last["token"].as_str().unwrap();
     // Every instance publishes the key that signed it.
@@ -214,29 +198,15 @@ async fn two_gateways(redis: &RedisServer) -> (TestGateway, TestGateway) {
     )
 }
 
-/// Waits until `gateway` answers `/readyz` with `expected`, asking again with a growing pause:
-/// readiness follows Redis, which has no event to wait on.
-async fn wait_until_ready_is(gateway: &GatewayClient, expected: StatusCode) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let mut pause = Duration::from_millis(10);
-    loop {
-        let status = gateway
-            .http
-            .get(format!("{}/readyz", gateway.url))
-            .send()
-            .await
-            .unwrap()
-            .status();
-        if status == expected {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "/readyz stayed {status}, expected {expected}"
-        );
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(500));
-    }
+/// What `gateway` answers at `/readyz`.
+async fn readiness(gateway: &GatewayClient) -> StatusCode {
+    gateway
+        .http
+        .get(format!("{}/readyz", gateway.url))
+        .send()
+        .await
+        .unwrap()
+        .status()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -276,13 +246,14 @@ async fn redis_stopping_fails_closed_and_a_restart_with_aof_loses_nothing() {
     assert!(collected.get("token").is_none(), "{collected}");
     let (status, _) = a.options(&waiting, "approve").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    wait_until_ready_is(&a, StatusCode::SERVICE_UNAVAILABLE).await;
-    wait_until_ready_is(&b, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_eq!(readiness(&a).await, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(readiness(&b).await, StatusCode::SERVICE_UNAVAILABLE);
 
-    // Redis comes back with its append-only file; the gateways were not restarted.
+    // Redis comes back with its append-only file; the gateways were not restarted, and are
+    // ready as soon as it answers.
     redis.restart().await;
-    wait_until_ready_is(&a, StatusCode::OK).await;
-    wait_until_ready_is(&b, StatusCode::OK).await;
+    assert_eq!(readiness(&a).await, StatusCode::OK);
+    assert_eq!(readiness(&b).await, StatusCode::OK);
 
     // Users, passkeys, agents and requests are all there.
     let alice_id = handsign::domain::UserId::parse("alice").unwrap();
@@ -409,5 +380,51 @@ async fn an_instance_killed_during_a_decision_records_it_once_or_not_at_all() {
         let tokens = answers.iter().filter(|a| a["token"].is_string()).count()
             + usize::from(seen["token"].is_string());
         assert_eq!(tokens, 1, "round {round}: {answers:?} {seen}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dpop_proof_used_at_one_instance_is_refused_at_the_other() {
+    let redis = RedisServer::start().await;
+    let (a, b) = two_gateways(&redis).await;
+    a.register("alice").await;
+    let agent = a.agent("alice").await;
+    let id = id_of(&agent.request(flight()).await);
+    let path = format!("/v1/approvals/{id}");
+    let proof = agent.proof(&Method::GET, &path);
+    let (status, _) = agent
+        .call_with_proof(Method::GET, &path, None, &proof)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, refused) = agent
+        .via(&b.url)
+        .call_with_proof(Method::GET, &path, None, &proof)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{refused}");
+    assert!(refused.to_string().contains("replay"), "{refused}");
+}
+
+#[test]
+fn a_bad_or_unreachable_redis_stops_the_gateway_with_a_clear_message() {
+    let closed = format!("redis://127.0.0.1:{}", free_port());
+    for (url, says) in [
+        ("http://example.com", "invalid Redis URL"),
+        (closed.as_str(), "cannot reach Redis at"),
+    ] {
+        let output = std::process::Command::new(BINARY)
+            .args(["serve", "--listen", "127.0.0.1:0", "--redis-url", url])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(says), "{url}: {stderr}");
+        // The same for operator commands.
+        let output = std::process::Command::new(BINARY)
+            .args(["agent", "list", "--redis-url", url])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(says), "{url}: {stderr}");
     }
 }

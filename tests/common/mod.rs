@@ -395,6 +395,34 @@ impl TestAgent {
         body
     }
 
+    /// Streams request `id`'s states (server-sent events) to the end of the stream, running
+    /// `once_pending` when the first pending state has arrived; returns every state.
+    pub async fn stream_states(&self, id: &str, once_pending: impl AsyncFnOnce()) -> Vec<Value> {
+        let path = format!("/v1/approvals/{id}/events");
+        let mut stream = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .header("dpop", self.proof(&Method::GET, &path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stream.status(), StatusCode::OK);
+        let mut text = String::new();
+        let mut once_pending = Some(once_pending);
+        while let Some(chunk) = stream.chunk().await.unwrap() {
+            text.push_str(std::str::from_utf8(&chunk).unwrap());
+            if text.contains("\"status\":\"pending\"")
+                && let Some(act) = once_pending.take()
+            {
+                act().await;
+            }
+        }
+        text.lines()
+            .filter_map(|line| line.strip_prefix("data: "))
+            .map(|data| serde_json::from_str(data).unwrap())
+            .collect()
+    }
+
     /// Reads request `id`, waiting up to `wait` seconds.
     pub async fn read(&self, id: &str, wait: u64) -> (StatusCode, Value) {
         self.call(

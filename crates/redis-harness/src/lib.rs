@@ -2,8 +2,9 @@
 //! same way instead of keeping its own copy of this code.
 //!
 //! Each server listens on a free loopback port, works in its own temporary directory, and is
-//! killed when dropped. Startup is awaited by reading the server's log as it comes (no polling
-//! with sleeps), then checking that it answers `PING`.
+//! killed when dropped. Startup is awaited by reading the server's log as it comes (no polling,
+//! no sleeps): a server is ready when it logs so (after loading its data), a cluster node when it
+//! logs that the cluster state changed to ok.
 //!
 //! Needs `redis-server` (and `redis-cli` for clusters), both from Debian's `redis-server`
 //! package: `apt-get install -y redis-server`.
@@ -13,7 +14,7 @@ use std::io::{BufRead as _, BufReader};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tempfile::TempDir;
 use tokio::sync::oneshot;
@@ -24,6 +25,8 @@ const CLI_NOT_INSTALLED: &str = "redis-cli is not installed; it comes with redis
      (Debian package redis-tools), which the test command installs: apt-get install -y redis-server";
 /// The line `redis-server` logs once it listens (and, with persistence, has loaded its data).
 const READY: &str = "Ready to accept connections";
+/// The line a cluster node logs once every slot is served.
+const CLUSTER_OK: &str = "Cluster state changed: ok";
 /// How long a server may take to start, or a cluster to agree on its slots, before the test fails.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// A port found free may be taken by someone else before the server binds it: try a few.
@@ -73,6 +76,8 @@ impl Mode {
 /// killed on drop.
 pub struct RedisServer {
     child: Option<Child>,
+    /// For a cluster node: told when the node logs that the cluster is ok.
+    cluster_ok: Option<oneshot::Receiver<()>>,
     port: u16,
     url: String,
     mode: Mode,
@@ -155,36 +160,21 @@ impl RedisServer {
     }
 
     /// Starts the server again on the same port and data directory (so a persistent server
-    /// reloads its append-only file), stopping it first if it runs, and returns once it answers
-    /// `PING` (not `LOADING`).
+    /// reloads its append-only file), stopping it first if it runs, and returns once it is
+    /// ready. A killed server's port is free again at once: its listening socket closed with it.
     pub async fn restart(&mut self) {
         self.stop();
-        let mut pause = Duration::from_millis(10);
-        let mut failures = Vec::new();
-        for _ in 0..PORT_ATTEMPTS {
-            match launch(self.mode, self.port, self.dir.path()).await {
-                Ok(child) => {
-                    self.child = Some(child);
-                    wait_until_answering(&self.url).await;
-                    return;
-                }
-                // Its port can only be free again or taken by someone else: wait a little.
-                Err(failure) if failure.address_in_use => {
-                    failures.push(failure.log);
-                    tokio::time::sleep(pause).await;
-                    pause *= 2;
-                }
-                Err(failure) => panic!(
-                    "redis-server did not restart on port {}:\n{}",
-                    self.port, failure.log
-                ),
+        match launch(self.mode, self.port, self.dir.path()).await {
+            Ok((child, cluster_ok)) => {
+                self.child = Some(child);
+                self.cluster_ok = cluster_ok;
+                answers_ping(&self.url).await;
             }
+            Err(failure) => panic!(
+                "redis-server did not restart on port {}:\n{}",
+                self.port, failure.log
+            ),
         }
-        panic!(
-            "redis-server could not restart: port {} stayed in use:\n{}",
-            self.port,
-            failures.join("\n---\n")
-        );
     }
 
     async fn start_mode(mode: Mode) -> Self {
@@ -196,15 +186,16 @@ impl RedisServer {
                 .tempdir()
                 .unwrap_or_else(|e| panic!("could not create a directory for redis-server: {e}"));
             match launch(mode, port, dir.path()).await {
-                Ok(child) => {
+                Ok((child, cluster_ok)) => {
                     let server = RedisServer {
                         child: Some(child),
+                        cluster_ok,
                         port,
                         url: format!("redis://127.0.0.1:{port}"),
                         mode,
                         dir,
                     };
-                    wait_until_answering(&server.url).await;
+                    answers_ping(&server.url).await;
                     return server;
                 }
                 // Usually the port was taken between finding it free and the server binding
@@ -244,7 +235,7 @@ impl RedisCluster {
         for _ in 0..masters {
             nodes.push(RedisServer::start_mode(Mode::ClusterNode).await);
         }
-        let cluster = RedisCluster { nodes };
+        let mut cluster = RedisCluster { nodes };
         cluster.assign_slots().await;
         cluster.wait_until_ok().await;
         cluster
@@ -290,48 +281,55 @@ impl RedisCluster {
         }
     }
 
-    /// Nodes learn the slot assignment by gossip, so some may still report `cluster_state:fail`
-    /// when `redis-cli` returns: ask each again, with a short backoff, until it is `ok`.
-    async fn wait_until_ok(&self) {
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        for node in &self.nodes {
+    /// Nodes learn the slot assignment by gossip, so some may not serve every slot yet when
+    /// `redis-cli` returns: waits until each has logged that the cluster is ok, then checks that
+    /// it says so.
+    async fn wait_until_ok(&mut self) {
+        for node in &mut self.nodes {
+            let logged = node
+                .cluster_ok
+                .take()
+                .expect("a cluster node watches its log");
+            match tokio::time::timeout(STARTUP_TIMEOUT, logged).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => panic!("cluster node {} exited before the cluster was ok", node.url),
+                Err(_) => panic!(
+                    "cluster node {} did not log {CLUSTER_OK:?} within {STARTUP_TIMEOUT:?}",
+                    node.url
+                ),
+            }
             let mut connection = node
                 .client()
                 .get_multiplexed_async_connection()
                 .await
                 .unwrap_or_else(|e| panic!("could not connect to cluster node {}: {e}", node.url));
-            let mut pause = Duration::from_millis(5);
-            loop {
-                let info: String = redis::cmd("CLUSTER")
-                    .arg("INFO")
-                    .query_async(&mut connection)
-                    .await
-                    .unwrap_or_else(|e| panic!("CLUSTER INFO failed on {}: {e}", node.url));
-                if info.lines().any(|line| line.trim() == "cluster_state:ok") {
-                    break;
-                }
-                if Instant::now() >= deadline {
-                    panic!(
-                        "cluster node {} did not reach cluster_state:ok within {STARTUP_TIMEOUT:?}:\n{info}",
-                        node.url
-                    );
-                }
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_millis(200));
-            }
+            let info: String = redis::cmd("CLUSTER")
+                .arg("INFO")
+                .query_async(&mut connection)
+                .await
+                .unwrap_or_else(|e| panic!("CLUSTER INFO failed on {}: {e}", node.url));
+            assert!(
+                info.lines().any(|line| line.trim() == "cluster_state:ok"),
+                "cluster node {} logged {CLUSTER_OK:?} but says:\n{info}",
+                node.url
+            );
         }
     }
 }
 
-/// Why a server exited before it was ready: its log, and whether its port was taken.
+/// Why a server exited before it was ready: its log.
 struct Failure {
-    address_in_use: bool,
     log: String,
 }
 
-/// Runs `redis-server` on `port` in `dir` and waits for its "ready" log line. `Err` if it exits
-/// first; panics if it is not installed or neither happens within [`STARTUP_TIMEOUT`].
-async fn launch(mode: Mode, port: u16, dir: &Path) -> Result<Child, Failure> {
+/// Runs `redis-server` on `port` in `dir` and waits for its "ready" log line; a cluster node also
+/// gets the receiver told when it logs that the cluster is ok. `Err` if it exits first; panics if
+/// it is not installed or neither happens within [`STARTUP_TIMEOUT`].
+async fn launch(
+    mode: Mode,
+    port: u16,
+    dir: &Path,
+) -> Result<(Child, Option<oneshot::Receiver<()>>), Failure> {
     let spawned = Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         .args(["--daemonize", "no", "--loglevel", "notice"])
@@ -350,9 +348,16 @@ async fn launch(mode: Mode, port: u16, dir: &Path) -> Result<Child, Failure> {
     };
     let stdout = child.stdout.take().expect("redis-server's stdout is piped");
     let (ready_tx, mut ready_rx) = oneshot::channel();
+    let (cluster_ok, cluster_ok_rx) = match mode {
+        Mode::ClusterNode => {
+            let (sender, receiver) = oneshot::channel();
+            (Some(sender), Some(receiver))
+        }
+        Mode::Plain | Mode::Persistent => (None, None),
+    };
     std::thread::Builder::new()
         .name(format!("redis-server-{port}-log"))
-        .spawn(move || watch_log(stdout, ready_tx))
+        .spawn(move || watch_log(stdout, ready_tx, cluster_ok))
         .unwrap_or_else(|e| panic!("could not start a thread to read redis-server's log: {e}"));
     let outcome = match tokio::time::timeout(STARTUP_TIMEOUT, &mut ready_rx).await {
         Ok(outcome) => outcome,
@@ -372,14 +377,11 @@ async fn launch(mode: Mode, port: u16, dir: &Path) -> Result<Child, Failure> {
         }
     };
     match outcome {
-        Ok(Ok(())) => Ok(child),
+        Ok(Ok(())) => Ok((child, cluster_ok_rx)),
         Ok(Err(log)) => {
             let _ = child.kill();
             let _ = child.wait();
-            Err(Failure {
-                address_in_use: log.contains("Address already in use"),
-                log,
-            })
+            Err(Failure { log })
         }
         Err(_) => {
             let _ = child.kill();
@@ -390,11 +392,16 @@ async fn launch(mode: Mode, port: u16, dir: &Path) -> Result<Child, Failure> {
 }
 
 /// Reads the server's log line by line as it comes: `Ok` once it is ready, or the whole log if
-/// it ends (the process exited) first. Keeps reading afterwards so that the server never blocks
-/// on a full pipe.
-fn watch_log(stdout: ChildStdout, ready: oneshot::Sender<Result<(), String>>) {
+/// it ends (the process exited) first; then tells `cluster_ok`, if given, when the cluster is ok.
+/// Keeps reading to the end so that the server never blocks on a full pipe.
+fn watch_log(
+    stdout: ChildStdout,
+    ready: oneshot::Sender<Result<(), String>>,
+    mut cluster_ok: Option<oneshot::Sender<()>>,
+) {
     let mut reader = BufReader::new(stdout);
     let mut seen = String::new();
+    let mut ready = Some(ready);
     let mut line = Vec::new();
     loop {
         line.clear();
@@ -402,35 +409,32 @@ fn watch_log(stdout: ChildStdout, ready: oneshot::Sender<Result<(), String>>) {
             Ok(0) | Err(_) => break,
             Ok(_) => {
                 let text = String::from_utf8_lossy(&line);
-                if text.contains(READY) {
-                    let _ = ready.send(Ok(()));
-                    let _ = std::io::copy(&mut reader, &mut std::io::sink());
-                    return;
+                if ready.is_some() {
+                    if text.contains(READY) {
+                        let _ = ready.take().map(|ready| ready.send(Ok(())));
+                    } else {
+                        seen.push_str(&text);
+                    }
+                } else if text.contains(CLUSTER_OK) {
+                    let _ = cluster_ok.take().map(|ok| ok.send(()));
                 }
-                seen.push_str(&text);
             }
         }
     }
-    let _ = ready.send(Err(seen));
+    if let Some(ready) = ready {
+        let _ = ready.send(Err(seen));
+    }
 }
 
-/// Waits until the server at `url` answers `PING` with `PONG`. A server that just loaded its
-/// append-only file may answer `LOADING` first: ask again, with a short backoff.
-async fn wait_until_answering(url: &str) {
+/// Checks that the ready server at `url` answers `PING` (it loads its data before it logs that
+/// it is ready, so it never answers `LOADING` here).
+async fn answers_ping(url: &str) {
     let client =
         redis::Client::open(url).unwrap_or_else(|e| panic!("invalid Redis URL {url}: {e}"));
-    let deadline = Instant::now() + STARTUP_TIMEOUT;
-    let mut pause = Duration::from_millis(5);
-    loop {
-        match ping(&client).await {
-            Ok(pong) if pong == "PONG" => return,
-            Ok(other) => panic!("redis-server at {url} answered PING with {other:?}"),
-            Err(e) if e.code() == Some("LOADING") && Instant::now() < deadline => {
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_millis(200));
-            }
-            Err(e) => panic!("redis-server at {url} does not answer PING: {e}"),
-        }
+    match ping(&client).await {
+        Ok(pong) if pong == "PONG" => {}
+        Ok(other) => panic!("redis-server at {url} answered PING with {other:?}"),
+        Err(e) => panic!("redis-server at {url} does not answer PING: {e}"),
     }
 }
 

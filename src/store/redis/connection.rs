@@ -7,7 +7,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisFuture, Value};
+use redis::{Cmd, IntoConnectionInfo as _, Pipeline, RedisFuture, Value};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -38,10 +38,31 @@ impl RedisTarget {
         Ok(RedisTarget { urls })
     }
 
-    /// A client for one node: the first URL, then the next each time `attempt` grows (for the
-    /// event subscription, which needs a plain connection even on a cluster).
-    pub fn node_client(&self, attempt: usize) -> redis::RedisResult<redis::Client> {
-        redis::Client::open(self.urls[attempt % self.urls.len()].as_str())
+    /// Subscribes to `channel` on the first node, with a connection that reconnects and
+    /// subscribes again by itself: messages, and the library's notices of a lost connection and
+    /// of the renewed subscription, arrive on `pushes` (RESP3 push messages). On a cluster, a
+    /// message published on any node reaches every node.
+    pub async fn subscribe(
+        &self,
+        channel: &str,
+        pushes: tokio::sync::mpsc::UnboundedSender<redis::PushInfo>,
+    ) -> redis::RedisResult<ConnectionManager> {
+        let info = self.urls[0].as_str().into_connection_info()?;
+        let settings = info
+            .redis_settings()
+            .clone()
+            .set_protocol(redis::ProtocolVersion::RESP3);
+        let client = redis::Client::open(info.set_redis_settings(settings))?;
+        // Nothing else would make it reconnect while Redis is away: it keeps trying (backing off
+        // to two seconds between attempts) for as long as the gateway runs.
+        let config = manager_config()
+            .set_number_of_retries(usize::MAX)
+            .set_max_delay(Duration::from_secs(2))
+            .set_push_sender(pushes)
+            .set_automatic_resubscription();
+        let mut subscription = ConnectionManager::new_with_config(client, config).await?;
+        subscription.subscribe(channel).await?;
+        Ok(subscription)
     }
 
     /// The URLs without passwords, for messages.
@@ -61,7 +82,7 @@ impl RedisTarget {
 
     /// Connects, to a cluster when the first node says it is one.
     pub async fn connect(&self) -> redis::RedisResult<Connection> {
-        let probe = self.node_client(0)?;
+        let probe = redis::Client::open(self.urls[0].as_str())?;
         let mut first = probe
             .get_multiplexed_async_connection_with_config(
                 &redis::AsyncConnectionConfig::new()
@@ -81,17 +102,21 @@ impl RedisTarget {
                 .build()?;
             Ok(Connection::Cluster(client.get_async_connection().await?))
         } else {
-            let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(CONNECT_TIMEOUT))
-                .set_response_timeout(Some(RESPONSE_TIMEOUT))
-                .set_number_of_retries(1)
-                .set_min_delay(Duration::from_millis(50))
-                .set_max_delay(Duration::from_millis(500));
             Ok(Connection::Single(
-                ConnectionManager::new_with_config(probe, config).await?,
+                ConnectionManager::new_with_config(probe, manager_config()).await?,
             ))
         }
     }
+}
+
+/// Reconnects with a short backoff; one retry per call, so a call fails fast while Redis is away.
+fn manager_config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_number_of_retries(1)
+        .set_min_delay(Duration::from_millis(50))
+        .set_max_delay(Duration::from_millis(500))
 }
 
 /// A multiplexed connection that reconnects by itself: cheap to clone, one per call.

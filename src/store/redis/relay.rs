@@ -4,15 +4,14 @@
 //!
 //! The subscription is confirmed before [`shared_events`] returns, so a waiter that subscribes
 //! to its instance's events and then reads the store misses no change made after the read. When
-//! the subscription breaks (Redis restarted), changes may be lost until it is back: every
-//! waiter is then told to look again ([`Change::Unknown`]).
+//! the connection drops (Redis restarted), the Redis client reconnects and subscribes again by
+//! itself and tells us both; changes published in between are lost, so once the subscription is
+//! back every waiter is told to look again ([`Change::Unknown`]).
 
-use std::time::Duration;
-
-use futures_util::StreamExt as _;
+use redis::{PushInfo, PushKind};
 use tokio::sync::mpsc;
 
-use super::{RedisStore, RedisTarget, unavailable};
+use super::{RedisStore, unavailable};
 use crate::domain::{ApprovalId, UserId, random_bytes};
 use crate::events::{ApprovalChanged, Change, Events, Inbox};
 use crate::store::StoreError;
@@ -21,29 +20,22 @@ use crate::store::StoreError;
 pub async fn shared_events(store: &RedisStore) -> Result<Events, StoreError> {
     let instance = handsign_protocol::base64url::encode(random_bytes::<12>().map_err(unavailable)?);
     let channel = store.keys().events_channel();
-    let subscription = subscribe(store.target(), 0, &channel).await?;
+    let (pushes, incoming) = mpsc::unbounded_channel();
+    let subscription = store
+        .target()
+        .subscribe(&channel, pushes)
+        .await
+        .map_err(unavailable)?;
     let (outbox, outgoing) = mpsc::unbounded_channel();
     let events = Events::shared(outbox);
     tokio::spawn(listen(
+        incoming,
         subscription,
-        store.target().clone(),
-        channel.clone(),
         instance.clone(),
         events.inbox(),
     ));
     tokio::spawn(publish(outgoing, store.clone(), channel, instance));
     Ok(events)
-}
-
-async fn subscribe(
-    target: &RedisTarget,
-    attempt: usize,
-    channel: &str,
-) -> Result<redis::aio::PubSub, StoreError> {
-    let client = target.node_client(attempt).map_err(unavailable)?;
-    let mut pubsub = client.get_async_pubsub().await.map_err(unavailable)?;
-    pubsub.subscribe(channel).await.map_err(unavailable)?;
-    Ok(pubsub)
 }
 
 /// `<instance> <user> <request id>`: none of them contains a space.
@@ -65,59 +57,41 @@ fn parse(instance: &str, message: &str) -> Option<ApprovalChanged> {
     })
 }
 
+/// Delivers other instances' changes until this instance's events are gone. Holds the
+/// subscription's connection, which lives as long as this task.
 async fn listen(
-    mut subscription: redis::aio::PubSub,
-    target: RedisTarget,
-    channel: String,
+    mut incoming: mpsc::UnboundedReceiver<PushInfo>,
+    _subscription: redis::aio::ConnectionManager,
     instance: String,
     inbox: Inbox,
 ) {
-    loop {
-        {
-            let mut messages = subscription.on_message();
-            while let Some(message) = messages.next().await {
-                let Ok(text) = message.get_payload::<String>() else {
-                    continue;
-                };
-                if let Some(change) = parse(&instance, &text)
-                    && !inbox.deliver(Change::Approval(change))
-                {
-                    return;
-                }
+    let mut lost = false;
+    while let Some(push) = incoming.recv().await {
+        let delivered = match push.kind {
+            PushKind::Message => {
+                let change = push
+                    .data
+                    .get(1)
+                    .and_then(|payload| redis::from_redis_value_ref::<String>(payload).ok())
+                    .and_then(|text| parse(&instance, &text));
+                change.is_none_or(|change| inbox.deliver(Change::Approval(change)))
             }
-        }
-        tracing::warn!("lost the Redis event subscription; reconnecting");
-        subscription = match resubscribe(&target, &channel, &inbox).await {
-            Some(subscription) => subscription,
-            None => return,
+            PushKind::Disconnection => {
+                tracing::warn!("lost the Redis event subscription; the client reconnects");
+                lost = true;
+                inbox.is_open()
+            }
+            PushKind::Subscribe if lost => {
+                tracing::info!("Redis event subscription restored");
+                lost = false;
+                inbox.deliver(Change::Unknown)
+            }
+            _ => inbox.is_open(),
         };
-        tracing::info!("Redis event subscription restored");
-        if !inbox.deliver(Change::Unknown) {
+        if !delivered {
             return;
         }
     }
-}
-
-/// Subscribes again, trying the seed nodes in turn with a growing pause (a retry backoff:
-/// there is no event to wait for while Redis is away). `None` once the gateway has stopped.
-async fn resubscribe(
-    target: &RedisTarget,
-    channel: &str,
-    inbox: &Inbox,
-) -> Option<redis::aio::PubSub> {
-    let mut pause = Duration::from_millis(50);
-    for attempt in 0.. {
-        match subscribe(target, attempt, channel).await {
-            Ok(subscription) => return Some(subscription),
-            Err(e) => tracing::debug!(error = %e, "event subscription failed"),
-        }
-        if !inbox.is_open() {
-            return None;
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(2));
-    }
-    None
 }
 
 async fn publish(
