@@ -578,62 +578,25 @@ async fn memory(sizes: &Sizes) {
     let sample = &approvals[approvals.len() / 2];
     let (user, agent) = (&sample.user, &sample.agent);
     let mut connection = redis_connection(&redis).await;
-    let record_json = serde_json::to_string(sample).unwrap().len();
-    let params_in_record = serde_json::to_string(params.as_str()).unwrap().len();
-    let hash_key = keys.approval(user, &sample.id);
-    let hash = memory_usage(&mut connection, &hash_key).await;
-    let hash_encoding = encoding(&mut connection, &hash_key).await;
-    let pointer_key = keys.approval_owner(&sample.id);
-    let pointer = memory_usage(&mut connection, &pointer_key).await;
+    let request_key = keys.approval(&sample.id);
+    let request = memory_usage(&mut connection, &request_key).await;
+    let request_json = count(&mut connection, "STRLEN", &request_key).await;
     let history_key = keys.history(user);
     let history = memory_usage(&mut connection, &history_key).await;
     let history_len = count(&mut connection, "ZCARD", &history_key).await;
     let history_encoding = encoding(&mut connection, &history_key).await;
-    let pending_key = keys.pending(user);
-    let pending = memory_usage(&mut connection, &pending_key).await;
-    let pending_len = count(&mut connection, "ZCARD", &pending_key).await;
-    let pending_encoding = encoding(&mut connection, &pending_key).await;
-    let agent_pending_key = format!("{}agent-pending:{agent}", keys.user_slot(user));
+    let agent_pending_key = keys.agent_pending(user, agent);
     let agent_pending = memory_usage(&mut connection, &agent_pending_key).await;
-    let agent_pending_len = count(&mut connection, "SCARD", &agent_pending_key).await;
+    let agent_pending_len = count(&mut connection, "ZCARD", &agent_pending_key).await;
     let agent_pending_encoding = encoding(&mut connection, &agent_pending_key).await;
-    // The same JSON as a plain string key, for what the hash adds around it.
-    let probe_key = "bench-probe:record";
-    let _: () = redis::cmd("SET")
-        .arg(probe_key)
-        .arg(serde_json::to_string(sample).unwrap())
-        .query_async(&mut connection)
-        .await
-        .unwrap();
-    let as_string = memory_usage(&mut connection, probe_key).await;
-    let _: i64 = redis::cmd("DEL")
-        .arg(probe_key)
-        .query_async(&mut connection)
-        .await
-        .unwrap();
     let per = |bytes: u64, len: u64| bytes as f64 / len as f64;
-    let accounted = hash as f64
-        + pointer as f64
-        + per(history, history_len)
-        + per(pending, pending_len)
-        + per(agent_pending, agent_pending_len);
-    println!(
-        "  one request's keys (MEMORY USAGE ... SAMPLES 0; the record is {record_json} bytes of JSON, of which the params string {} bytes: {} of params and {} of escaping):",
-        params_in_record,
-        params.as_str().len(),
-        params_in_record - params.as_str().len()
-    );
-    println!(
-        "    approval hash ({hash_encoding}): {hash} bytes (the record JSON alone as a string key: {as_string} bytes)"
-    );
-    println!("    approval-owner pointer (string): {pointer} bytes");
+    let accounted =
+        request as f64 + per(history, history_len) + per(agent_pending, agent_pending_len);
+    println!("  one request's keys (MEMORY USAGE ... SAMPLES 0):");
+    println!("    the request as created (string, {request_json} bytes of JSON): {request} bytes");
     println!(
         "    history index ({history_encoding}, {history_len} entries): {:.0} bytes per entry",
         per(history, history_len)
-    );
-    println!(
-        "    pending index ({pending_encoding}, {pending_len} entries): {:.0} bytes per entry",
-        per(pending, pending_len)
     );
     println!(
         "    agent-pending set ({agent_pending_encoding}, {agent_pending_len} entries): {:.0} bytes per entry",

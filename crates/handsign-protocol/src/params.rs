@@ -37,7 +37,7 @@ impl CanonicalParams {
     }
 
     pub fn hash(&self) -> ParamsHash {
-        ParamsHash(base64url::encode(Sha256::digest(&self.0)))
+        ParamsHash::of_canonical(&self.0)
     }
 }
 
@@ -58,6 +58,12 @@ pub struct ParamsHash(String);
 pub struct InvalidParamsHash(pub String);
 
 impl ParamsHash {
+    /// The hash of params already in canonical form, such as a gateway stored them after
+    /// [`CanonicalParams::parse`]. Other bytes give a hash that no statement or request matches.
+    pub fn of_canonical(canonical: &[u8]) -> Self {
+        ParamsHash(base64url::encode(Sha256::digest(canonical)))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -2,16 +2,15 @@
 //! tag are in the same slot, so one script may change them together.
 //!
 //! - `{u:<user>}`: everything of one user that a once-only step touches together: the user's
-//!   agents, their requests, the pending and history indexes, devices. Creating a request
-//!   (checking the agent may ask and its pending limit), deciding it (and, for an enrollment,
-//!   activating the agent), collecting its token, and revoking an agent (cancelling its pending
-//!   requests) each run as one script on this slot. Every key of one approval carries its
-//!   user's tag.
+//!   agents, each agent's pending requests, the decisions on their requests, the history index,
+//!   devices. Accepting a request (checking the agent may ask and its pending limit), deciding
+//!   it (and, for an enrollment, activating the agent), collecting its token, and revoking an
+//!   agent (cancelling its pending requests) each run as one script on this slot.
 //! - `{g}`: users, passkeys and invitations, so that redeeming an invitation (consume it, create
 //!   the user, add the passkey) is one script. Registrations are rare; this slot is small.
-//! - Everything else is one key per entry, spread over the cluster: the pointers from an agent
-//!   or request id to its user (written once, never changed), sessions, ceremonies, DPoP `jti`s,
-//!   rate windows, the gateway's secrets.
+//! - Everything else is one key per entry, spread over the cluster: each request as created
+//!   (written once, never changed, and naming its user), the pointer from an agent id to its
+//!   user (likewise), sessions, ceremonies, DPoP `jti`s, rate windows, the gateway's secrets.
 //!
 //! User names and ids never contain braces, so a tag always ends where it should.
 
@@ -81,20 +80,21 @@ impl Keys {
         format!("{}agents", self.user_slot(user))
     }
 
-    /// Hash: `record` (as created), `status`, `kind`, `agent`, `expires_at`, and once decided
-    /// `state`, `decided_at`, `delivered_at`.
-    pub fn approval(&self, user: &UserId, id: &ApprovalId) -> String {
-        format!("{}approval:{id}", self.user_slot(user))
+    /// Sorted set of the agent's requests that are pending, by expiry. Deciding a request or
+    /// revoking the agent removes them; expired ones go when the agent next asks.
+    pub fn agent_pending(&self, user: &UserId, agent: &str) -> String {
+        format!("{}agent-pending:{agent}", self.user_slot(user))
+    }
+
+    /// Hash, once a request is decided or cancelled: `status`, `state`, `decided_at`, and
+    /// once its token is collected `delivered_at`.
+    pub fn decision(&self, user: &UserId, id: &ApprovalId) -> String {
+        format!("{}decision:{id}", self.user_slot(user))
     }
 
     /// Sorted set of the user's request ids by creation time.
     pub fn history(&self, user: &UserId) -> String {
         format!("{}history", self.user_slot(user))
-    }
-
-    /// Sorted set of the ids of the user's requests stored as pending, by expiry.
-    pub fn pending(&self, user: &UserId) -> String {
-        format!("{}pending", self.user_slot(user))
     }
 
     /// Hash: device id to push subscription record.
@@ -119,9 +119,9 @@ impl Keys {
         format!("{}:agents", self.prefix)
     }
 
-    /// String: the user a request belongs to.
-    pub fn approval_owner(&self, id: &ApprovalId) -> String {
-        format!("{}:approval-owner:{id}", self.prefix)
+    /// String: a request as created ([`super::request`]).
+    pub fn approval(&self, id: &ApprovalId) -> String {
+        format!("{}:approval:{id}", self.prefix)
     }
 
     pub fn session(&self, id_sha256: &str) -> String {

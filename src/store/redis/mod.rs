@@ -3,9 +3,11 @@
 //! server or Redis Cluster.
 //!
 //! Each once-only operation is one Lua script on one slot ([`scripts`], [`keys`]). Records are
-//! JSON; the fields a script decides on (a request's status, expiry, decision time and delivery
-//! time; an agent's status) are hash fields of their own beside the JSON, so scripts never parse
-//! or rewrite records. Reading a record puts the two back together.
+//! JSON; what a script decides on is kept in fields of its own, so scripts never parse or
+//! rewrite records. An agent's status is a field beside its record. A request is written once,
+//! as created ([`request`]); whether it is pending is its entry in its agent's pending set,
+//! scored by expiry, and its decision, delivery time included, is a hash of its own. Reading a
+//! request puts them back together.
 //!
 //! Every Redis failure is [`StoreError::Unavailable`], on which the gateway fails closed. The
 //! connection reconnects by itself, so the gateway recovers when Redis comes back.
@@ -13,6 +15,7 @@
 mod connection;
 pub mod keys;
 mod relay;
+mod request;
 mod scripts;
 
 use std::collections::HashMap;
@@ -129,16 +132,19 @@ impl RedisStore {
         Ok(Fields(map))
     }
 
-    async fn approval_in(
-        &self,
-        user: &UserId,
-        id: &ApprovalId,
-    ) -> Result<Option<ApprovalRecord>, StoreError> {
-        let fields = self.fields(self.keys.approval(user, id)).await?;
-        if fields.is_empty() {
-            return Ok(None);
-        }
-        fields.approval().map(Some)
+    /// Request `id` as created, without its decision.
+    async fn created(&self, id: &ApprovalId) -> Result<Option<ApprovalRecord>, StoreError> {
+        let json: Option<String> = self
+            .query(redis::cmd("GET").arg(self.keys.approval(id)))
+            .await?;
+        json.map(|json| request::from_json(id, &json)).transpose()
+    }
+
+    /// Request `id` as created; `NotFound` for an unknown id.
+    async fn existing(&self, id: &ApprovalId) -> Result<ApprovalRecord, StoreError> {
+        self.created(id)
+            .await?
+            .ok_or(StoreError::NotFound("approval"))
     }
 
     async fn agent_in(&self, user: &UserId, id: &str) -> Result<Option<AgentRecord>, StoreError> {
@@ -147,16 +153,6 @@ impl RedisStore {
             return Ok(None);
         }
         fields.agent().map(Some)
-    }
-
-    /// The owner of request `id` and the key of its record; `NotFound` for an unknown id.
-    async fn approval_key(&self, id: &ApprovalId) -> Result<(UserId, String), StoreError> {
-        let user = self
-            .owner(self.keys.approval_owner(id))
-            .await?
-            .ok_or(StoreError::NotFound("approval"))?;
-        let key = self.keys.approval(&user, id);
-        Ok((user, key))
     }
 
     async fn get_expiring(&self, key: String, now: i64) -> Result<Option<Vec<u8>>, StoreError> {
@@ -186,18 +182,45 @@ impl RedisStore {
         Ok(())
     }
 
-    /// The requests `ids` of `user` that still exist, in the given order.
+    /// The requests `ids` of `user` that exist, in the given order.
     async fn approvals_by_id(
         &self,
         user: &UserId,
-        ids: Vec<String>,
+        ids: Vec<Vec<u8>>,
     ) -> Result<Vec<ApprovalRecord>, StoreError> {
         let records = try_join_all(ids.iter().map(|id| async move {
+            let id = std::str::from_utf8(id).map_err(unavailable)?;
             let id = ApprovalId::parse(id).map_err(unavailable)?;
-            self.approval_in(user, &id).await
+            self.approval(&id).await
         }))
         .await?;
-        Ok(records.into_iter().flatten().collect())
+        Ok(records
+            .into_iter()
+            .flatten()
+            .filter(|approval| approval.user == *user)
+            .collect())
+    }
+
+    /// The ids of the requests of `user` pending at `now` (`ids`), or how many (`count`).
+    async fn pending_requests(
+        &self,
+        user: &UserId,
+        now: i64,
+        answer: &str,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let (outcome, rest) = self
+            .run(
+                scripts::PENDING_REQUESTS
+                    .key(self.keys.agents_of(user))
+                    .arg(self.keys.user_slot(user))
+                    .arg(now)
+                    .arg(answer),
+            )
+            .await?;
+        match outcome.as_str() {
+            "ok" => Ok(rest),
+            other => Err(unexpected(other)),
+        }
     }
 }
 
@@ -237,9 +260,9 @@ impl Fields {
             .transpose()
     }
 
-    /// The request as created, with the decision and delivery recorded since.
-    fn approval(&self) -> Result<ApprovalRecord, StoreError> {
-        let mut approval: ApprovalRecord = from_json(self.required("record")?)?;
+    /// `approval` as created, with the decision (or cancellation) and delivery recorded in
+    /// these fields of its decision hash, if any.
+    fn decided(&self, mut approval: ApprovalRecord) -> Result<ApprovalRecord, StoreError> {
         if let Some(state) = self.text("state")? {
             approval.state = from_json(state)?;
         }
@@ -676,59 +699,60 @@ impl Store for RedisStore {
                 "redis: a new request must be pending".into(),
             ));
         }
-        // Request ids are 128 random bits: a taken id means the same request twice.
-        let pointer = self.keys.approval_owner(&approval.id);
-        let claimed: Option<String> = self
-            .query(
-                redis::cmd("SET")
-                    .arg(&pointer)
-                    .arg(approval.user.as_str())
-                    .arg("NX"),
-            )
-            .await?;
-        if claimed.is_none() {
-            return Err(StoreError::AlreadyExists("approval"));
-        }
-        let result = self
+        let stored = request::to_json(approval)?;
+        let (outcome, rest) = self
             .run(
-                scripts::CREATE_APPROVAL
-                    .key(self.keys.approval(&approval.user, &approval.id))
+                scripts::ACCEPT_REQUEST
+                    .key(self.keys.history(&approval.user))
                     .arg(self.keys.user_slot(&approval.user))
                     .arg(now)
                     .arg(max_pending)
                     .arg(approval.id.as_str())
-                    .arg(to_json(approval)?)
                     .arg(kind_name(approval.kind))
                     .arg(&approval.agent)
                     .arg(approval.created_at)
                     .arg(approval.expires_at),
             )
-            .await;
-        // A failed call may have stored the request: its pointer stays, so it is reachable.
-        let (outcome, rest) = result?;
-        let refusal = match outcome.as_str() {
-            "ok" => return Ok(()),
-            "agent_not_found" => StoreError::NotFound("agent"),
+            .await?;
+        match outcome.as_str() {
+            "ok" => {}
+            "agent_not_found" => return Err(StoreError::NotFound("agent")),
             "agent_inactive" => {
                 let status = rest
                     .first()
                     .map(|s| String::from_utf8_lossy(s).into_owned());
-                StoreError::AgentInactive(parse_agent_status(&status.unwrap_or_default())?)
+                return Err(StoreError::AgentInactive(parse_agent_status(
+                    &status.unwrap_or_default(),
+                )?));
             }
-            "too_many_pending" => StoreError::TooManyPending { limit: max_pending },
+            "too_many_pending" => return Err(StoreError::TooManyPending { limit: max_pending }),
             "exists" => return Err(StoreError::AlreadyExists("approval")),
             other => return Err(unexpected(other)),
-        };
-        // Refused: the id names nothing. Best effort; a pointer to no record reads as unknown.
-        let _: Result<i64, _> = self.query(redis::cmd("DEL").arg(&pointer)).await;
-        Err(refusal)
+        }
+        // Accepted; the request exists once it is written. Should writing fail, its index
+        // entries name nothing that can be read or decided, and hold a place under the agent's
+        // limit until the request would have expired.
+        let written: Option<String> = self
+            .query(
+                redis::cmd("SET")
+                    .arg(self.keys.approval(&approval.id))
+                    .arg(stored)
+                    .arg("NX"),
+            )
+            .await?;
+        match written {
+            Some(_) => Ok(()),
+            // Request ids are 128 random bits: a taken id means the same request twice.
+            None => Err(StoreError::AlreadyExists("approval")),
+        }
     }
 
     async fn approval(&self, id: &ApprovalId) -> Result<Option<ApprovalRecord>, StoreError> {
-        match self.owner(self.keys.approval_owner(id)).await? {
-            Some(user) => self.approval_in(&user, id).await,
-            None => Ok(None),
-        }
+        let Some(created) = self.created(id).await? else {
+            return Ok(None);
+        };
+        let decision = self.fields(self.keys.decision(&created.user, id)).await?;
+        decision.decided(created).map(Some)
     }
 
     /// A decision other than `Approved` or `Denied` is a caller's bug and refused as
@@ -760,44 +784,45 @@ impl Store for RedisStore {
             },
             denied => denied,
         };
-        let (user, key) = self.approval_key(id).await?;
+        let created = self.existing(id).await?;
         let (outcome, rest) = self
             .run(
                 scripts::DECIDE
-                    .key(key)
-                    .arg(self.keys.user_slot(&user))
+                    .key(self.keys.decision(&created.user, id))
+                    .arg(self.keys.user_slot(&created.user))
                     .arg(now)
                     .arg(id.as_str())
+                    .arg(kind_name(created.kind))
+                    .arg(&created.agent)
                     .arg(status)
                     .arg(to_json(&state)?)
                     .arg(decided_at),
             )
             .await?;
         match outcome.as_str() {
-            "ok" => Fields::from_flat(rest)?.approval(),
+            "ok" => Fields::from_flat(rest)?.decided(created),
             "not_pending" => Err(StoreError::NotPending(
-                Fields::from_flat(rest)?.approval()?.status(now),
+                Fields::from_flat(rest)?.decided(created)?.status(now),
             )),
-            "not_found" => Err(StoreError::NotFound("approval")),
             "agent_not_found" => Err(StoreError::NotFound("agent")),
             other => Err(unexpected(other)),
         }
     }
 
     async fn collect_token(&self, id: &ApprovalId, now: i64) -> Result<Collection, StoreError> {
-        let (_, key) = self.approval_key(id).await?;
+        let created = self.existing(id).await?;
         let (outcome, rest) = self
             .run(
                 scripts::COLLECT_TOKEN
-                    .key(key)
+                    .key(self.keys.decision(&created.user, id))
                     .arg(now)
                     .arg(COLLECT_WITHIN_SECS),
             )
             .await?;
+        let approval = Fields::from_flat(rest)?.decided(created)?;
         match outcome.as_str() {
-            "deliver" => Ok(Collection::Deliver(Fields::from_flat(rest)?.approval()?)),
-            "unchanged" => Ok(Collection::Unchanged(Fields::from_flat(rest)?.approval()?)),
-            "not_found" => Err(StoreError::NotFound("approval")),
+            "deliver" => Ok(Collection::Deliver(approval)),
+            "unchanged" => Ok(Collection::Unchanged(approval)),
             other => Err(unexpected(other)),
         }
     }
@@ -817,16 +842,8 @@ impl Store for RedisStore {
         };
         match filter {
             ApprovalFilter::Pending => {
-                // Few: an agent has at most its limit pending, and the index is by expiry.
-                let ids: Vec<String> = self
-                    .query(
-                        redis::cmd("ZRANGE")
-                            .arg(self.keys.pending(user))
-                            .arg(format!("({now}"))
-                            .arg("+inf")
-                            .arg("BYSCORE"),
-                    )
-                    .await?;
+                // Few: each agent has at most its limit pending.
+                let ids = self.pending_requests(user, now, "ids").await?;
                 let mut pending: Vec<ApprovalRecord> = self
                     .approvals_by_id(user, ids)
                     .await?
@@ -842,7 +859,7 @@ impl Store for RedisStore {
                 let mut out = Vec::new();
                 let mut start = 0;
                 loop {
-                    let ids: Vec<String> = self
+                    let ids: Vec<Vec<u8>> = self
                         .query(
                             redis::cmd("ZRANGE")
                                 .arg(self.keys.history(user))
@@ -867,21 +884,20 @@ impl Store for RedisStore {
         }
     }
 
-    /// The pending indexes hold exactly the requests stored as pending (deciding and revoking
-    /// remove them in the same script), scored by expiry: counting is `ZCOUNT` per user.
+    /// The agents' pending sets hold exactly the requests accepted as pending and neither
+    /// decided nor cancelled since (those steps remove them in the same script), scored by
+    /// expiry: counting is `ZCOUNT` per agent, one script per user.
     async fn pending_count(&self, now: i64) -> Result<usize, StoreError> {
         let users: Vec<String> = self
             .query(redis::cmd("HKEYS").arg(self.keys.users()))
             .await?;
         let counts = try_join_all(users.iter().map(|name| async move {
             let user = UserId::parse(name).map_err(unavailable)?;
-            self.query::<usize>(
-                redis::cmd("ZCOUNT")
-                    .arg(self.keys.pending(&user))
-                    .arg(format!("({now}"))
-                    .arg("+inf"),
-            )
-            .await
+            let answer = self.pending_requests(&user, now, "count").await?;
+            let count = answer.first().map(|count| String::from_utf8_lossy(count));
+            count
+                .and_then(|count| count.parse::<usize>().ok())
+                .ok_or_else(|| unavailable("unreadable pending count"))
         }))
         .await?;
         Ok(counts.into_iter().sum())

@@ -15,60 +15,51 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-/// Stores a new pending request if its agent may ask and has fewer than the limit pending;
-/// pending entries that have expired leave the agent's pending set here.
-/// KEYS: approval. ARGV: user prefix, now, max pending, id, record, kind, agent, created_at,
+/// Accepts a new request if its agent may ask and has fewer than the limit pending: enters it
+/// in the user's history and its agent's pending set. The agent's expired entries leave that set
+/// here. The request itself is written after this step (see `RedisStore::create_approval`).
+/// KEYS: the user's history. ARGV: user prefix, now, max pending, id, kind, agent, created_at,
 /// expires_at.
-pub static CREATE_APPROVAL: LazyLock<Script> = LazyLock::new(|| {
+pub static ACCEPT_REQUEST: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-local slot, now, max_pending = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local id, record, kind, agent = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-local agent_key = slot .. 'agent:' .. agent
-local status = redis.call('HGET', agent_key, 'status')
+local slot, now, max_pending = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local id, kind, agent = ARGV[4], ARGV[5], ARGV[6]
+local status = redis.call('HGET', slot .. 'agent:' .. agent, 'status')
 if not status then return {'agent_not_found'} end
 local may_ask = 'active'
 if kind == 'enrollment' then may_ask = 'pending' end
 if status ~= may_ask then return {'agent_inactive', status} end
-if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists'} end
-local agent_pending = slot .. 'agent-pending:' .. agent
-local live = 0
-for _, other in ipairs(redis.call('SMEMBERS', agent_pending)) do
-  local f = redis.call('HMGET', slot .. 'approval:' .. other, 'status', 'expires_at')
-  if f[1] == 'pending' and now < tonumber(f[2]) then
-    live = live + 1
-  else
-    redis.call('SREM', agent_pending, other)
-    redis.call('ZREM', slot .. 'pending', other)
-  end
-end
-if live >= max_pending then return {'too_many_pending'} end
-redis.call('HSET', KEYS[1], 'record', record, 'status', 'pending', 'kind', kind,
-  'agent', agent, 'expires_at', ARGV[9])
-redis.call('ZADD', slot .. 'history', ARGV[8], id)
-redis.call('ZADD', slot .. 'pending', ARGV[9], id)
-redis.call('SADD', agent_pending, id)
+if redis.call('ZSCORE', KEYS[1], id) then return {'exists'} end
+local pending = slot .. 'agent-pending:' .. agent
+redis.call('ZREMRANGEBYSCORE', pending, '-inf', now)
+if redis.call('ZCARD', pending) >= max_pending then return {'too_many_pending'} end
+redis.call('ZADD', KEYS[1], ARGV[7], id)
+redis.call('ZADD', pending, ARGV[8], id)
 return {'ok'}
 "#,
     )
 });
 
-/// Records a decision on a request pending at `now`; for an enrollment, sets its agent active
-/// (approved, if still pending) or revoked (denied) in the same step.
-/// KEYS: approval. ARGV: user prefix, now, id, status (`approved`/`denied`), state, decided_at.
+/// Records a decision on a request pending at `now`, that is in its agent's pending set and not
+/// yet expired; for an enrollment, sets its agent active (approved, if still pending) or revoked
+/// (denied) in the same step. Kind and agent come from the request as created, which never
+/// changes. Answers the decision hash.
+/// KEYS: the request's decision. ARGV: user prefix, now, id, kind, agent, status
+/// (`approved`/`denied`), state, decided_at.
 pub static DECIDE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-local slot, now, id, decision = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
-local f = redis.call('HMGET', KEYS[1], 'status', 'expires_at', 'kind', 'agent')
-if not f[1] then return {'not_found'} end
-if f[1] ~= 'pending' or now >= tonumber(f[2]) then
+local slot, now, id, kind, agent, decision = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local pending = slot .. 'agent-pending:' .. agent
+local expires_at = redis.call('ZSCORE', pending, id)
+if not expires_at or now >= tonumber(expires_at) or redis.call('EXISTS', KEYS[1]) == 1 then
   local all = redis.call('HGETALL', KEYS[1])
   table.insert(all, 1, 'not_pending')
   return all
 end
-local agent_key = slot .. 'agent:' .. f[4]
-if f[3] == 'enrollment' then
+if kind == 'enrollment' then
+  local agent_key = slot .. 'agent:' .. agent
   local agent_status = redis.call('HGET', agent_key, 'status')
   if not agent_status then return {'agent_not_found'} end
   -- Only a still pending agent becomes active: an operator's suspension or revocation in the
@@ -79,9 +70,8 @@ if f[3] == 'enrollment' then
     redis.call('HSET', agent_key, 'status', 'active')
   end
 end
-redis.call('HSET', KEYS[1], 'status', decision, 'state', ARGV[5], 'decided_at', ARGV[6])
-redis.call('ZREM', slot .. 'pending', id)
-redis.call('SREM', slot .. 'agent-pending:' .. f[4], id)
+redis.call('HSET', KEYS[1], 'status', decision, 'state', ARGV[7], 'decided_at', ARGV[8])
+redis.call('ZREM', pending, id)
 local all = redis.call('HGETALL', KEYS[1])
 table.insert(all, 1, 'ok')
 return all
@@ -89,14 +79,14 @@ return all
     )
 });
 
-/// Marks an approved request's token delivered, once, if it is collected in time.
-/// KEYS: approval. ARGV: now, seconds an approval may wait for collection.
+/// Marks an approved request's token delivered, once, if it is collected in time. Answers the
+/// decision hash (empty while the request is undecided).
+/// KEYS: the request's decision. ARGV: now, seconds an approval may wait for collection.
 pub static COLLECT_TOKEN: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 local now = tonumber(ARGV[1])
 local f = redis.call('HMGET', KEYS[1], 'status', 'decided_at', 'delivered_at')
-if not f[1] then return {'not_found'} end
 local outcome = 'unchanged'
 if f[1] == 'approved' and not f[3] and now < tonumber(f[2]) + tonumber(ARGV[2]) then
   redis.call('HSET', KEYS[1], 'delivered_at', ARGV[1])
@@ -115,26 +105,49 @@ return all
 pub static SET_AGENT_STATUS: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-local slot, agent, status, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local slot, agent, status, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return {'not_found'} end
 if current == 'revoked' and status ~= 'revoked' then return {'revoked'} end
 redis.call('HSET', KEYS[1], 'status', status)
 if status == 'revoked' then
-  local agent_pending = slot .. 'agent-pending:' .. agent
-  for _, id in ipairs(redis.call('SMEMBERS', agent_pending)) do
-    local key = slot .. 'approval:' .. id
-    local f = redis.call('HMGET', key, 'status', 'expires_at')
-    if f[1] == 'pending' and now < tonumber(f[2]) then
-      redis.call('HSET', key, 'status', 'cancelled', 'state', ARGV[5])
+  local pending = slot .. 'agent-pending:' .. agent
+  for _, id in ipairs(redis.call('ZRANGE', pending, '(' .. now, '+inf', 'BYSCORE')) do
+    local decision = slot .. 'decision:' .. id
+    if redis.call('EXISTS', decision) == 0 then
+      redis.call('HSET', decision, 'status', 'cancelled', 'state', ARGV[5])
     end
-    redis.call('ZREM', slot .. 'pending', id)
   end
-  redis.call('DEL', agent_pending)
+  redis.call('DEL', pending)
 end
 local all = redis.call('HGETALL', KEYS[1])
 table.insert(all, 1, 'ok')
 return all
+"#,
+    )
+});
+
+/// The user's requests pending at `now`, from their agents' pending sets: the ids, or with
+/// `count` only how many.
+/// KEYS: the user's agent set. ARGV: user prefix, now, `ids` or `count`.
+pub static PENDING_REQUESTS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local slot, live = ARGV[1], '(' .. ARGV[2]
+local ids, count = {}, 0
+for _, agent in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local pending = slot .. 'agent-pending:' .. agent
+  if ARGV[3] == 'count' then
+    count = count + redis.call('ZCOUNT', pending, live, '+inf')
+  else
+    for _, id in ipairs(redis.call('ZRANGE', pending, live, '+inf', 'BYSCORE')) do
+      table.insert(ids, id)
+    end
+  end
+end
+if ARGV[3] == 'count' then return {'ok', tostring(count)} end
+table.insert(ids, 1, 'ok')
+return ids
 "#,
     )
 });
