@@ -10,6 +10,11 @@
 # runtime image needs nothing else from the source tree.
 
 FROM rust:1.95-slim-bookworm AS builder
+# make: the gateway's allocator, jemalloc (tikv-jemalloc-sys), is built from C with configure and
+# make; the slim image has only gcc.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends make \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # The whole workspace: cargo reads every member's manifest (and their declared test and bench
 # targets) even to build one binary. .dockerignore keeps target/, .git and node_modules out.

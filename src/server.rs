@@ -1,15 +1,25 @@
-//! The gateway's HTTP server: the router, the headers every answer carries, and `run`, which
-//! serves an already bound listener until a shutdown signal (so tests start it on port 0).
+//! The gateway's HTTP server: the router, the headers every answer carries, the listener, and
+//! `run`, which serves an already bound listener until a shutdown signal (so tests start it on
+//! port 0).
 
+use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{HeaderName, HeaderValue, header};
-use axum::middleware::{self, Next};
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Request, header};
 use axum::response::Response;
-use tokio::net::TcpListener;
+use axum::serve::Listener;
+use futures_util::FutureExt as _;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpSocket};
+use tower::{Service, ServiceBuilder};
 
 use crate::config::{PublicUrl, ServeArgs};
 use crate::keyring::Keyring;
@@ -31,8 +41,7 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
      base-uri 'none'";
 
 /// Every route of the gateway.
-pub fn router(state: AppState) -> Router {
-    let max_body = state.limits.max_body_bytes;
+fn router(state: AppState) -> Router {
     Router::new()
         .merge(routes::public::router())
         .merge(routes::agents::router())
@@ -41,13 +50,26 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::push::router())
         .merge(routes::dashboard::router())
         .merge(crate::pages::static_files())
-        .layer(DefaultBodyLimit::max(max_body))
-        .layer(middleware::from_fn(security_headers))
         .with_state(state)
 }
 
-async fn security_headers(request: Request, next: Next) -> Response {
-    let mut response = next.run(request).await;
+/// The routes, the request body limit, and the headers every answer carries. The layers wrap the
+/// router as a whole: `Router::layer` would wrap each route, and each such layer boxes a future
+/// of its own for every request, which thousands of waiting long polls would each hold.
+fn gateway(
+    state: AppState,
+) -> impl Service<Request<Incoming>, Response = Response, Error = Infallible, Future: Send>
++ Clone
++ Send
++ 'static {
+    let max_body = state.limits.max_body_bytes;
+    ServiceBuilder::new()
+        .map_response(security_headers)
+        .layer(DefaultBodyLimit::max(max_body))
+        .service(router(state))
+}
+
+fn security_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
     let fixed: [(HeaderName, &str); 5] = [
         (header::CONTENT_SECURITY_POLICY, CSP),
@@ -69,15 +91,61 @@ async fn security_headers(request: Request, next: Next) -> Response {
     response
 }
 
+/// How many connections the kernel queues for the gateway before it accepts them (capped by
+/// `net.core.somaxconn`). Beyond the usual 128, so that thousands of agents connecting at once
+/// (after a restart, or in a burst of new requests) are queued rather than dropped or answered
+/// with SYN cookies and left to retransmit.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// The gateway's listener on `address`, with [`LISTEN_BACKLOG`].
+pub fn listen(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match address {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    // As `TcpListener::bind` does: a restarted gateway listens again at once, even while
+    // connections of the one before linger in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Serves `state` on `listener` until `shutdown` completes, then finishes the requests in flight.
+///
+/// HTTP/1.1 only. Agents, browsers and proxies reach the gateway over plain HTTP/1.1 (browsers
+/// speak HTTP/2 only over TLS, which a proxy in front ends), and hyper's HTTP/1 connection keeps
+/// less state than its automatic HTTP/1 and HTTP/2 builder (what `axum::serve` uses): with
+/// 10,000 agents long-polling, 16.9 against 22.8 KiB per waiting poll (BENCHMARKS.md).
 pub async fn run(
-    listener: TcpListener,
+    mut listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    // Built once: every connection shares the routes (a clone is a reference count).
+    let service = TowerToHyperService::new(gateway(state));
+    let connections = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        // axum's `Listener` skips connections that failed before they were accepted, and waits
+        // a second on other errors (out of file descriptors) instead of stopping the gateway.
+        let (stream, _) = tokio::select! {
+            accepted = Listener::accept(&mut listener) => accepted,
+            () = &mut shutdown => break,
+        };
+        let connection =
+            http1::Builder::new().serve_connection(TokioIo::new(stream), service.clone());
+        // A combinator, not an async block: a block awaiting the connection would hold it twice
+        // (what it captured and what it awaits), 800 bytes more for each connection.
+        tokio::spawn(connections.watch(connection).map(|served| {
+            if let Err(e) = served {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        }));
+    }
+    drop(listener);
+    // Idle connections close now; each request in flight is answered, then its connection closes.
+    connections.shutdown().await;
+    Ok(())
 }
 
 /// Builds the gateway's state from its configuration and storage: signing key, store, events. Every

@@ -1,7 +1,6 @@
 //! `handsign serve`: the gateway, with nothing else installed, or one of several sharing Redis.
 
 use anyhow::Context as _;
-use tokio::net::TcpListener;
 
 use super::Outcome;
 use crate::admin;
@@ -15,9 +14,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
     let storage = Storage::open(&args.data_dir, args.redis_url.as_deref()).await?;
     let store = storage.store.clone();
     let state = server::open(&args, &storage).await?;
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listener =
+        server::listen(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr()?;
     if store.count_users().await? == 0 {
         let code = invitations::issue(store.as_ref(), None).await?;

@@ -281,10 +281,15 @@ async fn read(
         if tokio::time::Instant::now() >= wake_at {
             break;
         }
+        // Read again on waking: thousands of agents may be waiting at once, and each record
+        // holds its params (a kilobyte or more).
+        drop(approval);
         events::wait_for(&mut changes, wake_at, |event| event.id == id).await;
         approval = own_approval(&state, &agent, &id).await?;
     }
-    outcome(&state, &agent, approval).await.map(Json)
+    // Boxed: a future is as large as its largest step, and collecting and minting is this one's;
+    // inline, every waiting poll would hold room for it.
+    Box::pin(outcome(&state, &agent, approval)).await.map(Json)
 }
 
 /// The request's state as server-sent events: one `state` event now and one at every change,
@@ -312,7 +317,7 @@ async fn events_stream(
                 let status = approval.status(clock::now());
                 let expires_in = u64::try_from(approval.expires_at - clock::now()).unwrap_or(0);
                 if last.as_deref() != Some(status.as_str()) {
-                    let answer = match outcome(&state, &agent, approval).await {
+                    let answer = match Box::pin(outcome(&state, &agent, approval)).await {
                         Ok(answer) => answer,
                         Err(e) => return Some((Err(e.message), None)),
                     };
@@ -323,6 +328,8 @@ async fn events_stream(
                 }
                 let wake_at = tokio::time::Instant::now()
                     + std::time::Duration::from_secs(expires_in.saturating_add(1));
+                // As in `read`: not held while waiting, and room for `outcome` is boxed.
+                drop(approval);
                 events::wait_for(&mut changes, wake_at, |event| event.id == id).await;
             }
         },
