@@ -37,7 +37,7 @@ use handsign_protocol::canonical::Limits;
 use handsign_protocol::dpop;
 use handsign_protocol::keys::SigningKey;
 use handsign_protocol::params::CanonicalParams;
-use serde_json::{Value, json};
+use serde_json::Value;
 use webauthn_authenticator_rs::WebauthnAuthenticator as _;
 use webauthn_authenticator_rs::softpasskey::SoftPasskey;
 use webauthn_rs::prelude::{Url, WebauthnBuilder};
@@ -315,42 +315,12 @@ async fn throughput(sizes: &Sizes) {
 
 // Memory.
 
-/// The realistic 1 KiB params object of the protocol benchmark (`params_1k()` in
-/// `crates/handsign-protocol/benches/protocol.rs`).
+/// The realistic 1 KiB params object of the protocol benchmark.
 fn params_1k() -> Value {
-    json!({
-        "booking_reference": null,
-        "currency": "EUR",
-        "total_price": 1287.45,
-        "taxes": [112.3, 48.05, 9.99],
-        "refundable": false,
-        "passenger": {
-            "title": "Ms",
-            "given_name": "Zoë",
-            "family_name": "Łukasiewicz-Øster",
-            "date_of_birth": "1987-04-23",
-            "loyalty": {"program": "Miles&Smiles", "number": "TK123456789", "tier": "élite ★"},
-            "contact": {"email": "zoe@example.org", "phone": "+48 600 123 456"},
-            "passport": {"country": "PL", "number": "EA1234567", "expires": "2031-11-30"}
-        },
-        "itinerary": [
-            {
-                "flight": "LO 281", "from": "WAW", "to": "IST",
-                "departure": "2026-07-14T06:45:00+02:00", "arrival": "2026-07-14T10:20:00+03:00",
-                "cabin": "economy", "seat": "23C", "bags": 1, "price": 412.5,
-                "meal": "vegetarian", "notes": "Terminal A — gate closes 20 min before"
-            },
-            {
-                "flight": "TK 54", "from": "IST", "to": "NRT",
-                "departure": "2026-07-14T13:05:00+03:00", "arrival": "2026-07-15T07:55:00+09:00",
-                "cabin": "business", "seat": "4A", "bags": 2, "price": 874.95,
-                "meal": null, "notes": "東京行き 🛫 connection 2h45"
-            }
-        ],
-        "payment": {"method": "card", "last4": "4242", "amount": 1287.45, "installments": 1, "3ds": true},
-        "consent": {"terms": true, "marketing": false, "version": 7},
-        "agent_note": "Cheapest option with ≤1 stop; user asked for aisle seats"
-    })
+    serde_json::from_str(include_str!(
+        "../crates/handsign-protocol/benches/params_1k.json"
+    ))
+    .unwrap()
 }
 
 /// A pending request of `agent` for `user`, built as `tests/store_contract.rs` `approval()`

@@ -11,45 +11,14 @@ use handsign_protocol::canonical::{Limits, canonicalize, canonicalize_value};
 use handsign_protocol::keys::{KeySet, SigningKey};
 use handsign_protocol::params::CanonicalParams;
 use handsign_protocol::token::{self, Actor, ApprovalClaims, Confirmation, Expected};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-/// A deterministic, realistic ~1 KiB `params` object: a flight booking with a nested passenger,
-/// an itinerary array, unicode strings, floats, integers, booleans and null.
+/// A deterministic, realistic ~1 KiB `params` object (`params_1k.json`, also read by the Redis
+/// benchmark): a flight booking with a nested passenger, an itinerary array, unicode strings,
+/// floats, integers, booleans and null.
 fn params_1k() -> Value {
-    json!({
-        "booking_reference": null,
-        "currency": "EUR",
-        "total_price": 1287.45,
-        "taxes": [112.3, 48.05, 9.99],
-        "refundable": false,
-        "passenger": {
-            "title": "Ms",
-            "given_name": "Zoë",
-            "family_name": "Łukasiewicz-Øster",
-            "date_of_birth": "1987-04-23",
-            "loyalty": {"program": "Miles&Smiles", "number": "TK123456789", "tier": "élite ★"},
-            "contact": {"email": "zoe@example.org", "phone": "+48 600 123 456"},
-            "passport": {"country": "PL", "number": "EA1234567", "expires": "2031-11-30"}
-        },
-        "itinerary": [
-            {
-                "flight": "LO 281", "from": "WAW", "to": "IST",
-                "departure": "2026-07-14T06:45:00+02:00", "arrival": "2026-07-14T10:20:00+03:00",
-                "cabin": "economy", "seat": "23C", "bags": 1, "price": 412.5,
-                "meal": "vegetarian", "notes": "Terminal A — gate closes 20 min before"
-            },
-            {
-                "flight": "TK 54", "from": "IST", "to": "NRT",
-                "departure": "2026-07-14T13:05:00+03:00", "arrival": "2026-07-15T07:55:00+09:00",
-                "cabin": "business", "seat": "4A", "bags": 2, "price": 874.95,
-                "meal": null, "notes": "東京行き 🛫 connection 2h45"
-            }
-        ],
-        "payment": {"method": "card", "last4": "4242", "amount": 1287.45, "installments": 1, "3ds": true},
-        "consent": {"terms": true, "marketing": false, "version": 7},
-        "agent_note": "Cheapest option with ≤1 stop; user asked for aisle seats"
-    })
+    serde_json::from_str(include_str!("params_1k.json")).unwrap()
 }
 
 /// JSON text of a value, compact, with every object's keys in reverse order: agents do not send
