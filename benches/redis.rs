@@ -383,6 +383,7 @@ async fn add_user(store: &RedisStore, name: &str) -> UserId {
             &UserRecord {
                 id: user.clone(),
                 created_at: now,
+                admin: false,
             },
             &PasskeyRecord {
                 credential_id: handsign_protocol::base64url::encode(passkey.cred_id()),
@@ -411,6 +412,7 @@ async fn add_agent(store: &RedisStore, user: &UserId) -> SigningKey {
             public_jwk: Some(key.public_key().to_jwk()),
             status: AgentStatus::Active,
             created_at: handsign::clock::now(),
+            enrollment_expires_at: None,
         })
         .await
         .unwrap();

@@ -15,7 +15,7 @@ use tokio::net::{UnixListener, UnixStream};
 
 use crate::clock;
 use crate::config::PublicUrl;
-use crate::domain::{AgentRecord, AgentStatus, UserId};
+use crate::domain::{AgentRecord, AgentStatus, UserId, parse_agent_name};
 use crate::invitations;
 use crate::store::{Store, StoreError};
 
@@ -32,6 +32,11 @@ pub fn socket_path(data_dir: &Path) -> PathBuf {
 pub enum Command {
     InviteUser {
         user: String,
+    },
+    /// Makes a user an admin (who may invite people), or no longer one.
+    SetAdmin {
+        user: String,
+        admin: bool,
     },
     AddAgent {
         name: String,
@@ -51,6 +56,7 @@ pub enum Command {
 #[serde(tag = "answer", rename_all = "snake_case")]
 pub enum Answer {
     Invitation { user: String, url: String },
+    User { user: String, admin: bool },
     Agent { agent: Box<AgentRecord> },
     Agents { agents: Vec<AgentRecord> },
     Refused { message: String },
@@ -83,15 +89,23 @@ async fn run(store: &dyn Store, public: &PublicUrl, command: Command) -> Result<
                 url: public.join(&format!("/setup?code={code}")),
             })
         }
+        Command::SetAdmin { user, admin } => {
+            let user = UserId::parse(&user).map_err(|e| e.to_string())?;
+            let record = store.set_admin(&user, admin).await.map_err(|e| match e {
+                StoreError::NotFound(_) => format!("no user {user}"),
+                other => other.to_string(),
+            })?;
+            Ok(Answer::User {
+                user: record.id.to_string(),
+                admin: record.admin,
+            })
+        }
         Command::AddAgent { name, user, key } => {
             let user = UserId::parse(&user).map_err(|e| e.to_string())?;
             if store.user(&user).await.map_err(store_error)?.is_none() {
                 return Err(format!("no user {user}; invite them first"));
             }
-            let name = name.trim().to_owned();
-            if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
-                return Err("the agent name must be 1 to 64 characters".into());
-            }
+            let name = parse_agent_name(&name)?;
             let (id, public_jwk) = agent_key(&key)?;
             let agent = AgentRecord {
                 id,
@@ -100,15 +114,18 @@ async fn run(store: &dyn Store, public: &PublicUrl, command: Command) -> Result<
                 public_jwk,
                 status: AgentStatus::Active,
                 created_at: now,
+                enrollment_expires_at: None,
             };
             store.add_agent(&agent).await.map_err(store_error)?;
             Ok(Answer::Agent {
                 agent: Box::new(agent),
             })
         }
-        Command::ListAgents => Ok(Answer::Agents {
-            agents: store.agents(None).await.map_err(store_error)?,
-        }),
+        Command::ListAgents => {
+            let mut agents = store.agents(None).await.map_err(store_error)?;
+            agents.retain(|agent| agent.exists_at(now));
+            Ok(Answer::Agents { agents })
+        }
         Command::SetAgentStatus { agent, status } => {
             if status == AgentStatus::Pending {
                 return Err("an agent cannot be set back to pending".into());

@@ -1,66 +1,114 @@
 //! Agent authentication: every `/v1` call carries a DPoP proof (RFC 9449, EdDSA) made with the
 //! agent's key. There is no other credential: a proof cannot be replayed (its `jti` is
-//! remembered for the acceptance window), cannot be moved to another method or URL, and names
-//! the agent by its key's thumbprint.
+//! remembered for as long as the proof could be fresh), cannot be moved to another method or
+//! URL, and names the agent by its key's thumbprint.
+//!
+//! Nothing is stored for a caller before it is known: a proof is checked (size, signature,
+//! method, URL, age) without touching the store, the caller is looked up, and only a caller
+//! allowed to make the call has its `jti` recorded. A stranger's proofs, however many and however
+//! large, write nothing.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use handsign_protocol::dpop::{self, MAX_PROOF_AGE_SECS};
+use handsign_protocol::dpop::{self, VerifiedProof};
+use sha2::{Digest as _, Sha256};
 
 use crate::clock;
 use crate::domain::{AgentRecord, AgentStatus};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// A valid, fresh DPoP proof: the caller holds the key with this thumbprint.
+/// The longest `DPoP` header read. An EdDSA proof is about 400 bytes; anything much larger is
+/// refused before it is parsed.
+pub const MAX_PROOF_BYTES: usize = 2048;
+
+/// A DPoP proof that verified and is fresh, not yet recorded: the caller holds the key with this
+/// thumbprint. Record it with [`Proof::record`] once the caller is allowed, before acting.
 #[derive(Debug, Clone)]
-pub struct KeyHolder {
-    /// RFC 7638 thumbprint of the proof's key: the agent id.
-    pub agent_id: String,
+pub struct Proof {
+    verified: VerifiedProof,
 }
 
-impl FromRequestParts<AppState> for KeyHolder {
+impl Proof {
+    /// RFC 7638 thumbprint of the proof's key: the agent id.
+    pub fn key_id(&self) -> &str {
+        &self.verified.jkt
+    }
+
+    /// Remembers the proof's `jti` for as long as the proof is fresh; a proof seen before is
+    /// refused. The store keeps a hash of the key and `jti`, so its entry has a fixed size.
+    pub async fn record(&self, state: &AppState) -> Result<(), ApiError> {
+        let replay_key = format!(
+            "dpop:{}",
+            handsign_protocol::base64url::encode(Sha256::digest(format!(
+                "{}\0{}",
+                self.verified.jkt, self.verified.jti
+            )))
+        );
+        let first_use = state
+            .store
+            .remember_jti(&replay_key, self.verified.fresh_until(), clock::now())
+            .await?;
+        if first_use {
+            Ok(())
+        } else {
+            Err(ApiError::unauthorized(
+                "dpop_replay",
+                "this DPoP proof was already used; make a new proof for every request",
+            ))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Proof {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let proof = parts
-            .headers
-            .get("dpop")
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| {
+        let mut proofs = parts.headers.get_all("dpop").iter();
+        let (Some(proof), None) = (proofs.next(), proofs.next()) else {
+            return Err(if parts.headers.contains_key("dpop") {
+                ApiError::unauthorized(
+                    "invalid_dpop_proof",
+                    "send exactly one DPoP header; this request has several",
+                )
+            } else {
                 ApiError::unauthorized(
                     "dpop_required",
                     "agent calls need a DPoP header: a proof made with the agent's Ed25519 key for this method and URL",
                 )
-            })?;
-        let now = clock::now();
+            });
+        };
+        if proof.len() > MAX_PROOF_BYTES {
+            return Err(ApiError::unauthorized(
+                "invalid_dpop_proof",
+                format!("the DPoP proof is longer than {MAX_PROOF_BYTES} bytes"),
+            ));
+        }
+        let proof = proof.to_str().map_err(|_| {
+            ApiError::unauthorized("invalid_dpop_proof", "the DPoP header is not ASCII")
+        })?;
         let url = state.public.join(parts.uri.path());
         let expected = dpop::Expected {
             method: parts.method.as_str(),
             url: &url,
-            now,
+            now: clock::now(),
             access_token: None,
         };
-        let verified = dpop::verify(proof, &expected)
-            .map_err(|e| ApiError::unauthorized("invalid_dpop_proof", e.to_string()))?;
-        let replay_key = format!("dpop:{}:{}", verified.jkt, verified.jti);
-        let first_use = state
-            .store
-            .remember_jti(&replay_key, now + 2 * MAX_PROOF_AGE_SECS, now)
-            .await?;
-        if !first_use {
-            return Err(ApiError::unauthorized(
-                "dpop_replay",
-                "this DPoP proof was already used; make a new proof for every request",
-            ));
-        }
-        Ok(KeyHolder {
-            agent_id: verified.jkt,
-        })
+        let verified = dpop::verify(proof, &expected).map_err(|e| {
+            let hint = match e {
+                dpop::DpopError::WrongUrl { .. } => format!(
+                    "; proofs name the gateway's public URL, {}",
+                    state.public.issuer
+                ),
+                _ => String::new(),
+            };
+            ApiError::unauthorized("invalid_dpop_proof", format!("{e}{hint}"))
+        })?;
+        Ok(Proof { verified })
     }
 }
 
-/// An enrolled agent that is not revoked, proven by its DPoP proof.
+/// An enrolled agent that is not revoked, proven by its DPoP proof, which is recorded.
 #[derive(Debug, Clone)]
 pub struct Agent(pub AgentRecord);
 
@@ -68,24 +116,35 @@ impl FromRequestParts<AppState> for Agent {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let holder = KeyHolder::from_request_parts(parts, state).await?;
-        let agent = state.store.agent(&holder.agent_id).await?.ok_or_else(|| {
+        let proof = Proof::from_request_parts(parts, state).await?;
+        let agent = known_agent(state, proof.key_id()).await?;
+        proof.record(state).await?;
+        Ok(Agent(agent))
+    }
+}
+
+/// The agent with this key, refusing unknown, expired-enrollment and revoked ones.
+async fn known_agent(state: &AppState, id: &str) -> Result<AgentRecord, ApiError> {
+    let agent = state
+        .store
+        .agent(id)
+        .await?
+        .filter(|agent| agent.exists_at(clock::now()))
+        .ok_or_else(|| {
             ApiError::unauthorized(
                 "unknown_agent",
                 format!(
-                    "no agent has the key {}; enroll with POST /v1/agents/enroll or ask the operator to run `handsign agent add`",
-                    holder.agent_id
+                    "no agent has the key {id}; enroll with POST /v1/agents/enroll or ask the operator to run `handsign agent add`"
                 ),
             )
         })?;
-        if agent.status == AgentStatus::Revoked {
-            return Err(ApiError::forbidden(
-                "agent_revoked",
-                "this agent was revoked and can do nothing more",
-            ));
-        }
-        Ok(Agent(agent))
+    if agent.status == AgentStatus::Revoked {
+        return Err(ApiError::forbidden(
+            "agent_revoked",
+            "this agent was revoked and can do nothing more",
+        ));
     }
+    Ok(agent)
 }
 
 impl Agent {

@@ -74,6 +74,16 @@ pub struct RequestLimits {
     /// Most requests one agent may create per minute.
     #[arg(long, env = "HANDSIGN_AGENT_REQUESTS_PER_MINUTE", default_value_t = 30)]
     pub agent_requests_per_minute: u64,
+    /// Most requests one person may be asked to decide per minute, across all their agents and
+    /// enrollments: a bound on prompt fatigue that no number of agents gets around.
+    #[arg(long, env = "HANDSIGN_USER_PROMPTS_PER_MINUTE", default_value_t = 60)]
+    pub user_prompts_per_minute: u64,
+    /// Most agents that may wait at once for one person to decide their enrollment.
+    #[arg(long, env = "HANDSIGN_MAX_PENDING_ENROLLMENTS", default_value_t = 5)]
+    pub max_pending_enrollments: usize,
+    /// Most enrollment requests per minute from one client address, and for one person.
+    #[arg(long, env = "HANDSIGN_ENROLLMENTS_PER_MINUTE", default_value_t = 5)]
+    pub enrollments_per_minute: u64,
 }
 
 impl RequestLimits {

@@ -134,6 +134,10 @@ pub fn random_bytes<const N: usize>() -> Result<[u8; N], getrandom::Error> {
 pub struct UserRecord {
     pub id: UserId,
     pub created_at: i64,
+    /// Admins invite people. The first user is one; the operator makes others with
+    /// `handsign user admin NAME`.
+    #[serde(default)]
+    pub admin: bool,
 }
 
 /// A registered passkey.
@@ -212,6 +216,24 @@ impl AgentStatus {
     }
 }
 
+/// The longest agent name, in characters.
+pub const MAX_AGENT_NAME_CHARS: usize = 64;
+
+/// An agent's name as people see it: trimmed, 1 to [`MAX_AGENT_NAME_CHARS`] characters, no
+/// control characters.
+pub fn parse_agent_name(name: &str) -> Result<String, String> {
+    let name = name.trim();
+    if name.is_empty()
+        || name.chars().count() > MAX_AGENT_NAME_CHARS
+        || name.chars().any(char::is_control)
+    {
+        return Err(format!(
+            "the agent name must be 1 to {MAX_AGENT_NAME_CHARS} characters without control characters"
+        ));
+    }
+    Ok(name.to_owned())
+}
+
 /// An agent: software acting for a user, known by its key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentRecord {
@@ -222,6 +244,18 @@ pub struct AgentRecord {
     pub public_jwk: Option<Jwk>,
     pub status: AgentStatus,
     pub created_at: i64,
+    /// For an agent that enrolled itself: when its enrollment request expires. An enrollment
+    /// nobody decided leaves no agent behind: past this time a pending agent does not exist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enrollment_expires_at: Option<i64>,
+}
+
+impl AgentRecord {
+    /// Whether the agent exists at `now`: every agent does, except one whose enrollment expired
+    /// undecided.
+    pub fn exists_at(&self, now: i64) -> bool {
+        self.status != AgentStatus::Pending || self.enrollment_expires_at.is_none_or(|t| now < t)
+    }
 }
 
 /// What a request asks for: an action on a service, or an agent's own enrollment.

@@ -99,6 +99,14 @@ impl From<StoreError> for ApiError {
                 ),
             )
             .with_retry_after(30),
+            StoreError::TooManyEnrollments { limit } => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_enrollments",
+                format!(
+                    "{limit} agents are already waiting for this user to decide their enrollment, the most there may be; try again once they are decided or expired"
+                ),
+            )
+            .with_retry_after(60),
             StoreError::AgentInactive(status) => ApiError::forbidden(
                 "agent_inactive",
                 format!("the agent is {} and cannot do this", status.as_str()),

@@ -9,8 +9,8 @@
 
 use handsign_protocol::base64url;
 use webauthn_rs::prelude::{
-    AuthenticationResult, CreationChallengeResponse, Passkey, PasskeyAuthentication,
-    PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential,
+    AuthenticationResult, CreationChallengeResponse, DiscoverableAuthentication, Passkey,
+    PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential,
     RequestChallengeResponse, Url, Uuid, WebauthnError,
 };
 use webauthn_rs::{Webauthn, WebauthnBuilder};
@@ -63,12 +63,20 @@ impl Passkeys {
         existing: &[Passkey],
     ) -> Result<(CreationChallengeResponse, PasskeyRegistration), CeremonyError> {
         let exclude = existing.iter().map(|p| p.cred_id().clone()).collect();
-        Ok(self.webauthn.start_passkey_registration(
+        let (mut options, state) = self.webauthn.start_passkey_registration(
             user_handle(user),
             user.as_str(),
             user.as_str(),
             Some(exclude),
-        )?)
+        )?;
+        // Ask for a discoverable credential where the authenticator can keep one, so that the
+        // person logs in without typing a name. Preferred, not required: security keys that keep
+        // no accounts still register (and log in by name).
+        let fail = |e: serde_json::Error| CeremonyError::State(e.to_string());
+        let mut value = serde_json::to_value(&options).map_err(fail)?;
+        value["publicKey"]["authenticatorSelection"]["residentKey"] = "preferred".into();
+        options = serde_json::from_value(value).map_err(fail)?;
+        Ok((options, state))
     }
 
     pub fn finish_registration(
@@ -79,6 +87,31 @@ impl Passkeys {
         Ok(self
             .webauthn
             .finish_passkey_registration(credential, state)?)
+    }
+
+    /// Starts a login with whichever discoverable passkey the person picks: no account is named.
+    pub fn start_discoverable_login(
+        &self,
+    ) -> Result<(RequestChallengeResponse, DiscoverableAuthentication), CeremonyError> {
+        Ok(self.webauthn.start_discoverable_authentication()?)
+    }
+
+    /// Finishes a discoverable login with `passkey`, the stored passkey the credential id names
+    /// (the caller finds it; the user handle is not trusted).
+    pub fn finish_discoverable_login(
+        &self,
+        credential: &PublicKeyCredential,
+        state: DiscoverableAuthentication,
+        passkey: &Passkey,
+    ) -> Result<AuthenticationResult, CeremonyError> {
+        // The `_v2` form takes a `Credential`, which webauthn-rs exports only with its
+        // `danger-credential-internals` feature; this form takes the passkey as it is.
+        #[allow(deprecated)]
+        Ok(self.webauthn.finish_discoverable_authentication(
+            credential,
+            state,
+            &[passkey.into()],
+        )?)
     }
 
     /// Starts a login with one of `passkeys`.

@@ -4,7 +4,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::Router;
@@ -128,12 +128,17 @@ pub async fn run(
     loop {
         // axum's `Listener` skips connections that failed before they were accepted, and waits
         // a second on other errors (out of file descriptors) instead of stopping the gateway.
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = Listener::accept(&mut listener) => accepted,
             () = &mut shutdown => break,
         };
-        let connection =
-            http1::Builder::new().serve_connection(TokioIo::new(stream), service.clone());
+        let client = ClientAddress(peer.ip());
+        let service = service.clone();
+        let marked = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(client);
+            hyper::service::Service::call(&service, request)
+        });
+        let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), marked);
         // A combinator, not an async block: a block awaiting the connection would hold it twice
         // (what it captured and what it awaits), 800 bytes more for each connection.
         tokio::spawn(connections.watch(connection).map(|served| {
@@ -147,6 +152,11 @@ pub async fn run(
     connections.shutdown().await;
     Ok(())
 }
+
+/// The address a request came from (the TCP peer: behind a reverse proxy, the proxy's), for
+/// limits per client, as a request extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddress(pub IpAddr);
 
 /// Builds the gateway's state from its configuration and storage: signing key, store, events. Every
 /// use of `store` by the gateway goes through an [`InstrumentedStore`] that records it in the

@@ -104,7 +104,8 @@
         return;
       }
       say("Checking…");
-      const answer = await post(`/approve/${id}`, { decision, credential: credential.toJSON() });
+      const answer = await post(`/approve/${id}`,
+        { decision, ceremony: options.ceremony, credential: credential.toJSON() });
       finish(answer.status === "approved" ? "approved" : "denied");
     } catch (error) {
       if (error instanceof GatewayError) {

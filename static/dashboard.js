@@ -8,7 +8,7 @@
 "use strict";
 
 (() => {
-  const { get, post, supported, say, explain, register } = window.Handsign;
+  const { get, post, supported, say, explain, register, stepUp } = window.Handsign;
 
   // Where problems with the page as a whole are shown.
   const liveStatus = document.getElementById("live-status");
@@ -107,8 +107,10 @@
           && !confirm("Revoke this agent for good? Its pending requests are cancelled.")) return;
         button.disabled = true;
         try {
+          const agent = row.dataset.agentId;
+          const step_up = await stepUp({ action: "set_agent_status", agent, status });
           const answer = await post(
-            `/dashboard/agents/${encodeURIComponent(row.dataset.agentId)}/status`, { status });
+            `/dashboard/agents/${encodeURIComponent(agent)}/status`, { status, step_up });
           badge.textContent = answer.status;
           badge.className = `badge ${answer.status}`;
           showButtons(row, answer.status);
@@ -135,7 +137,8 @@
     addButton.disabled = true;
     say(passkeyStatus, "Asking your device for a new passkey…");
     try {
-      await register({}, document.getElementById("new-passkey-name").value.trim());
+      const step_up = await stepUp({ action: "add_passkey" });
+      await register({ step_up }, document.getElementById("new-passkey-name").value.trim());
       say(passkeyStatus, "Passkey added.", "ok");
       location.reload();
     } catch (error) {
@@ -144,8 +147,9 @@
     }
   });
 
-  // ---- Invitations ----
+  // ---- Invitations (the form is there for admins only) ----
   const invite = document.getElementById("invite");
+  if (!invite) return;
   const inviteStatus = invite.querySelector(".outcome");
   const result = document.getElementById("invite-result");
   invite.addEventListener("submit", async (event) => {
@@ -155,8 +159,9 @@
     result.hidden = true;
     say(inviteStatus, "");
     try {
-      const answer = await post("/dashboard/invitations",
-        { user: document.getElementById("invite-user").value.trim() });
+      const user = document.getElementById("invite-user").value.trim();
+      const step_up = await stepUp({ action: "invite", user });
+      const answer = await post("/dashboard/invitations", { user, step_up });
       result.querySelector("[data-role=user]").textContent = answer.user;
       document.getElementById("invite-url").textContent = answer.url;
       result.hidden = false;

@@ -54,7 +54,7 @@ window.Handsign = (() => {
     return `The passkey could not be used (${error.name}: ${error.message}).`;
   }
 
-  // Registers a passkey: `body` is {code, user} for a setup or invitation link, {} for a
+  // Registers a passkey: `body` is {code, user} for a setup or invitation link, {step_up} for a
   // logged-in person adding one. Resolves to the gateway's answer ({user, credential_id}).
   async function register(body, name) {
     const options = await post("/webauthn/register/options", body);
@@ -65,14 +65,26 @@ window.Handsign = (() => {
       { ceremony: options.ceremony, credential: credential.toJSON(), name });
   }
 
-  // Logs `user` in with a passkey; the gateway sets the session cookie.
+  // Logs in with a passkey; the gateway sets the session cookie. Without a user name the
+  // passkey names the account; with one, only that user's credentials are offered.
   async function login(user) {
-    const options = await post("/webauthn/login/options", { user });
+    const options = await post("/webauthn/login/options", user ? { user } : {});
     const credential = await navigator.credentials.get({
       publicKey: PublicKeyCredential.parseRequestOptionsFromJSON(options.publicKey),
     });
     return post("/webauthn/login/finish", { ceremony: options.ceremony, credential: credential.toJSON() });
   }
 
-  return { GatewayError, get, post, supported, say, explain, register, login };
+  // A fresh passkey assertion for one sensitive action (`purpose`, as the gateway names it),
+  // which that action's request carries as `step_up`: the session cookie alone cannot add a
+  // passkey, invite someone or change an agent.
+  async function stepUp(purpose) {
+    const options = await post("/webauthn/step-up/options", { purpose });
+    const credential = await navigator.credentials.get({
+      publicKey: PublicKeyCredential.parseRequestOptionsFromJSON(options.publicKey),
+    });
+    return { ceremony: options.ceremony, credential: credential.toJSON() };
+  }
+
+  return { GatewayError, get, post, supported, say, explain, register, login, stepUp };
 })();

@@ -47,6 +47,7 @@ async fn add_agent(gateway: &TestGateway, key: &AgentKey, user: &str) {
             public_jwk: Some(key.public_jwk()),
             status: AgentStatus::Active,
             created_at: handsign::clock::now(),
+            enrollment_expires_at: None,
         })
         .await
         .unwrap();

@@ -78,10 +78,37 @@ impl Browser {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
-    async fn set_status(&self, agent: &str, status: &str) -> (StatusCode, Value) {
+    /// `person`'s fresh passkey assertion in this browser for `purpose`.
+    async fn step_up(&self, person: &mut common::Person, purpose: Value) -> Value {
+        let client = common::GatewayClient::new(&self.url);
+        let cookie = self.cookie.as_deref().unwrap();
+        client.step_up(person, cookie, purpose).await
+    }
+
+    /// Sets an agent's status as the dashboard does: `person` confirms with their passkey.
+    async fn set_status(
+        &self,
+        person: &mut common::Person,
+        agent: &str,
+        status: &str,
+    ) -> (StatusCode, Value) {
+        let purpose = json!({"action": "set_agent_status", "agent": agent, "status": status});
+        let step_up = self.step_up(person, purpose).await;
         self.post(
             &format!("/dashboard/agents/{agent}/status"),
-            &json!({"status": status}),
+            &json!({"status": status, "step_up": step_up}),
+        )
+        .await
+    }
+
+    /// Invites `user` as the dashboard does: `person` confirms with their passkey.
+    async fn invite(&self, person: &mut common::Person, user: &str) -> (StatusCode, Value) {
+        let step_up = self
+            .step_up(person, json!({"action": "invite", "user": user}))
+            .await;
+        self.post(
+            "/dashboard/invitations",
+            &json!({"user": user, "step_up": step_up}),
         )
         .await
     }
@@ -315,30 +342,32 @@ async fn requests_move_from_pending_to_history_with_a_receipt() {
 #[tokio::test]
 async fn agents_are_suspended_resumed_and_revoked_from_the_dashboard() {
     let gateway = TestGateway::start().await;
-    let (_alice, browser) = logged_in(&gateway, "alice").await;
+    let (mut alice, browser) = logged_in(&gateway, "alice").await;
     let agent = gateway.agent("alice").await;
 
     let (_, html) = browser.page("/").await;
     assert!(html.contains(&format!(r#"data-agent-id="{}""#, agent.id())));
 
-    let (status, answer) = browser.set_status(agent.id(), "suspended").await;
+    let (status, answer) = browser
+        .set_status(&mut alice, agent.id(), "suspended")
+        .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["status"], "suspended");
     let (status, refused) = try_request(&agent).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
     assert_eq!(refused["error"], "agent_suspended");
 
-    let (status, answer) = browser.set_status(agent.id(), "active").await;
+    let (status, answer) = browser.set_status(&mut alice, agent.id(), "active").await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["status"], "active");
     let pending = agent.request(flight()).await;
     let pending = pending["id"].as_str().unwrap();
 
     // "pending" is not something the dashboard can set.
-    let (status, _) = browser.set_status(agent.id(), "pending").await;
+    let (status, _) = browser.set_status(&mut alice, agent.id(), "pending").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
-    let (status, answer) = browser.set_status(agent.id(), "revoked").await;
+    let (status, answer) = browser.set_status(&mut alice, agent.id(), "revoked").await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["status"], "revoked");
     let (_, listed) = browser.json("/dashboard/approvals").await;
@@ -352,7 +381,7 @@ async fn agents_are_suspended_resumed_and_revoked_from_the_dashboard() {
     );
 
     // Revoking is final.
-    let (status, answer) = browser.set_status(agent.id(), "active").await;
+    let (status, answer) = browser.set_status(&mut alice, agent.id(), "active").await;
     assert_eq!(status, StatusCode::CONFLICT, "{answer}");
     let (status, _) = try_request(&agent).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
@@ -361,7 +390,7 @@ async fn agents_are_suspended_resumed_and_revoked_from_the_dashboard() {
 #[tokio::test]
 async fn an_enrolling_agent_can_only_be_revoked_from_the_dashboard() {
     let gateway = TestGateway::start().await;
-    let (_alice, browser) = logged_in(&gateway, "alice").await;
+    let (mut alice, browser) = logged_in(&gateway, "alice").await;
     let key = handsign_protocol::keys::SigningKey::generate().unwrap();
     let enrolling = TestAgent::new(key, &gateway.url);
     let (status, enrollment) = enrolling
@@ -375,11 +404,13 @@ async fn an_enrolling_agent_can_only_be_revoked_from_the_dashboard() {
 
     // Suspending and then resuming would activate it without the person's passkey.
     for wanted in ["suspended", "active"] {
-        let (status, answer) = browser.set_status(enrolling.id(), wanted).await;
+        let (status, answer) = browser.set_status(&mut alice, enrolling.id(), wanted).await;
         assert_eq!(status, StatusCode::CONFLICT, "{wanted}: {answer}");
         assert_eq!(answer["error"], "enrollment_pending");
     }
-    let (status, answer) = browser.set_status(enrolling.id(), "revoked").await;
+    let (status, answer) = browser
+        .set_status(&mut alice, enrolling.id(), "revoked")
+        .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     let (_, listed) = browser.json("/dashboard/approvals").await;
     assert_eq!(
@@ -393,7 +424,7 @@ async fn an_enrolling_agent_can_only_be_revoked_from_the_dashboard() {
 async fn another_users_session_sees_none_of_it() {
     let gateway = TestGateway::start().await;
     let (mut alice, alice_browser) = logged_in(&gateway, "alice").await;
-    let (_bob, bob_browser) = logged_in(&gateway, "bob").await;
+    let (mut bob, bob_browser) = logged_in(&gateway, "bob").await;
     let agent = gateway.agent("alice").await;
     let created = agent.request(flight()).await;
     let id = created["id"].as_str().unwrap();
@@ -412,10 +443,12 @@ async fn another_users_session_sees_none_of_it() {
     assert_eq!(answer, unknown);
 
     for wanted in ["suspended", "revoked"] {
-        let (status, answer) = bob_browser.set_status(agent.id(), wanted).await;
+        let (status, answer) = bob_browser.set_status(&mut bob, agent.id(), wanted).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
     }
-    let (status, answer) = bob_browser.set_status("no-such-agent", "suspended").await;
+    let (status, answer) = bob_browser
+        .set_status(&mut bob, "no-such-agent", "suspended")
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
     assert_eq!(
         gateway
@@ -476,11 +509,9 @@ async fn state_changes_need_the_gateways_origin() {
 #[tokio::test]
 async fn invitations_from_the_dashboard() {
     let gateway = TestGateway::start().await;
-    let (_alice, browser) = logged_in(&gateway, "alice").await;
+    let (mut alice, browser) = logged_in(&gateway, "alice").await;
 
-    let (status, answer) = browser
-        .post("/dashboard/invitations", &json!({"user": "carol"}))
-        .await;
+    let (status, answer) = browser.invite(&mut alice, "carol").await;
     assert_eq!(status, StatusCode::CREATED, "{answer}");
     assert_eq!(answer["user"], "carol");
     let url = answer["url"].as_str().unwrap();
@@ -493,9 +524,7 @@ async fn invitations_from_the_dashboard() {
     let code = path.strip_prefix("/setup?code=").unwrap();
     common::register(&gateway.http, &gateway.url, code, "carol").await;
 
-    let (status, answer) = browser
-        .post("/dashboard/invitations", &json!({"user": "alice"}))
-        .await;
+    let (status, answer) = browser.invite(&mut alice, "alice").await;
     assert_eq!(status, StatusCode::CONFLICT, "{answer}");
     let (status, answer) = browser
         .post("/dashboard/invitations", &json!({"user": "Not Valid"}))
@@ -511,8 +540,13 @@ async fn invitations_from_the_dashboard() {
 #[tokio::test]
 async fn a_logged_in_person_adds_a_passkey_without_a_code() {
     let gateway = TestGateway::start().await;
-    let (_alice, browser) = logged_in(&gateway, "alice").await;
-    let (status, options) = browser.post("/webauthn/register/options", &json!({})).await;
+    let (mut alice, browser) = logged_in(&gateway, "alice").await;
+    let step_up = browser
+        .step_up(&mut alice, json!({"action": "add_passkey"}))
+        .await;
+    let (status, options) = browser
+        .post("/webauthn/register/options", &json!({"step_up": step_up}))
+        .await;
     assert_eq!(status, StatusCode::OK, "{options}");
     let ccr: webauthn_rs::prelude::CreationChallengeResponse =
         serde_json::from_value(json!({"publicKey": options["publicKey"]})).unwrap();

@@ -189,18 +189,20 @@ async fn an_assertion_for_one_request_or_decision_does_not_decide_another() {
         .unwrap()
         .to_owned();
 
-    // An assertion made for A, submitted on B while B's own ceremony is open.
-    let for_a = gateway.assert(&mut alice, &a, "approve").await;
-    let (status, _) = gateway.options(&b, "approve").await;
+    // An assertion made for A, submitted on B's own open ceremony.
+    let mut for_a = gateway.assert(&mut alice, &a, "approve").await;
+    let (status, b_options) = gateway.options(&b, "approve").await;
     assert_eq!(status, StatusCode::OK);
+    for_a["ceremony"] = b_options["ceremony"].clone();
     let (status, body) = gateway.submit(&b, "approve", &for_a).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(body["error"], "passkey_refused");
 
-    // A deny assertion submitted as an approval, with both ceremonies open.
-    let deny = gateway.assert(&mut alice, &a, "deny").await;
-    let (status, _) = gateway.options(&a, "approve").await;
+    // A deny assertion submitted as an approval, on the approval's open ceremony.
+    let mut deny = gateway.assert(&mut alice, &a, "deny").await;
+    let (status, approve_options) = gateway.options(&a, "approve").await;
     assert_eq!(status, StatusCode::OK);
+    deny["ceremony"] = approve_options["ceremony"].clone();
     let (status, body) = gateway.submit(&a, "approve", &deny).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
 
@@ -225,7 +227,7 @@ async fn another_users_passkey_cannot_decide() {
     let (status, options) = gateway.options(&id, "approve").await;
     assert_eq!(status, StatusCode::OK);
     let rcr: webauthn_rs::prelude::RequestChallengeResponse =
-        serde_json::from_value(options).unwrap();
+        serde_json::from_value(json!({"publicKey": options["publicKey"]})).unwrap();
     use webauthn_authenticator_rs::WebauthnAuthenticator as _;
     assert!(
         bob.passkey

@@ -42,6 +42,7 @@ fn user(name: &str) -> UserRecord {
     UserRecord {
         id: user_id(name),
         created_at: NOW,
+        admin: false,
     }
 }
 
@@ -87,6 +88,7 @@ fn agent(id: &str, owner: &str, created_at: i64) -> AgentRecord {
         public_jwk: None,
         status: AgentStatus::Active,
         created_at,
+        enrollment_expires_at: None,
     }
 }
 
@@ -189,11 +191,11 @@ async fn join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Out
     outputs.into_iter().map(Option::unwrap).collect()
 }
 
-/// A user `name` with one passkey, through the setup path.
+/// A user `name` with one passkey, through an invitation.
 async fn add_user(store: &dyn Store, name: &str) -> PasskeyRecord {
-    let code = format!("setup-{name}");
+    let code = format!("invite-{name}");
     store
-        .put_invitation(&invitation(&code, None, NOW + 3600))
+        .put_invitation(&invitation(&code, Some(name), NOW + 3600))
         .await
         .unwrap();
     let key = passkey(name);
@@ -340,74 +342,90 @@ mod contract {
         assert!(store.user(&user_id("bob")).await.unwrap().is_some());
     }
 
-    pub async fn an_invitation_adds_a_passkey_to_an_existing_user(store: &dyn Store) {
+    pub async fn an_invitation_never_adds_a_passkey_to_an_existing_user(store: &dyn Store) {
         let first = add_user(store, "bob").await;
         store
             .put_invitation(&invitation("again", Some("bob"), NOW + 3600))
             .await
             .unwrap();
         let second = passkey("bob");
-        store
+        let result = store
             .redeem_invitation("again", &user("bob"), &second, NOW)
-            .await
-            .unwrap();
-        let mut listed: Vec<String> = store
+            .await;
+        assert!(
+            matches!(result, Err(StoreError::AlreadyExists("user"))),
+            "{result:?}"
+        );
+        let listed: Vec<String> = store
             .passkeys(&user_id("bob"))
             .await
             .unwrap()
             .into_iter()
             .map(|p| p.credential_id)
             .collect();
-        listed.sort();
-        let mut expected = vec![first.credential_id, second.credential_id];
-        expected.sort();
-        assert_eq!(listed, expected);
+        assert_eq!(listed, [first.credential_id]);
+        assert!(
+            store
+                .passkey(&second.credential_id)
+                .await
+                .unwrap()
+                .is_none()
+        );
         assert_eq!(store.count_users().await.unwrap(), 1);
     }
 
-    pub async fn the_setup_code_refuses_a_taken_name(store: &dyn Store) {
+    pub async fn no_setup_code_works_once_a_user_exists(store: &dyn Store) {
         add_user(store, "alice").await;
         store
             .put_invitation(&invitation("setup", None, NOW + 3600))
             .await
             .unwrap();
-        let intruder = passkey("alice");
-        let result = store
-            .redeem_invitation("setup", &user("alice"), &intruder, NOW)
-            .await;
-        assert!(
-            matches!(result, Err(StoreError::AlreadyExists("user"))),
-            "{result:?}"
-        );
+        for name in ["alice", "bob"] {
+            let intruder = passkey(name);
+            let result = store
+                .redeem_invitation("setup", &user(name), &intruder, NOW)
+                .await;
+            assert!(
+                matches!(result, Err(StoreError::InvalidInvitation)),
+                "{name}: {result:?}"
+            );
+            assert!(
+                store
+                    .passkey(&intruder.credential_id)
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+        }
         assert_eq!(store.passkeys(&user_id("alice")).await.unwrap().len(), 1);
-        assert_eq!(
-            store
-                .passkey(&intruder.credential_id)
-                .await
-                .unwrap()
-                .map(|p| p.user),
-            None
+        assert_eq!(store.count_users().await.unwrap(), 1);
+    }
+
+    pub async fn users_are_made_admins_and_back(store: &dyn Store) {
+        add_user(store, "carol").await;
+        assert!(!store.user(&user_id("carol")).await.unwrap().unwrap().admin);
+        let made = store.set_admin(&user_id("carol"), true).await.unwrap();
+        assert!(made.admin);
+        assert!(store.user(&user_id("carol")).await.unwrap().unwrap().admin);
+        store.set_admin(&user_id("carol"), false).await.unwrap();
+        assert!(!store.user(&user_id("carol")).await.unwrap().unwrap().admin);
+        let missing = store.set_admin(&user_id("nobody"), true).await;
+        assert!(
+            matches!(missing, Err(StoreError::NotFound("user"))),
+            "{missing:?}"
         );
-        // Still usable for a free name.
-        store
-            .redeem_invitation("setup", &user("bob"), &passkey("bob"), NOW)
-            .await
-            .unwrap();
     }
 
     pub async fn concurrent_redemptions_of_one_code_succeed_once(store: &dyn Store) {
         for round in 0..ROUNDS {
-            let code = format!("setup-{round}");
+            let code = format!("invite-{round}");
+            let name = format!("u{round}");
             store
-                .put_invitation(&invitation(&code, None, NOW + 3600))
+                .put_invitation(&invitation(&code, Some(&name), NOW + 3600))
                 .await
                 .unwrap();
-            let people: Vec<(UserRecord, PasskeyRecord)> = (0..RACERS)
-                .map(|i| {
-                    let name = format!("u{round}-{i}");
-                    (user(&name), passkey(&name))
-                })
-                .collect();
+            let people: Vec<(UserRecord, PasskeyRecord)> =
+                (0..RACERS).map(|_| (user(&name), passkey(&name))).collect();
             let results = join_all(
                 people
                     .iter()
@@ -417,11 +435,13 @@ mod contract {
             let ok = results.iter().filter(|r| r.is_ok()).count();
             assert_eq!(ok, 1, "round {round}: {results:?}");
             assert!(
-                results
-                    .iter()
-                    .all(|r| matches!(r, Ok(()) | Err(StoreError::InvalidInvitation))),
+                results.iter().all(|r| matches!(
+                    r,
+                    Ok(()) | Err(StoreError::InvalidInvitation | StoreError::AlreadyExists("user"))
+                )),
                 "{results:?}"
             );
+            assert_eq!(store.passkeys(&user_id(&name)).await.unwrap().len(), 1);
         }
         assert_eq!(store.count_users().await.unwrap(), ROUNDS);
     }
@@ -1225,6 +1245,102 @@ mod contract {
         );
     }
 
+    pub async fn a_token_is_delivered_to_an_active_agent_only(store: &dyn Store) {
+        let a = active_agent(store, "a", "alice").await;
+        let request = approval(&a, "alice", NOW, 300);
+        store.create_approval(&request, 10, NOW).await.unwrap();
+        store
+            .decide(&request.id, decision(&request, Decision::Approve, NOW), NOW)
+            .await
+            .unwrap();
+        for status in [AgentStatus::Suspended, AgentStatus::Revoked] {
+            store.set_agent_status(&a, status, NOW).await.unwrap();
+            let refused = store.collect_token(&request.id, NOW + 1).await;
+            assert!(
+                matches!(refused, Err(StoreError::AgentInactive(s)) if s == status),
+                "{refused:?}"
+            );
+        }
+        let stored = store.approval(&request.id).await.unwrap().unwrap();
+        assert!(
+            matches!(
+                stored.state,
+                ApprovalState::Approved {
+                    token_delivered_at: None,
+                    ..
+                }
+            ),
+            "{stored:?}"
+        );
+    }
+
+    /// An agent asking to enroll for `owner` until `expires_at`.
+    fn enrolling(id: &str, owner: &str, expires_at: i64) -> AgentRecord {
+        AgentRecord {
+            status: AgentStatus::Pending,
+            enrollment_expires_at: Some(expires_at),
+            ..agent(id, owner, NOW)
+        }
+    }
+
+    pub async fn enrolling_agents_are_capped_and_leave_nothing_when_undecided(store: &dyn Store) {
+        add_user(store, "alice").await;
+        store
+            .add_enrolling_agent(&enrolling("e1", "alice", NOW + 10), 2, NOW)
+            .await
+            .unwrap();
+        store
+            .add_enrolling_agent(&enrolling("e2", "alice", NOW + 20), 2, NOW)
+            .await
+            .unwrap();
+        let third = store
+            .add_enrolling_agent(&enrolling("e3", "alice", NOW + 30), 2, NOW)
+            .await;
+        assert!(
+            matches!(third, Err(StoreError::TooManyEnrollments { limit: 2 })),
+            "{third:?}"
+        );
+        // Active agents do not count, and a key waiting for its enrollment cannot ask twice.
+        active_agent(store, "a", "alice").await;
+        let twice = store
+            .add_enrolling_agent(&enrolling("e1", "alice", NOW + 10), 5, NOW)
+            .await;
+        assert!(
+            matches!(twice, Err(StoreError::AlreadyExists("agent"))),
+            "{twice:?}"
+        );
+
+        // Once e1's enrollment expired undecided, e1 is gone, and a new one fits.
+        store
+            .add_enrolling_agent(&enrolling("e3", "alice", NOW + 40), 2, NOW + 10)
+            .await
+            .unwrap();
+        assert!(store.agent("e1").await.unwrap().is_none());
+        let mut listed: Vec<String> = store
+            .agents(Some(&user_id("alice")))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|agent| agent.id)
+            .collect();
+        listed.sort();
+        assert_eq!(listed, ["a", "e2", "e3"]);
+        // The same key may ask again after its enrollment expired.
+        store
+            .add_enrolling_agent(&enrolling("e2", "alice", NOW + 60), 2, NOW + 20)
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .agent("e2")
+                .await
+                .unwrap()
+                .unwrap()
+                .enrollment_expires_at,
+            Some(NOW + 60)
+        );
+    }
+
     pub async fn an_uncollected_token_expires(store: &dyn Store) {
         let a = active_agent(store, "a", "alice").await;
         let decided_at = NOW + 10;
@@ -1499,8 +1615,9 @@ macro_rules! every_check {
             invitations_expire_and_are_replaced,
             redeem_refuses_an_expired_code,
             an_invitation_is_for_its_user_only,
-            an_invitation_adds_a_passkey_to_an_existing_user,
-            the_setup_code_refuses_a_taken_name,
+            an_invitation_never_adds_a_passkey_to_an_existing_user,
+            no_setup_code_works_once_a_user_exists,
+            users_are_made_admins_and_back,
             concurrent_redemptions_of_one_code_succeed_once,
             passkeys_belong_to_one_user,
             sessions_expire_and_can_be_deleted,
@@ -1520,6 +1637,8 @@ macro_rules! every_check {
             deciding_an_enrollment_activates_or_revokes_its_agent,
             an_enrollment_approved_while_its_agent_is_revoked_leaves_it_revoked,
             a_token_is_delivered_once,
+            a_token_is_delivered_to_an_active_agent_only,
+            enrolling_agents_are_capped_and_leave_nothing_when_undecided,
             an_uncollected_token_expires,
             concurrent_collections_deliver_once,
             listings_split_pending_from_history_newest_first,

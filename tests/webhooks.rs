@@ -287,6 +287,7 @@ async fn every_event_type_has_its_name_and_status() {
         public_jwk: None,
         status: AgentStatus::Active,
         created_at: now,
+        enrollment_expires_at: None,
     };
     let enrolled = WebhookEvent::agent_enrolled(&public, &agent, now);
     let status = |e: &WebhookEvent| {

@@ -31,9 +31,19 @@ pub struct Target {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum UserCommand {
-    /// Print a one-time link (valid one hour) with which NAME registers their first passkey.
+    /// Print a one-time link (valid one hour) with which NAME, a new user, registers their
+    /// first passkey.
     Invite {
         name: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Make NAME an admin, who may invite people from the dashboard (the first user is one).
+    Admin {
+        name: String,
+        /// Take the role away instead.
+        #[arg(long)]
+        revoke: bool,
         #[command(flatten)]
         target: Target,
     },
@@ -83,8 +93,22 @@ pub enum AgentCommand {
 }
 
 pub async fn user(command: UserCommand) -> anyhow::Result<Outcome> {
-    let UserCommand::Invite { name, target } = command;
-    run(&target, Command::InviteUser { user: name }).await
+    match command {
+        UserCommand::Invite { name, target } => {
+            run(&target, Command::InviteUser { user: name }).await
+        }
+        UserCommand::Admin {
+            name,
+            revoke,
+            target,
+        } => {
+            let command = Command::SetAdmin {
+                user: name,
+                admin: !revoke,
+            };
+            run(&target, command).await
+        }
+    }
 }
 
 pub async fn agent(command: AgentCommand) -> anyhow::Result<Outcome> {
@@ -122,6 +146,10 @@ async fn run(target: &Target, command: Command) -> anyhow::Result<Outcome> {
     match answer {
         Answer::Invitation { user, url } => {
             println!("Invitation for {user} (valid one hour, usable once):\n  {url}");
+        }
+        Answer::User { user, admin } => {
+            let role = if admin { "an admin" } else { "not an admin" };
+            println!("{user} is {role}");
         }
         Answer::Agent { agent } => println!(
             "{}\t{}\t{}\t{}",

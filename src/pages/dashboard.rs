@@ -29,6 +29,8 @@ use crate::domain::{
 #[template(path = "dashboard.html")]
 pub struct DashboardPage {
     pub user: String,
+    /// Admins see the invitation form; the gateway refuses others' invitations anyway.
+    pub admin: bool,
     pub pending: Vec<PendingRow>,
     pub history: Vec<HistoryRow>,
     pub agents: Vec<AgentRow>,
@@ -304,9 +306,11 @@ pub(crate) mod tests {
             public_jwk: None,
             status,
             created_at: NOW - 3600,
+            enrollment_expires_at: None,
         };
         DashboardPage {
             user: "alice".into(),
+            admin: true,
             pending: vec![PendingRow::new(&pending, &names(), NOW)],
             history: vec![
                 HistoryRow::new(&cancelled, &names(), NOW),

@@ -1,8 +1,9 @@
-//! The login page (`GET /login`): a user name and a passkey, nothing else.
+//! The login page (`GET /login`): a passkey, nothing else.
 //!
-//! There are no passwords to phish: the passkey only signs for this gateway's origin. The page
-//! asks for the user name first so the browser is offered exactly that user's credentials
-//! (`allowCredentials`); `static/login.js` runs the ceremony and then opens the dashboard.
+//! There are no passwords to phish: the passkey only signs for this gateway's origin. By default
+//! the passkey names the account (a discoverable credential), so the person types nothing and
+//! the gateway's answer reveals no user names; a user name can still be given for a security key
+//! that keeps no accounts. `static/login.js` runs the ceremony and then opens the dashboard.
 
 use askama::Template;
 use askama_web::WebTemplate;

@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -14,17 +14,18 @@ use handsign_protocol::token::{self, Actor, ApprovalClaims, Confirmation};
 use serde::Deserialize;
 use serde_json::{Value, json, value::RawValue};
 
-use crate::agent_auth::{Agent, KeyHolder};
+use crate::agent_auth::{Agent, Proof};
 use crate::clock;
 use crate::config::{DEFAULT_TTL, MIN_TTL};
 use crate::domain::{
     AgentRecord, AgentStatus, ApprovalId, ApprovalKind, ApprovalRecord, ApprovalState,
-    ApprovalStatus, UserId, random_bytes,
+    ApprovalStatus, UserId, parse_agent_name, random_bytes,
 };
 use crate::error::ApiError;
 use crate::events;
 use crate::metrics::RequestOutcome;
 use crate::routes::parse_json;
+use crate::server::ClientAddress;
 use crate::state::AppState;
 use crate::store::{Collection, StoreError};
 
@@ -81,7 +82,8 @@ async fn request_approval(
     let agent = agent.require_active()?.clone();
     let request: CreateRequest = parse_json(body)?;
     let now = clock::now();
-    check_rate(state, &agent, now).await?;
+    check_rate(state, Rate::Agent(&agent.id), now).await?;
+    check_rate(state, Rate::Prompts(&agent.user), now).await?;
 
     validate_action(&request.action)?;
     validate_audience(&request.audience)?;
@@ -126,22 +128,57 @@ async fn request_approval(
     Ok((StatusCode::CREATED, Json(created_json(state, &approval))).into_response())
 }
 
-/// Refuses more than the configured number of requests per agent per minute.
-async fn check_rate(state: &AppState, agent: &AgentRecord, now: i64) -> Result<(), ApiError> {
+/// What a rate limit counts, per minute.
+enum Rate<'a> {
+    /// Requests created by one agent.
+    Agent(&'a str),
+    /// Prompts a person is asked to decide, from all their agents and enrollments.
+    Prompts(&'a UserId),
+    /// Enrollment requests from one client address.
+    EnrollmentsFrom(std::net::IpAddr),
+    /// Enrollment requests for one person.
+    EnrollmentsFor(&'a UserId),
+}
+
+impl Rate<'_> {
+    /// The counter's key and limit, and what the limit is, for the refusal.
+    fn counter(&self, limits: &crate::config::RequestLimits) -> (String, u64, String) {
+        match self {
+            Rate::Agent(agent) => (
+                format!("rate:{agent}"),
+                limits.agent_requests_per_minute,
+                "requests this agent may create".into(),
+            ),
+            Rate::Prompts(user) => (
+                format!("prompts:{user}"),
+                limits.user_prompts_per_minute,
+                format!("requests {user} may be asked to decide, from all their agents,"),
+            ),
+            Rate::EnrollmentsFrom(address) => (
+                format!("enroll-from:{address}"),
+                limits.enrollments_per_minute,
+                "enrollment requests from one address".into(),
+            ),
+            Rate::EnrollmentsFor(user) => (
+                format!("enroll-for:{user}"),
+                limits.enrollments_per_minute,
+                format!("enrollment requests for {user}"),
+            ),
+        }
+    }
+}
+
+/// Counts one event against `rate` and refuses it (429 with `Retry-After`) past the limit.
+async fn check_rate(state: &AppState, rate: Rate<'_>, now: i64) -> Result<(), ApiError> {
+    let (key, limit, what) = rate.counter(&state.limits);
     let window_start = now - now.rem_euclid(60);
-    let count = state
-        .store
-        .count_in_window(&format!("rate:{}", agent.id), window_start, 60)
-        .await?;
-    if count > state.limits.agent_requests_per_minute {
+    let count = state.store.count_in_window(&key, window_start, 60).await?;
+    if count > limit {
         let retry = u64::try_from(window_start + 60 - now).unwrap_or(1).max(1);
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
-            format!(
-                "this agent may create at most {} requests per minute",
-                state.limits.agent_requests_per_minute
-            ),
+            format!("at most {limit} {what} per minute; try again in {retry} s"),
         )
         .with_retry_after(retry));
     }
@@ -458,62 +495,77 @@ struct EnrollRequest {
     user: String,
 }
 
-const MAX_AGENT_NAME_CHARS: usize = 64;
-
 /// Asks the user to approve this key as an agent acting for them.
 async fn enroll(
     State(state): State<AppState>,
-    holder: KeyHolder,
+    Extension(client): Extension<ClientAddress>,
+    proof: Proof,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    counted(&state, request_enrollment(&state, holder, &body).await)
+    counted(
+        &state,
+        request_enrollment(&state, client, proof, &body).await,
+    )
 }
 
+/// Anyone with a key may ask, so everything that bounds a flood comes before anything is
+/// stored for the caller: the rate per client address, the user's existence, the name, the
+/// rate per user and the person's prompt budget; the proof is recorded only then, and the store
+/// caps the agents waiting for the user's decision. An enrollment nobody decides leaves no agent
+/// behind once it expires.
 async fn request_enrollment(
     state: &AppState,
-    holder: KeyHolder,
+    client: ClientAddress,
+    proof: Proof,
     body: &[u8],
 ) -> Result<Response, ApiError> {
+    let now = clock::now();
+    check_rate(state, Rate::EnrollmentsFrom(client.0), now).await?;
     let request: EnrollRequest = parse_json(body)?;
     let user = UserId::parse(&request.user)
         .map_err(|e| ApiError::bad_request("invalid_user", e.to_string()))?;
-    let name = request.name.trim().to_owned();
-    if name.is_empty()
-        || name.chars().count() > MAX_AGENT_NAME_CHARS
-        || name.chars().any(char::is_control)
-    {
-        return Err(ApiError::bad_request(
-            "invalid_name",
-            format!(
-                "name must be 1 to {MAX_AGENT_NAME_CHARS} characters without control characters"
-            ),
-        ));
-    }
+    let name =
+        parse_agent_name(&request.name).map_err(|e| ApiError::bad_request("invalid_name", e))?;
     if state.store.user(&user).await?.is_none() {
         return Err(ApiError::not_found("user"));
     }
-    let now = clock::now();
+    // A copy of a real agent's name would let the prompt pass for that agent.
+    let taken = state
+        .store
+        .agents(Some(&user))
+        .await?
+        .into_iter()
+        .any(|agent| agent.exists_at(now) && agent.name.to_lowercase() == name.to_lowercase());
+    if taken {
+        return Err(ApiError::conflict(
+            "name_taken",
+            format!("{user} already has an agent called {name:?}; enroll under another name"),
+        ));
+    }
+    check_rate(state, Rate::EnrollmentsFor(&user), now).await?;
+    check_rate(state, Rate::Prompts(&user), now).await?;
+    proof.record(state).await?;
     let agent = AgentRecord {
-        id: holder.agent_id.clone(),
+        id: proof.key_id().to_owned(),
         name: name.clone(),
         user: user.clone(),
         public_jwk: None,
         status: AgentStatus::Pending,
         created_at: now,
+        enrollment_expires_at: Some(now + DEFAULT_TTL),
     };
-    match state.store.add_agent(&agent).await {
-        Ok(()) => {}
+    match state
+        .store
+        .add_enrolling_agent(&agent, state.limits.max_pending_enrollments, now)
+        .await
+    {
         Err(StoreError::AlreadyExists(_)) => {
-            // An enrollment that expired undecided may be asked again, for the same user.
-            let existing = state.store.agent(&agent.id).await?;
-            if !existing.is_some_and(|a| a.status == AgentStatus::Pending && a.user == user) {
-                return Err(ApiError::conflict(
-                    "already_enrolled",
-                    "an agent with this key already exists; use a new key to enroll again",
-                ));
-            }
+            return Err(ApiError::conflict(
+                "already_enrolled",
+                "an agent with this key already exists or is waiting for its enrollment; use a new key to enroll again",
+            ));
         }
-        Err(e) => return Err(e.into()),
+        other => other?,
     }
     let params = json!({"agent": agent.id, "name": name, "user": user});
     let params =

@@ -76,9 +76,11 @@ pub fn statement(state: &AppState, approval: &ApprovalRecord, decision: Decision
     }
 }
 
-/// Where a ceremony's state waits between options and decision: one per request and decision.
-fn ceremony_key(id: &ApprovalId, decision: Decision) -> String {
-    format!("approve:{id}:{}", decision.as_str())
+/// Where a ceremony's state waits between options and decision: one per browser that asked,
+/// named by an unguessable ceremony id that only that browser has, so that nobody else can take
+/// (and so burn) a person's ceremony by knowing the request's id.
+fn ceremony_key(id: &ApprovalId, decision: Decision, ceremony: &str) -> String {
+    format!("approve:{id}:{}:{ceremony}", decision.as_str())
 }
 
 #[derive(Debug, Deserialize)]
@@ -125,22 +127,25 @@ async fn options(
         .passkeys
         .start_approval(&passkeys, &digest)
         .map_err(ApiError::internal)?;
-    let ceremony = serde_json::to_vec(&ceremony).map_err(ApiError::internal)?;
+    let ceremony_state = serde_json::to_vec(&ceremony).map_err(ApiError::internal)?;
+    let ceremony = crate::routes::webauthn::ceremony_id()?;
     state
         .store
         .put_ceremony(
-            &ceremony_key(&approval.id, request.decision),
-            &ceremony,
+            &ceremony_key(&approval.id, request.decision, &ceremony),
+            &ceremony_state,
             approval.expires_at.min(now + 600),
         )
         .await?;
-    Ok(Json(json!({"publicKey": options.public_key})).into_response())
+    Ok(Json(json!({"ceremony": ceremony, "publicKey": options.public_key})).into_response())
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DecideRequest {
     decision: Decision,
+    /// The id the options answer gave this browser.
+    ceremony: String,
     credential: PublicKeyCredential,
 }
 
@@ -173,7 +178,10 @@ async fn record_decision(
 
     let ceremony = state
         .store
-        .take_ceremony(&ceremony_key(&approval.id, request.decision), now)
+        .take_ceremony(
+            &ceremony_key(&approval.id, request.decision, &request.ceremony),
+            now,
+        )
         .await?
         .ok_or_else(|| {
             ApiError::conflict(

@@ -40,7 +40,7 @@ use crate::pages::dashboard::{
 };
 use crate::pages::login::LoginPage;
 use crate::pages::setup::SetupPage;
-use crate::routes::webauthn::code_hash;
+use crate::routes::webauthn::{Purpose, StepUp, code_hash};
 use crate::routes::{parse_json, require_same_origin};
 use crate::session::{self, SessionUser};
 use crate::state::AppState;
@@ -86,6 +86,18 @@ async fn setup(
         }
         None => None,
     };
+    // A code that can no longer create anyone: a setup code once someone is set up, an
+    // invitation for a name that now exists.
+    let invitation = match invitation {
+        Some(invitation) => {
+            let usable = match &invitation.user {
+                None => state.store.count_users().await? == 0,
+                Some(user) => state.store.user(user).await?.is_none(),
+            };
+            usable.then_some(invitation)
+        }
+        None => None,
+    };
     let page = SetupPage::new(code.as_deref(), invitation.as_ref());
     let status = if page.usable() {
         StatusCode::OK
@@ -125,12 +137,19 @@ async fn dashboard(
         return Ok(Redirect::to("/login").into_response());
     };
     let now = clock::now();
-    let agents = state.store.agents(Some(&user)).await?;
+    let mut agents = state.store.agents(Some(&user)).await?;
+    agents.retain(|agent| agent.exists_at(now));
     let names = agent_names(&agents);
     let requests = Requests::of(&state, &user, now).await?;
     let passkeys = state.store.passkeys(&user).await?;
+    let admin = state
+        .store
+        .user(&user)
+        .await?
+        .is_some_and(|record| record.admin);
     Ok(DashboardPage {
         user: user.to_string(),
+        admin,
         pending: requests.pending_rows(&names, now),
         history: requests.history_rows(&names, now),
         agents: agents.iter().map(AgentRow::new).collect(),
@@ -327,6 +346,26 @@ impl From<WantedStatus> for AgentStatus {
 #[serde(deny_unknown_fields)]
 struct StatusRequest {
     status: WantedStatus,
+    /// A fresh passkey assertion for exactly this change.
+    #[serde(default)]
+    step_up: Option<StepUp>,
+}
+
+/// The step-up a request carries, checked for `purpose`: a session cookie alone cannot widen
+/// what a stolen session can do.
+async fn require_step_up(
+    state: &AppState,
+    user: &UserId,
+    step_up: Option<StepUp>,
+    purpose: Purpose,
+) -> Result<(), ApiError> {
+    let step_up = step_up.ok_or_else(|| {
+        ApiError::forbidden(
+            "step_up_required",
+            "this change needs a fresh assertion with one of your passkeys (\"step_up\")",
+        )
+    })?;
+    step_up.verify(state, user, &purpose).await
 }
 
 /// Suspends, resumes or revokes one of the user's agents. Revoking is final and cancels the
@@ -362,6 +401,11 @@ async fn agent_status(
         }
         _ => {}
     }
+    let purpose = Purpose::SetAgentStatus {
+        agent: agent.id.clone(),
+        status: request.status.into(),
+    };
+    require_step_up(&state, &user, request.step_up, purpose).await?;
     // The requests a revocation cancels, so that their waiters can be woken afterwards.
     let cancelled: Vec<ApprovalId> = if request.status == WantedStatus::Revoked {
         state
@@ -400,6 +444,9 @@ async fn agent_status(
 #[serde(deny_unknown_fields)]
 struct InviteRequest {
     user: String,
+    /// A fresh passkey assertion for inviting exactly this user.
+    #[serde(default)]
+    step_up: Option<StepUp>,
 }
 
 /// Creates a one-time invitation link for a new user, as `handsign user invite` does.
@@ -413,6 +460,25 @@ async fn invite(
     let request: InviteRequest = parse_json(&body)?;
     let user = UserId::parse(request.user.trim())
         .map_err(|e| ApiError::bad_request("invalid_user", e.to_string()))?;
+    // Who may bring people in is a role, not every session.
+    let admin = state
+        .store
+        .user(&inviter)
+        .await?
+        .is_some_and(|record| record.admin);
+    if !admin {
+        return Err(ApiError::forbidden(
+            "admin_required",
+            "only admins invite people; ask the operator (`handsign user admin NAME` makes an admin)",
+        ));
+    }
+    require_step_up(
+        &state,
+        &inviter,
+        request.step_up,
+        Purpose::Invite { user: user.clone() },
+    )
+    .await?;
     let command = Command::InviteUser {
         user: user.to_string(),
     };

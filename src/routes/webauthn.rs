@@ -14,15 +14,18 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
 use webauthn_rs::prelude::{
-    PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential,
+    DiscoverableAuthentication, PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential,
+    RegisterPublicKeyCredential,
 };
 
 use crate::clock;
-use crate::domain::{PasskeyRecord, UserId, UserRecord, random_bytes};
+use crate::domain::{AgentStatus, PasskeyRecord, UserId, UserRecord, random_bytes};
 use crate::error::ApiError;
+use crate::passkeys::CeremonyError;
 use crate::routes::{parse_json, passkeys_of, record_passkey_use, require_same_origin};
 use crate::session::{self, SessionUser};
 use crate::state::AppState;
+use crate::store::StoreError;
 
 /// How long a person has between options and finish.
 const CEREMONY_SECS: i64 = 300;
@@ -33,6 +36,7 @@ pub fn router() -> Router<AppState> {
         .route("/webauthn/register/finish", post(register_finish))
         .route("/webauthn/login/options", post(login_options))
         .route("/webauthn/login/finish", post(login_finish))
+        .route("/webauthn/step-up/options", post(step_up_options))
 }
 
 /// base64url SHA-256 of a setup or invitation code: what the store keeps.
@@ -47,6 +51,10 @@ struct RegisterOptionsRequest {
     code: Option<String>,
     #[serde(default)]
     user: Option<String>,
+    /// For a logged-in person adding a passkey: a fresh assertion for
+    /// [`Purpose::AddPasskey`].
+    #[serde(default)]
+    step_up: Option<StepUp>,
 }
 
 /// A registration in progress, stored between options and finish.
@@ -55,6 +63,8 @@ struct PendingRegistration {
     user: UserId,
     /// The hash of the code being redeemed; `None` when a logged-in user adds a passkey.
     code_sha256: Option<String>,
+    /// Whether the code is the setup code: the first user is an admin.
+    first_user: bool,
     state: PasskeyRegistration,
 }
 
@@ -67,20 +77,25 @@ async fn register_options(
     require_same_origin(&headers, &state.public.origin)?;
     let request: RegisterOptionsRequest = parse_json(&body)?;
     let now = clock::now();
-    let (user, code_sha256) = match (request.code, session) {
+    let (user, code_sha256, first_user) = match (request.code, session) {
         (Some(code), _) => {
             let code_sha256 = code_hash(&code);
             let invitation = state
                 .store
                 .invitation(&code_sha256, now)
                 .await?
-                .ok_or(crate::store::StoreError::InvalidInvitation)?;
+                .ok_or(StoreError::InvalidInvitation)?;
+            // Checked again, atomically, when the invitation is redeemed.
+            if invitation.user.is_none() && state.store.count_users().await? > 0 {
+                return Err(StoreError::InvalidInvitation.into());
+            }
             let named = request
                 .user
                 .as_deref()
                 .map(UserId::parse)
                 .transpose()
                 .map_err(|e| ApiError::bad_request("invalid_user", e.to_string()))?;
+            let first_user = invitation.user.is_none();
             let user = match (invitation.user, named) {
                 (Some(invited), Some(named)) if invited != named => {
                     return Err(ApiError::forbidden(
@@ -89,15 +104,7 @@ async fn register_options(
                     ));
                 }
                 (Some(invited), _) => invited,
-                (None, Some(named)) => {
-                    if state.store.user(&named).await?.is_some() {
-                        return Err(ApiError::conflict(
-                            "already_exists",
-                            format!("the name {named} is taken"),
-                        ));
-                    }
-                    named
-                }
+                (None, Some(named)) => named,
                 (None, None) => {
                     return Err(ApiError::bad_request(
                         "invalid_user",
@@ -105,9 +112,28 @@ async fn register_options(
                     ));
                 }
             };
-            (user, Some(code_sha256))
+            // An invitation creates a user and nothing else: a passkey for an existing account
+            // is added by that account, with a fresh assertion.
+            if state.store.user(&user).await?.is_some() {
+                return Err(ApiError::conflict(
+                    "already_exists",
+                    format!(
+                        "{user} already exists; an invitation only creates a new user (an existing user adds passkeys from their dashboard)"
+                    ),
+                ));
+            }
+            (user, Some(code_sha256), first_user)
         }
-        (None, Some(SessionUser(user))) => (user, None),
+        (None, Some(SessionUser(user))) => {
+            let step_up = request.step_up.ok_or_else(|| {
+                ApiError::forbidden(
+                    "step_up_required",
+                    "adding a passkey needs a fresh assertion with one of your passkeys (\"step_up\")",
+                )
+            })?;
+            step_up.verify(&state, &user, &Purpose::AddPasskey).await?;
+            (user, None, false)
+        }
         (None, None) => {
             return Err(ApiError::unauthorized(
                 "login_required",
@@ -124,6 +150,7 @@ async fn register_options(
     let pending = PendingRegistration {
         user,
         code_sha256,
+        first_user,
         state: registration,
     };
     state
@@ -137,7 +164,8 @@ async fn register_options(
     Ok(Json(json!({"ceremony": ceremony, "publicKey": options.public_key})).into_response())
 }
 
-fn ceremony_id() -> Result<String, ApiError> {
+/// A fresh, unguessable ceremony id: 128 random bits.
+pub fn ceremony_id() -> Result<String, ApiError> {
     Ok(base64url::encode(
         random_bytes::<16>().map_err(ApiError::internal)?,
     ))
@@ -202,6 +230,7 @@ async fn register_finish(
             let user = UserRecord {
                 id: pending.user.clone(),
                 created_at: now,
+                admin: pending.first_user,
             };
             state
                 .store
@@ -223,14 +252,24 @@ async fn register_finish(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LoginOptionsRequest {
+    /// Without a name, the passkey picks the account (discoverable credentials): the answer is
+    /// the same whoever asks, so it reveals nothing about which names exist. With a name, only
+    /// that user's credentials are allowed (for security keys that keep no account).
     #[serde(default)]
     user: Option<String>,
 }
 
+/// A login in progress: for a named user, or for whichever account the passkey names.
 #[derive(Debug, Serialize, Deserialize)]
-struct PendingLogin {
-    user: UserId,
-    state: PasskeyAuthentication,
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum PendingLogin {
+    Named {
+        user: UserId,
+        state: PasskeyAuthentication,
+    },
+    Discoverable {
+        state: DiscoverableAuthentication,
+    },
 }
 
 async fn login_options(
@@ -245,29 +284,43 @@ async fn login_options(
         .as_deref()
         .map(UserId::parse)
         .transpose()
-        .map_err(|e| ApiError::bad_request("invalid_user", e.to_string()))?
-        .ok_or_else(|| {
-            ApiError::bad_request("invalid_user", "name the user to log in as (\"user\")")
-        })?;
-    let passkeys = passkeys_of(&state, &user).await?;
-    if passkeys.is_empty() {
-        return Err(ApiError::not_found("user with a passkey"));
-    }
-    let (options, login) = state
-        .passkeys
-        .start_login(&passkeys)
-        .map_err(ApiError::internal)?;
+        .map_err(|e| ApiError::bad_request("invalid_user", e.to_string()))?;
+    let (public_key, pending) = match user {
+        None => {
+            let (options, login) = state
+                .passkeys
+                .start_discoverable_login()
+                .map_err(ApiError::internal)?;
+            (
+                options.public_key,
+                PendingLogin::Discoverable { state: login },
+            )
+        }
+        Some(user) => {
+            let passkeys = passkeys_of(&state, &user).await?;
+            if passkeys.is_empty() {
+                return Err(ApiError::not_found("user with a passkey"));
+            }
+            let (options, login) = state
+                .passkeys
+                .start_login(&passkeys)
+                .map_err(ApiError::internal)?;
+            (
+                options.public_key,
+                PendingLogin::Named { user, state: login },
+            )
+        }
+    };
     let ceremony = ceremony_id()?;
     state
         .store
         .put_ceremony(
             &format!("login:{ceremony}"),
-            &serde_json::to_vec(&PendingLogin { user, state: login })
-                .map_err(ApiError::internal)?,
+            &serde_json::to_vec(&pending).map_err(ApiError::internal)?,
             clock::now() + CEREMONY_SECS,
         )
         .await?;
-    Ok(Json(json!({"ceremony": ceremony, "publicKey": options.public_key})).into_response())
+    Ok(Json(json!({"ceremony": ceremony, "publicKey": public_key})).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -296,15 +349,130 @@ async fn login_finish(
             )
         })?;
     let pending: PendingLogin = serde_json::from_slice(&pending).map_err(ApiError::internal)?;
-    let result = state
+    let refused = |e: CeremonyError| ApiError::forbidden("passkey_refused", e.to_string());
+    let (user, result) = match pending {
+        PendingLogin::Named { user, state: login } => {
+            let result = state
+                .passkeys
+                .finish_authentication(&request.credential, &login)
+                .map_err(refused)?;
+            (user, result)
+        }
+        PendingLogin::Discoverable { state: login } => {
+            // The account is the one the credential is registered to in our records; the
+            // user handle the browser sends is never trusted.
+            let credential_id = base64url::encode(&request.credential.raw_id);
+            let passkey = state.store.passkey(&credential_id).await?.ok_or_else(|| {
+                ApiError::forbidden("passkey_refused", "this passkey is not registered here")
+            })?;
+            let result = state
+                .passkeys
+                .finish_discoverable_login(&request.credential, login, &passkey.passkey)
+                .map_err(refused)?;
+            (passkey.user, result)
+        }
+    };
+    record_passkey_use(&state, &user, &request.credential, &result, now).await?;
+    let cookie = session::start(&state, &user).await?;
+    Ok(([(header::SET_COOKIE, cookie)], Json(json!({"user": user}))).into_response())
+}
+
+/// What a step-up assertion is for: one sensitive action, named exactly, so that an assertion
+/// made to invite one person cannot revoke an agent or invite another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Purpose {
+    AddPasskey,
+    Invite { user: UserId },
+    SetAgentStatus { agent: String, status: AgentStatus },
+}
+
+/// A step-up in progress: whose, and for what.
+#[derive(Debug, Serialize, Deserialize)]
+struct PendingStepUp {
+    user: UserId,
+    purpose: Purpose,
+    state: PasskeyAuthentication,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepUpOptionsRequest {
+    purpose: Purpose,
+}
+
+/// Starts a step-up: an assertion by one of the logged-in person's passkeys, for `purpose`.
+async fn step_up_options(
+    State(state): State<AppState>,
+    SessionUser(user): SessionUser,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    require_same_origin(&headers, &state.public.origin)?;
+    let request: StepUpOptionsRequest = parse_json(&body)?;
+    let passkeys = passkeys_of(&state, &user).await?;
+    let (options, login) = state
         .passkeys
-        .finish_authentication(&request.credential, &pending.state)
-        .map_err(|e| ApiError::forbidden("passkey_refused", e.to_string()))?;
-    record_passkey_use(&state, &pending.user, &request.credential, &result, now).await?;
-    let cookie = session::start(&state, &pending.user).await?;
-    Ok((
-        [(header::SET_COOKIE, cookie)],
-        Json(json!({"user": pending.user})),
-    )
-        .into_response())
+        .start_login(&passkeys)
+        .map_err(ApiError::internal)?;
+    let ceremony = ceremony_id()?;
+    let pending = PendingStepUp {
+        user,
+        purpose: request.purpose,
+        state: login,
+    };
+    state
+        .store
+        .put_ceremony(
+            &format!("step-up:{ceremony}"),
+            &serde_json::to_vec(&pending).map_err(ApiError::internal)?,
+            clock::now() + CEREMONY_SECS,
+        )
+        .await?;
+    Ok(Json(json!({"ceremony": ceremony, "publicKey": options.public_key})).into_response())
+}
+
+/// A step-up assertion, carried by the request of the action it is for.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepUp {
+    ceremony: String,
+    credential: PublicKeyCredential,
+}
+
+impl StepUp {
+    /// Checks that `user` just asserted with one of their passkeys for exactly `purpose`. The
+    /// ceremony is taken out of the store first, so an assertion steps up one action once.
+    pub async fn verify(
+        &self,
+        state: &AppState,
+        user: &UserId,
+        purpose: &Purpose,
+    ) -> Result<(), ApiError> {
+        let now = clock::now();
+        let pending = state
+            .store
+            .take_ceremony(&format!("step-up:{}", self.ceremony), now)
+            .await?
+            .ok_or_else(|| {
+                ApiError::forbidden(
+                    "step_up_required",
+                    "no step-up is in progress with this ceremony id (it was used or expired); confirm with your passkey again",
+                )
+            })?;
+        let pending: PendingStepUp =
+            serde_json::from_slice(&pending).map_err(ApiError::internal)?;
+        if pending.user != *user || pending.purpose != *purpose {
+            return Err(ApiError::forbidden(
+                "step_up_required",
+                "this passkey confirmation was for another action; confirm this one",
+            ));
+        }
+        let result = state
+            .passkeys
+            .finish_authentication(&self.credential, &pending.state)
+            .map_err(|e| ApiError::forbidden("passkey_refused", e.to_string()))?;
+        record_passkey_use(state, user, &self.credential, &result, now).await?;
+        Ok(())
+    }
 }

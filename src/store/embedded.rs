@@ -638,9 +638,12 @@ impl Store for EmbeddedStore {
                     return Err(StoreError::InvalidInvitation);
                 }
                 let mut users = txn.open_table(USERS).map_err(unavailable)?;
-                let exists = contains(&users, user_id.as_str())?;
-                if exists && invitation.user.is_none() {
-                    // The setup code names no user: it must not hand over an existing one.
+                // A setup code works only while there is no user at all.
+                if invitation.user.is_none() && !users.is_empty().map_err(unavailable)? {
+                    return Err(StoreError::InvalidInvitation);
+                }
+                // An invitation creates a user; it never adds a passkey to an existing one.
+                if contains(&users, user_id.as_str())? {
                     return Err(StoreError::AlreadyExists("user"));
                 }
                 // Refused here, the whole transaction is dropped: the invitation stays unused.
@@ -653,11 +656,9 @@ impl Store for EmbeddedStore {
                 )?;
                 invitations.remove(&key)?;
                 invitations.prune(now)?;
-                if !exists {
-                    users
-                        .insert(user_id.as_str(), user_json.as_str())
-                        .map_err(unavailable)?;
-                }
+                users
+                    .insert(user_id.as_str(), user_json.as_str())
+                    .map_err(unavailable)?;
                 Ok(Outcome::Changed(()))
             })
         })
@@ -682,6 +683,23 @@ impl Store for EmbeddedStore {
                     &json,
                 )?;
                 Ok(Outcome::Changed(()))
+            })
+        })
+        .await
+    }
+
+    async fn set_admin(&self, user: &UserId, admin: bool) -> Result<UserRecord, StoreError> {
+        let user = user.clone();
+        self.run(move |inner| {
+            inner.write(|txn| {
+                let mut users = txn.open_table(USERS).map_err(unavailable)?;
+                let mut record: UserRecord =
+                    get_record(&users, user.as_str())?.ok_or(StoreError::NotFound("user"))?;
+                record.admin = admin;
+                users
+                    .insert(user.as_str(), to_json(&record)?.as_str())
+                    .map_err(unavailable)?;
+                Ok(Outcome::Changed(record))
             })
         })
         .await
@@ -888,6 +906,61 @@ impl Store for EmbeddedStore {
                     &id,
                     &json,
                 )?;
+                Ok(Outcome::Changed(()))
+            })
+        })
+        .await
+    }
+
+    async fn add_enrolling_agent(
+        &self,
+        agent: &AgentRecord,
+        max_enrolling: usize,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let agent = agent.clone();
+        let json = to_json(&agent)?;
+        self.run_at(now, move |inner| {
+            inner.write(|txn| {
+                let mut agents = txn.open_table(AGENTS).map_err(unavailable)?;
+                let mut by_user = txn.open_table(AGENTS_BY_USER).map_err(unavailable)?;
+                let existing: Option<AgentRecord> = get_record(&agents, &agent.id)?;
+                if existing.as_ref().is_some_and(|a| a.exists_at(now)) {
+                    return Err(StoreError::AlreadyExists("agent"));
+                }
+                let user = agent.user.as_str();
+                let mut enrolling = 0;
+                let mut expired = Vec::new();
+                for id in second_members(&by_user, user)? {
+                    let Some(other) = get_record::<AgentRecord>(&agents, &id)? else {
+                        continue;
+                    };
+                    if !other.exists_at(now) {
+                        expired.push(other);
+                    } else if other.status == AgentStatus::Pending {
+                        enrolling += 1;
+                    }
+                }
+                if enrolling >= max_enrolling {
+                    return Err(StoreError::TooManyEnrollments {
+                        limit: max_enrolling,
+                    });
+                }
+                // Also the earlier record of this very key, if its enrollment expired: its
+                // owner's index entry goes with it, whoever that was.
+                expired.extend(existing);
+                for gone in &expired {
+                    agents.remove(gone.id.as_str()).map_err(unavailable)?;
+                    by_user
+                        .remove((gone.user.as_str(), gone.id.as_str()))
+                        .map_err(unavailable)?;
+                }
+                agents
+                    .insert(agent.id.as_str(), json.as_str())
+                    .map_err(unavailable)?;
+                by_user
+                    .insert((user, agent.id.as_str()), ())
+                    .map_err(unavailable)?;
                 Ok(Outcome::Changed(()))
             })
         })
@@ -1121,6 +1194,12 @@ impl Store for EmbeddedStore {
                         token_delivered_at: delivered @ None,
                         ..
                     } if deliverable => {
+                        let agents = txn.open_table(AGENTS).map_err(unavailable)?;
+                        let status = get_record::<AgentRecord>(&agents, &approval.agent)?
+                            .map_or(AgentStatus::Revoked, |agent| agent.status);
+                        if status != AgentStatus::Active {
+                            return Err(StoreError::AgentInactive(status));
+                        }
                         *delivered = Some(now);
                     }
                     _ => return Ok(Outcome::Unchanged(Collection::Unchanged(approval))),

@@ -68,6 +68,7 @@ instrumented! {
         now: i64
     ) -> ();
     fn add_passkey(&self, passkey: &PasskeyRecord) -> ();
+    fn set_admin(&self, user: &UserId, admin: bool) -> UserRecord;
     fn passkeys(&self, user: &UserId) -> Vec<PasskeyRecord>;
     fn passkey(&self, credential_id: &str) -> Option<PasskeyRecord>;
     fn update_passkey(&self, passkey: &PasskeyRecord) -> ();
@@ -81,6 +82,7 @@ instrumented! {
     fn put_ceremony(&self, id: &str, state: &[u8], expires_at: i64) -> ();
     fn take_ceremony(&self, id: &str, now: i64) -> Option<Vec<u8>>;
     fn add_agent(&self, agent: &AgentRecord) -> ();
+    fn add_enrolling_agent(&self, agent: &AgentRecord, max_enrolling: usize, now: i64) -> ();
     fn agent(&self, id: &str) -> Option<AgentRecord>;
     fn agents(&self, user: Option<&UserId>) -> Vec<AgentRecord>;
     fn set_agent_status(&self, id: &str, status: AgentStatus, now: i64) -> AgentRecord;

@@ -31,6 +31,9 @@ pub enum StoreError {
     /// The invitation or setup code is unknown, used or expired.
     #[error("the invitation code is unknown, used or expired")]
     InvalidInvitation,
+    /// The user has as many enrollments waiting for a decision as they may.
+    #[error("{limit} agents are already waiting for their enrollment to be decided")]
+    TooManyEnrollments { limit: usize },
     /// The agent has as many pending requests as it may.
     #[error("the agent already has {limit} pending requests, the most it may have")]
     TooManyPending { limit: usize },
@@ -77,8 +80,10 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> Result<Option<InvitationRecord>, StoreError>;
     /// Atomically: consumes the invitation (which must exist, be unexpired at `now`, and be for
-    /// `user` when it names one), creates `user` if it does not exist (a setup code may only
-    /// create a user that does not exist yet: `AlreadyExists("user")`), and adds the passkey.
+    /// `user` when it names one), creates `user` with the passkey. An invitation only ever
+    /// creates a user: `AlreadyExists("user")` when `user` exists (so every other invitation for
+    /// a name dies when that user is created), and a setup code (naming no user) is
+    /// `InvalidInvitation` once any user exists. Refused, the invitation stays unused.
     async fn redeem_invitation(
         &self,
         code_sha256: &str,
@@ -89,6 +94,8 @@ pub trait Store: Send + Sync + 'static {
     /// Adds a passkey to an existing user (`NotFound("user")` otherwise); a credential id already
     /// registered is `AlreadyExists("passkey")`.
     async fn add_passkey(&self, passkey: &PasskeyRecord) -> Result<(), StoreError>;
+    /// Makes `user` an admin or not; `NotFound("user")` when there is no such user.
+    async fn set_admin(&self, user: &UserId, admin: bool) -> Result<UserRecord, StoreError>;
     async fn passkeys(&self, user: &UserId) -> Result<Vec<PasskeyRecord>, StoreError>;
     async fn passkey(&self, credential_id: &str) -> Result<Option<PasskeyRecord>, StoreError>;
     /// Replaces a stored passkey (counter and last use after an assertion).
@@ -128,6 +135,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Adds an agent; an agent with the same id is `AlreadyExists("agent")`.
     async fn add_agent(&self, agent: &AgentRecord) -> Result<(), StoreError>;
+    /// Adds an agent that asked to enroll (status pending, with its enrollment's expiry) unless
+    /// an agent with its id exists at `now` (`AlreadyExists("agent")`) or its user already has
+    /// `max_enrolling` agents whose enrollment is pending at `now` (`TooManyEnrollments`). In
+    /// the same step the user's agents whose enrollment expired undecided are deleted.
+    async fn add_enrolling_agent(
+        &self,
+        agent: &AgentRecord,
+        max_enrolling: usize,
+        now: i64,
+    ) -> Result<(), StoreError>;
     async fn agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError>;
     /// Agents of `user`, or every agent when `None`.
     async fn agents(&self, user: Option<&UserId>) -> Result<Vec<AgentRecord>, StoreError>;
@@ -166,7 +183,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<ApprovalRecord, StoreError>;
     /// Marks the token delivered if the request is approved, not yet delivered and not expired at
     /// `now`, and returns [`Collection::Deliver`]; of two concurrent collections exactly one gets
-    /// it. Otherwise returns the record unchanged.
+    /// it. Otherwise returns the record unchanged. A deliverable token whose agent is not active
+    /// is `AgentInactive`: the agent's status is read in the same step, so a suspension or
+    /// revocation before the collection always stops the token.
     async fn collect_token(&self, id: &ApprovalId, now: i64) -> Result<Collection, StoreError>;
     /// How many requests, of every user and agent, are pending at `now` (stored as pending and
     /// not expired): the gateway's `handsign_pending_requests` gauge, read at each scrape. A

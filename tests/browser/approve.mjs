@@ -1,5 +1,6 @@
-// A person in Chromium, driven by tests/browser.rs: registers a passkey on the setup page, then
-// opens an approval page, checks what it shows, and approves.
+// A person in Chromium, driven by tests/browser.rs: registers a passkey on the setup page, logs
+// in again without typing a name, then opens an approval page, checks what it shows, and
+// approves.
 //
 //   node approve.mjs SETUP_URL OUTPUT_DIR PROFILE_DIR
 //
@@ -38,6 +39,19 @@ async function hear(what) {
   const { value, done } = await stdin.next();
   if (done) throw new Error(`stdin closed while waiting for ${what}`);
   return JSON.parse(value);
+}
+
+// Logs in again on a fresh session with the passkey alone: no user name typed, the passkey
+// names the account (the setup page made it discoverable).
+async function logInWithoutAName({ context, page, checkNoTrouble }) {
+  await context.clearCookies();
+  await page.goto(new URL("/login", setupUrl).href);
+  await page.locator("#login-button:enabled").waitFor();
+  await page.locator("#login-button").click();
+  await page.waitForURL((url) => url.pathname === "/");
+  const text = await page.locator("body").innerText();
+  check(text.includes(USER), `the dashboard after logging in does not name ${USER}: ${text}`);
+  checkNoTrouble("login page");
 }
 
 async function approve({ page, checkNoTrouble }, approvalUrl) {
@@ -112,6 +126,7 @@ await run({
   open: () => openBrowser({ profile }),
   main: async (browser) => {
     await register(browser, setupUrl, USER);
+    await logInWithoutAName(browser);
     tell("registered");
     const { approval_url: approvalUrl } = await hear("the approval URL");
     tell("approved", await approve(browser, approvalUrl));

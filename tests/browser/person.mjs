@@ -76,7 +76,11 @@ export async function openBrowser({ profile, origin, permissions = [] }) {
     }
   });
   page.on("requestfailed", (request) => {
-    trouble.failedRequests.push(`${request.url()}: ${request.failure()?.errorText}`);
+    const error = request.failure()?.errorText;
+    // Leaving a page cancels what it still had open (the dashboard's event stream): that is
+    // the browser's doing, not a failure a person would see.
+    if (error === "net::ERR_ABORTED") return;
+    trouble.failedRequests.push(`${request.url()}: ${error}`);
   });
 
   const cdp = await context.newCDPSession(page);

@@ -42,6 +42,9 @@ pub fn serve_args(data_dir: &std::path::Path, public_url: &str) -> ServeArgs {
             max_ttl: 3600,
             max_pending_per_agent: 20,
             agent_requests_per_minute: 1000,
+            user_prompts_per_minute: 1000,
+            max_pending_enrollments: 5,
+            enrollments_per_minute: 1000,
         },
         redis_url: None,
         log_format: LogFormat::Text,
@@ -127,9 +130,12 @@ impl TestGateway {
         }
     }
 
-    /// Registers `name` from a fresh setup or invitation code with a new software passkey.
+    /// Registers `name` with a new software passkey: the first user from a setup code, the
+    /// others from an invitation, as an operator would.
     pub async fn register(&self, name: &str) -> Person {
-        let code = handsign::invitations::issue(self.store.as_ref(), None)
+        let first = self.store.count_users().await.unwrap() == 0;
+        let invited = (!first).then(|| UserId::parse(name).unwrap());
+        let code = handsign::invitations::issue(self.store.as_ref(), invited)
             .await
             .unwrap();
         self.client.register_with(&code, name).await
@@ -146,6 +152,7 @@ impl TestGateway {
                 public_jwk: Some(key.public_key().to_jwk()),
                 status: AgentStatus::Active,
                 created_at: handsign::clock::now(),
+                enrollment_expires_at: None,
             })
             .await
             .unwrap();
@@ -211,32 +218,54 @@ impl GatewayClient {
         .await
     }
 
-    /// Runs `person`'s passkey over the options for `decision` on `id`; returns the credential.
+    /// Runs `person`'s passkey over the options for `decision` on `id`; returns the assertion:
+    /// `{"ceremony", "credential"}`, what the page sends back.
     pub async fn assert(&self, person: &mut Person, id: &str, decision: &str) -> Value {
         let (status, options) = self.options(id, decision).await;
         assert_eq!(status, StatusCode::OK, "{options}");
-        let rcr: RequestChallengeResponse = serde_json::from_value(options).unwrap();
-        serde_json::to_value(
-            person
-                .passkey
-                .do_authentication(self.origin(), rcr)
-                .unwrap(),
-        )
-        .unwrap()
+        let rcr: RequestChallengeResponse =
+            serde_json::from_value(json!({"publicKey": options["publicKey"]})).unwrap();
+        let credential = person
+            .passkey
+            .do_authentication(self.origin(), rcr)
+            .unwrap();
+        json!({"ceremony": options["ceremony"], "credential": credential})
     }
 
-    /// Sends a decision with `credential`.
-    pub async fn submit(
-        &self,
-        id: &str,
-        decision: &str,
-        credential: &Value,
-    ) -> (StatusCode, Value) {
+    /// Sends a decision with `assertion` (see [`Self::assert`]).
+    pub async fn submit(&self, id: &str, decision: &str, assertion: &Value) -> (StatusCode, Value) {
         self.browser_post(
             &format!("/approve/{id}"),
-            &json!({"decision": decision, "credential": credential}),
+            &json!({
+                "decision": decision,
+                "ceremony": assertion["ceremony"],
+                "credential": assertion["credential"],
+            }),
         )
         .await
+    }
+
+    /// `person`'s fresh assertion for the sensitive action `purpose`, from the browser with
+    /// session `cookie`: the `step_up` that action's request carries.
+    pub async fn step_up(&self, person: &mut Person, cookie: &str, purpose: Value) -> Value {
+        let response = self
+            .http
+            .post(format!("{}/webauthn/step-up/options", self.url))
+            .header("origin", &self.public)
+            .header("cookie", cookie)
+            .json(&json!({"purpose": purpose}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let options: Value = response.json().await.unwrap();
+        let rcr: RequestChallengeResponse =
+            serde_json::from_value(json!({"publicKey": options["publicKey"]})).unwrap();
+        let credential = person
+            .passkey
+            .do_authentication(self.origin(), rcr)
+            .unwrap();
+        json!({"ceremony": options["ceremony"], "credential": credential})
     }
 
     /// `person` decides request `id` with their passkey, as the approval page does.

@@ -82,9 +82,18 @@ pub struct Expected<'a> {
 pub struct VerifiedProof {
     /// RFC 7638 thumbprint of the proof's key: the agent id, and the token's `cnf.jkt`.
     pub jkt: String,
-    /// To be remembered until `iat + MAX_PROOF_AGE_SECS`, and refused if seen again.
+    /// To be remembered until [`VerifiedProof::fresh_until`], and refused if seen again.
     pub jti: String,
     pub iat: i64,
+}
+
+impl VerifiedProof {
+    /// The first second at which no verifier accepts this proof any more: a verifier accepts it
+    /// while `now <= iat + MAX_PROOF_AGE_SECS`. Remembering its `jti` until then, and no less,
+    /// refuses every replay.
+    pub fn fresh_until(&self) -> i64 {
+        self.iat.saturating_add(MAX_PROOF_AGE_SECS + 1)
+    }
 }
 
 /// Why a proof was refused.
@@ -203,6 +212,28 @@ mod tests {
         let verified = verify(&proof, &expected(1010)).unwrap();
         assert_eq!(verified.jkt, key.kid());
         assert_eq!(verified.iat, 1000);
+    }
+
+    #[test]
+    fn a_proof_is_never_fresh_at_or_after_fresh_until() {
+        let key = SigningKey::from_seed(&[5; 32]);
+        // Proofs dated anywhere in the window around the moment they are first seen, t0: every
+        // later moment a verifier still accepts one must come before its jti may be forgotten.
+        let t0 = 10_000;
+        for offset in -MAX_PROOF_AGE_SECS - 1..=MAX_PROOF_AGE_SECS + 1 {
+            let proof = create(&key, "POST", URL, t0 + offset, None).unwrap();
+            let Ok(first) = verify(&proof, &expected(t0)) else {
+                continue;
+            };
+            for now in t0..t0 + 4 * MAX_PROOF_AGE_SECS {
+                if verify(&proof, &expected(now)).is_ok() {
+                    assert!(
+                        now < first.fresh_until(),
+                        "offset {offset}, accepted at {now}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

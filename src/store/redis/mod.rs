@@ -120,6 +120,33 @@ impl RedisStore {
     }
 
     /// The user a request or an agent belongs to, from its pointer.
+    /// Claims an agent id for its user (written once, never changed); a claim left by an
+    /// earlier attempt for the same user is taken over.
+    async fn claim_agent_id(&self, agent: &AgentRecord) -> Result<(), StoreError> {
+        let pointer = self.keys.agent_owner(&agent.id);
+        let claimed: bool = self
+            .query(
+                redis::cmd("SET")
+                    .arg(&pointer)
+                    .arg(agent.user.as_str())
+                    .arg("NX"),
+            )
+            .await
+            .map(|reply: Option<String>| reply.is_some())?;
+        if !claimed && self.owner(pointer).await?.as_ref() != Some(&agent.user) {
+            return Err(StoreError::AlreadyExists("agent"));
+        }
+        Ok(())
+    }
+
+    /// Enters an added agent in the operator's listing of every agent.
+    async fn list_agent(&self, id: &str) -> Result<(), StoreError> {
+        let _: i64 = self
+            .query(redis::cmd("SADD").arg(self.keys.all_agents()).arg(id))
+            .await?;
+        Ok(())
+    }
+
     async fn owner(&self, pointer: String) -> Result<Option<UserId>, StoreError> {
         let owner: Option<String> = self.query(redis::cmd("GET").arg(pointer)).await?;
         owner
@@ -423,6 +450,24 @@ impl Store for RedisStore {
         }
     }
 
+    async fn set_admin(&self, user: &UserId, admin: bool) -> Result<UserRecord, StoreError> {
+        let mut record = self.user(user).await?.ok_or(StoreError::NotFound("user"))?;
+        record.admin = admin;
+        let (outcome, _) = self
+            .run(
+                scripts::REPLACE_USER
+                    .key(self.keys.users())
+                    .arg(user.as_str())
+                    .arg(to_json(&record)?),
+            )
+            .await?;
+        match outcome.as_str() {
+            "ok" => Ok(record),
+            "not_found" => Err(StoreError::NotFound("user")),
+            other => Err(unexpected(other)),
+        }
+    }
+
     async fn passkeys(&self, user: &UserId) -> Result<Vec<PasskeyRecord>, StoreError> {
         let mut ids: Vec<String> = self
             .query(redis::cmd("SMEMBERS").arg(self.keys.passkeys_of(user)))
@@ -580,21 +625,7 @@ impl Store for RedisStore {
     }
 
     async fn add_agent(&self, agent: &AgentRecord) -> Result<(), StoreError> {
-        // The id is claimed for the user first (written once, never changed); a claim left by
-        // an earlier attempt for the same user is taken over.
-        let pointer = self.keys.agent_owner(&agent.id);
-        let claimed: bool = self
-            .query(
-                redis::cmd("SET")
-                    .arg(&pointer)
-                    .arg(agent.user.as_str())
-                    .arg("NX"),
-            )
-            .await
-            .map(|reply: Option<String>| reply.is_some())?;
-        if !claimed && self.owner(pointer).await?.as_ref() != Some(&agent.user) {
-            return Err(StoreError::AlreadyExists("agent"));
-        }
+        self.claim_agent_id(agent).await?;
         let (outcome, _) = self
             .run(
                 scripts::ADD_AGENT
@@ -606,18 +637,47 @@ impl Store for RedisStore {
             )
             .await?;
         match outcome.as_str() {
-            "ok" => {}
-            "exists" => return Err(StoreError::AlreadyExists("agent")),
-            other => return Err(unexpected(other)),
+            "ok" => self.list_agent(&agent.id).await,
+            "exists" => Err(StoreError::AlreadyExists("agent")),
+            other => Err(unexpected(other)),
         }
-        let _: i64 = self
-            .query(
-                redis::cmd("SADD")
-                    .arg(self.keys.all_agents())
-                    .arg(&agent.id),
+    }
+
+    /// A key that once enrolled for one user cannot enroll for another: its id stays claimed
+    /// for the first (see [`Self::add_agent`]).
+    async fn add_enrolling_agent(
+        &self,
+        agent: &AgentRecord,
+        max_enrolling: usize,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let enrolling_until = agent.enrollment_expires_at.ok_or_else(|| {
+            StoreError::Unavailable(
+                "redis: an enrolling agent needs its enrollment's expiry".into(),
+            )
+        })?;
+        self.claim_agent_id(agent).await?;
+        let (outcome, _) = self
+            .run(
+                scripts::ADD_ENROLLING_AGENT
+                    .key(self.keys.agent(&agent.user, &agent.id))
+                    .key(self.keys.agents_of(&agent.user))
+                    .arg(self.keys.user_slot(&agent.user))
+                    .arg(&agent.id)
+                    .arg(to_json(agent)?)
+                    .arg(now)
+                    .arg(max_enrolling)
+                    .arg(enrolling_until),
             )
             .await?;
-        Ok(())
+        match outcome.as_str() {
+            "ok" => self.list_agent(&agent.id).await,
+            "exists" => Err(StoreError::AlreadyExists("agent")),
+            "too_many" => Err(StoreError::TooManyEnrollments {
+                limit: max_enrolling,
+            }),
+            other => Err(unexpected(other)),
+        }
     }
 
     async fn agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError> {
@@ -815,10 +875,16 @@ impl Store for RedisStore {
             .run(
                 scripts::COLLECT_TOKEN
                     .key(self.keys.decision(&created.user, id))
+                    .key(self.keys.agent(&created.user, &created.agent))
                     .arg(now)
                     .arg(COLLECT_WITHIN_SECS),
             )
             .await?;
+        if outcome == "agent_inactive" {
+            let status = rest.first().map(|status| String::from_utf8_lossy(status));
+            let status = status.as_deref().unwrap_or("revoked");
+            return Err(StoreError::AgentInactive(parse_agent_status(status)?));
+        }
         let approval = Fields::from_flat(rest)?.decided(created)?;
         match outcome.as_str() {
             "deliver" => Ok(Collection::Deliver(approval)),

@@ -79,9 +79,10 @@ return all
     )
 });
 
-/// Marks an approved request's token delivered, once, if it is collected in time. Answers the
-/// decision hash (empty while the request is undecided).
-/// KEYS: the request's decision. ARGV: now, seconds an approval may wait for collection.
+/// Marks an approved request's token delivered, once, if it is collected in time by an agent
+/// that is active. Answers the decision hash (empty while the request is undecided).
+/// KEYS: the request's decision, its agent. ARGV: now, seconds an approval may wait for
+/// collection.
 pub static COLLECT_TOKEN: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -89,6 +90,8 @@ local now = tonumber(ARGV[1])
 local f = redis.call('HMGET', KEYS[1], 'status', 'decided_at', 'delivered_at')
 local outcome = 'unchanged'
 if f[1] == 'approved' and not f[3] and now < tonumber(f[2]) + tonumber(ARGV[2]) then
+  local agent_status = redis.call('HGET', KEYS[2], 'status') or 'revoked'
+  if agent_status ~= 'active' then return {'agent_inactive', agent_status} end
   redis.call('HSET', KEYS[1], 'delivered_at', ARGV[1])
   outcome = 'deliver'
 end
@@ -165,8 +168,51 @@ return {'ok'}
     )
 });
 
-/// Consumes an invitation live at `now` and, in the same step, creates the user if needed and
-/// adds the passkey. Anything refused leaves the invitation unused.
+/// Adds an agent that asked to enroll, unless an agent with its id exists or the user has
+/// `max` agents whose enrollment is pending; deletes the user's agents whose enrollment expired
+/// undecided. KEYS: agent, the user's agent set. ARGV: user prefix, agent id, record, now, max,
+/// when the enrollment expires.
+pub static ADD_ENROLLING_AGENT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local slot, id, now, max = ARGV[1], ARGV[2], tonumber(ARGV[4]), tonumber(ARGV[5])
+local function expired(key)
+  local f = redis.call('HMGET', key, 'status', 'enrolling_until')
+  return f[1] == 'pending' and f[2] and now >= tonumber(f[2])
+end
+if redis.call('EXISTS', KEYS[1]) == 1 and not expired(KEYS[1]) then return {'exists'} end
+local enrolling = 0
+for _, other in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  local key = slot .. 'agent:' .. other
+  if expired(key) then
+    redis.call('DEL', key)
+    redis.call('SREM', KEYS[2], other)
+  elseif redis.call('HGET', key, 'status') == 'pending' then
+    enrolling = enrolling + 1
+  end
+end
+if enrolling >= max then return {'too_many'} end
+redis.call('HSET', KEYS[1], 'record', ARGV[3], 'status', 'pending', 'enrolling_until', ARGV[6])
+redis.call('SADD', KEYS[2], id)
+return {'ok'}
+"#,
+    )
+});
+
+/// Replaces a user's record if the user exists.
+/// KEYS: users. ARGV: user id, record.
+pub static REPLACE_USER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return {'not_found'} end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return {'ok'}
+"#,
+    )
+});
+
+/// Consumes an invitation live at `now` and, in the same step, creates the user with the
+/// passkey. Anything refused leaves the invitation unused.
 /// KEYS: invitation, users, passkey, the user's passkey set. ARGV: now, user id, user record,
 /// credential id, passkey record.
 pub static REDEEM_INVITATION: LazyLock<Script> = LazyLock::new(|| {
@@ -176,12 +222,13 @@ local now, user = tonumber(ARGV[1]), ARGV[2]
 local invitation = redis.call('HMGET', KEYS[1], 'user', 'expires_at')
 if not invitation[2] or now >= tonumber(invitation[2]) then return {'invalid'} end
 if invitation[1] ~= '' and invitation[1] ~= user then return {'invalid'} end
-local exists = redis.call('HEXISTS', KEYS[2], user) == 1
--- The setup code names no user: it must not hand over an existing one.
-if exists and invitation[1] == '' then return {'user_exists'} end
+-- A setup code works only while there is no user at all.
+if invitation[1] == '' and redis.call('HLEN', KEYS[2]) > 0 then return {'invalid'} end
+-- An invitation creates a user; it never adds a passkey to an existing one.
+if redis.call('HEXISTS', KEYS[2], user) == 1 then return {'user_exists'} end
 if redis.call('EXISTS', KEYS[3]) == 1 then return {'passkey_exists'} end
 redis.call('DEL', KEYS[1])
-if not exists then redis.call('HSET', KEYS[2], user, ARGV[3]) end
+redis.call('HSET', KEYS[2], user, ARGV[3])
 redis.call('HSET', KEYS[3], 'user', user, 'record', ARGV[5])
 redis.call('SADD', KEYS[4], ARGV[4])
 return {'ok'}
