@@ -44,6 +44,8 @@ fn main() {
         let gateway = TestGateway::start_with(|args| {
             args.limits.agent_requests_per_minute = 1_000_000;
             args.limits.max_pending_per_agent = 1_000_000;
+            args.limits.user_prompts_per_minute = 1_000_000;
+            args.limits.ceremonies_per_minute = 1_000_000;
             args.danger_allow_http_push_endpoints = true;
         })
         .await;

@@ -128,6 +128,8 @@ fn selected(part: &str) -> bool {
 fn raise_limits(args: &mut ServeArgs) {
     args.limits.agent_requests_per_minute = 1_000_000;
     args.limits.max_pending_per_agent = 1_000_000;
+    args.limits.user_prompts_per_minute = 1_000_000;
+    args.limits.ceremonies_per_minute = 1_000_000;
 }
 
 /// A person and an agent acting for them.

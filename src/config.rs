@@ -84,6 +84,15 @@ pub struct RequestLimits {
     /// Most enrollment requests per minute from one client address, and for one person.
     #[arg(long, env = "HANDSIGN_ENROLLMENTS_PER_MINUTE", default_value_t = 5)]
     pub enrollments_per_minute: u64,
+    /// Most passkey ceremonies (login, registration, decision) one client address may start per
+    /// minute: each keeps its state in the store until finished or expired.
+    #[arg(long, env = "HANDSIGN_CEREMONIES_PER_MINUTE", default_value_t = 60)]
+    pub ceremonies_per_minute: u64,
+    /// The header in which the reverse proxy in front of the gateway puts the client's address
+    /// (e.g. X-Forwarded-For; its last address counts). Without it, limits per address count the
+    /// TCP peer, which behind a proxy is the proxy. Set it only when a proxy you run sets it.
+    #[arg(long, env = "HANDSIGN_CLIENT_ADDRESS_HEADER")]
+    pub client_address_header: Option<String>,
 }
 
 impl RequestLimits {

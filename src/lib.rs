@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod notify;
 pub mod pages;
 pub mod passkeys;
+pub mod rate;
 pub mod routes;
 pub mod secret_file;
 pub mod server;

@@ -4,7 +4,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -28,6 +28,7 @@ use crate::notify::webhooks::{RetryPolicy, Webhooks};
 use crate::notify::webpush::VapidKey;
 use crate::notify::{Notifier, PushSettings};
 use crate::passkeys::Passkeys;
+use crate::rate::PeerAddress;
 use crate::routes;
 use crate::state::AppState;
 use crate::storage::Storage;
@@ -132,10 +133,10 @@ pub async fn run(
             accepted = Listener::accept(&mut listener) => accepted,
             () = &mut shutdown => break,
         };
-        let client = ClientAddress(peer.ip());
+        let peer = PeerAddress(peer.ip());
         let service = service.clone();
         let marked = hyper::service::service_fn(move |mut request: Request<Incoming>| {
-            request.extensions_mut().insert(client);
+            request.extensions_mut().insert(peer);
             hyper::service::Service::call(&service, request)
         });
         let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), marked);
@@ -152,11 +153,6 @@ pub async fn run(
     connections.shutdown().await;
     Ok(())
 }
-
-/// The address a request came from (the TCP peer: behind a reverse proxy, the proxy's), for
-/// limits per client, as a request extension.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientAddress(pub IpAddr);
 
 /// Builds the gateway's state from its configuration and storage: signing key, store, events. Every
 /// use of `store` by the gateway goes through an [`InstrumentedStore`] that records it in the

@@ -321,3 +321,71 @@ async fn an_agent_suspended_while_it_waits_gets_no_token() {
         approval.state
     );
 }
+
+/// Starts login ceremonies from `http` (with `forwarded` as X-Forwarded-For, if any) until the
+/// gateway answers 429; how many it started.
+async fn logins_until_limited(
+    gateway: &TestGateway,
+    http: &reqwest::Client,
+    forwarded: Option<&str>,
+    limit: usize,
+) -> usize {
+    for started in 0..=2 * limit + 1 {
+        let mut request = http
+            .post(format!("{}/webauthn/login/options", gateway.url))
+            .header("origin", &gateway.public)
+            .json(&json!({}));
+        if let Some(forwarded) = forwarded {
+            request = request.header("x-forwarded-for", forwarded);
+        }
+        let response = request.send().await.unwrap();
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            assert!(response.headers().contains_key("retry-after"));
+            return started;
+        }
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    panic!("never limited");
+}
+
+#[tokio::test]
+async fn passkey_ceremonies_that_anyone_may_start_are_limited_per_address() {
+    let gateway = TestGateway::start_with(|args| args.limits.ceremonies_per_minute = 3).await;
+    let started = logins_until_limited(&gateway, &client_from("127.0.0.1"), None, 3).await;
+    assert!((3..=6).contains(&started), "{started}");
+    // Another address starts its own.
+    let response = client_from("127.0.0.2")
+        .post(format!("{}/webauthn/login/options", gateway.url))
+        .header("origin", &gateway.public)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn behind_a_proxy_the_address_it_adds_is_the_one_counted() {
+    let gateway = TestGateway::start_with(|args| {
+        args.limits.ceremonies_per_minute = 3;
+        args.limits.client_address_header = Some("x-forwarded-for".into());
+    })
+    .await;
+    let http = reqwest::Client::new();
+    // Whatever a client puts first, the proxy's last entry decides.
+    let started = logins_until_limited(&gateway, &http, Some("1.2.3.4, 203.0.113.7"), 3).await;
+    assert!((3..=6).contains(&started), "{started}");
+    let started = logins_until_limited(&gateway, &http, Some("1.2.3.4, 203.0.113.8"), 3).await;
+    assert!((3..=6).contains(&started), "{started}");
+
+    let response = http
+        .post(format!("{}/webauthn/login/options", gateway.url))
+        .header("origin", &gateway.public)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["error"], "no_client_address");
+}

@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -24,8 +24,8 @@ use crate::domain::{
 use crate::error::ApiError;
 use crate::events;
 use crate::metrics::RequestOutcome;
+use crate::rate::{ClientAddress, Rate, check_rate};
 use crate::routes::parse_json;
-use crate::server::ClientAddress;
 use crate::state::AppState;
 use crate::store::{Collection, StoreError};
 
@@ -126,63 +126,6 @@ async fn request_approval(
     state.notifier.approval_created(&approval);
     tracing::info!(id = %approval.id, agent = %agent.id, action = %approval.action, "approval requested");
     Ok((StatusCode::CREATED, Json(created_json(state, &approval))).into_response())
-}
-
-/// What a rate limit counts, per minute.
-enum Rate<'a> {
-    /// Requests created by one agent.
-    Agent(&'a str),
-    /// Prompts a person is asked to decide, from all their agents and enrollments.
-    Prompts(&'a UserId),
-    /// Enrollment requests from one client address.
-    EnrollmentsFrom(std::net::IpAddr),
-    /// Enrollment requests for one person.
-    EnrollmentsFor(&'a UserId),
-}
-
-impl Rate<'_> {
-    /// The counter's key and limit, and what the limit is, for the refusal.
-    fn counter(&self, limits: &crate::config::RequestLimits) -> (String, u64, String) {
-        match self {
-            Rate::Agent(agent) => (
-                format!("rate:{agent}"),
-                limits.agent_requests_per_minute,
-                "requests this agent may create".into(),
-            ),
-            Rate::Prompts(user) => (
-                format!("prompts:{user}"),
-                limits.user_prompts_per_minute,
-                format!("requests {user} may be asked to decide, from all their agents,"),
-            ),
-            Rate::EnrollmentsFrom(address) => (
-                format!("enroll-from:{address}"),
-                limits.enrollments_per_minute,
-                "enrollment requests from one address".into(),
-            ),
-            Rate::EnrollmentsFor(user) => (
-                format!("enroll-for:{user}"),
-                limits.enrollments_per_minute,
-                format!("enrollment requests for {user}"),
-            ),
-        }
-    }
-}
-
-/// Counts one event against `rate` and refuses it (429 with `Retry-After`) past the limit.
-async fn check_rate(state: &AppState, rate: Rate<'_>, now: i64) -> Result<(), ApiError> {
-    let (key, limit, what) = rate.counter(&state.limits);
-    let window_start = now - now.rem_euclid(60);
-    let count = state.store.count_in_window(&key, window_start, 60).await?;
-    if count > limit {
-        let retry = u64::try_from(window_start + 60 - now).unwrap_or(1).max(1);
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            format!("at most {limit} {what} per minute; try again in {retry} s"),
-        )
-        .with_retry_after(retry));
-    }
-    Ok(())
 }
 
 fn params_error(error: CanonicalError) -> ApiError {
@@ -498,7 +441,7 @@ struct EnrollRequest {
 /// Asks the user to approve this key as an agent acting for them.
 async fn enroll(
     State(state): State<AppState>,
-    Extension(client): Extension<ClientAddress>,
+    client: ClientAddress,
     proof: Proof,
     body: Bytes,
 ) -> Result<Response, ApiError> {

@@ -26,6 +26,7 @@ use crate::domain::{
 use crate::error::ApiError;
 use crate::metrics::{DecisionOutcome, DecisionRefusal};
 use crate::pages::approve::ApprovePage;
+use crate::rate::{ClientAddress, Rate, check_rate};
 use crate::routes::{parse_json, passkeys_of, record_passkey_use, require_same_origin};
 use crate::state::AppState;
 
@@ -104,11 +105,13 @@ fn require_pending(approval: &ApprovalRecord, now: i64) -> Result<(), ApiError> 
 
 async fn options(
     State(state): State<AppState>,
+    client: ClientAddress,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     require_same_origin(&headers, &state.public.origin)?;
+    check_rate(&state, Rate::CeremoniesFrom(client.0), clock::now()).await?;
     let request: OptionsRequest = parse_json(&body)?;
     let approval = load(&state, &id).await?;
     let now = clock::now();

@@ -22,6 +22,7 @@ use crate::clock;
 use crate::domain::{AgentStatus, PasskeyRecord, UserId, UserRecord, random_bytes};
 use crate::error::ApiError;
 use crate::passkeys::CeremonyError;
+use crate::rate::{ClientAddress, Rate, check_rate};
 use crate::routes::{parse_json, passkeys_of, record_passkey_use, require_same_origin};
 use crate::session::{self, SessionUser};
 use crate::state::AppState;
@@ -70,11 +71,13 @@ struct PendingRegistration {
 
 async fn register_options(
     State(state): State<AppState>,
+    client: ClientAddress,
     session: Option<SessionUser>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     require_same_origin(&headers, &state.public.origin)?;
+    check_rate(&state, Rate::CeremoniesFrom(client.0), clock::now()).await?;
     let request: RegisterOptionsRequest = parse_json(&body)?;
     let now = clock::now();
     let (user, code_sha256, first_user) = match (request.code, session) {
@@ -274,10 +277,12 @@ enum PendingLogin {
 
 async fn login_options(
     State(state): State<AppState>,
+    client: ClientAddress,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     require_same_origin(&headers, &state.public.origin)?;
+    check_rate(&state, Rate::CeremoniesFrom(client.0), clock::now()).await?;
     let request: LoginOptionsRequest = parse_json(&body)?;
     let user = request
         .user
@@ -404,11 +409,13 @@ struct StepUpOptionsRequest {
 /// Starts a step-up: an assertion by one of the logged-in person's passkeys, for `purpose`.
 async fn step_up_options(
     State(state): State<AppState>,
+    client: ClientAddress,
     SessionUser(user): SessionUser,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     require_same_origin(&headers, &state.public.origin)?;
+    check_rate(&state, Rate::CeremoniesFrom(client.0), clock::now()).await?;
     let request: StepUpOptionsRequest = parse_json(&body)?;
     let passkeys = passkeys_of(&state, &user).await?;
     let (options, login) = state
