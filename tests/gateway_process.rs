@@ -142,3 +142,39 @@ fn sigterm_stops_the_gateway_cleanly() {
     assert!(exit.success(), "{exit:?}");
     assert!(!handsign::admin::socket_path(data.path()).exists());
 }
+
+#[test]
+fn logs_written_to_a_file_carry_no_colour_codes() {
+    use std::io::{BufRead as _, BufReader};
+    let data = tempfile::tempdir().unwrap();
+    let log_path = data.path().join("gateway.log");
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_handsign"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--public-url", &format!("http://localhost:{port}")])
+        .arg("--data-dir")
+        .arg(data.path().join("data"))
+        .env("HANDSIGN_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    for line in stdout.lines() {
+        if line.unwrap().contains("listening on") {
+            break;
+        }
+    }
+    // SIGTERM: the gateway logs that it shuts down, and exits.
+    Command::new("kill")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("gateway listening"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a log file: {log:?}"
+    );
+}
