@@ -55,31 +55,75 @@ pub enum Command {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "answer", rename_all = "snake_case")]
 pub enum Answer {
-    Invitation { user: String, url: String },
-    User { user: String, admin: bool },
-    Agent { agent: Box<AgentRecord> },
-    Agents { agents: Vec<AgentRecord> },
-    Refused { message: String },
+    Invitation {
+        user: String,
+        url: String,
+    },
+    User {
+        user: String,
+        admin: bool,
+    },
+    Agent {
+        agent: Box<AgentRecord>,
+    },
+    Agents {
+        agents: Vec<AgentRecord>,
+    },
+    /// The command is refused (a name taken, an agent revoked): the message says why.
+    Refused {
+        message: String,
+    },
+    /// The store could not be reached: nothing was done, and the command may be tried again.
+    Unavailable {
+        message: String,
+    },
+}
+
+/// Why a command was not carried out.
+enum Failure {
+    Refused(String),
+    Unavailable(String),
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure::Refused(message)
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(detail) => Failure::Unavailable(detail),
+            other => Failure::Refused(other.to_string()),
+        }
+    }
 }
 
 /// Carries out `command` on `store`.
 pub async fn execute(store: &dyn Store, public: &PublicUrl, command: Command) -> Answer {
     match run(store, public, command).await {
         Ok(answer) => answer,
-        Err(message) => Answer::Refused { message },
+        Err(Failure::Refused(message)) => Answer::Refused { message },
+        Err(Failure::Unavailable(detail)) => {
+            tracing::error!(%detail, "operator command: storage unavailable");
+            Answer::Unavailable {
+                message: format!("storage unavailable, nothing was done: {detail}"),
+            }
+        }
     }
 }
 
-async fn run(store: &dyn Store, public: &PublicUrl, command: Command) -> Result<Answer, String> {
+async fn run(store: &dyn Store, public: &PublicUrl, command: Command) -> Result<Answer, Failure> {
     let now = clock::now();
-    let store_error = |e: StoreError| e.to_string();
+    let store_error = Failure::from;
     match command {
         Command::InviteUser { user } => {
             let user = UserId::parse(&user).map_err(|e| e.to_string())?;
             if store.user(&user).await.map_err(store_error)?.is_some() {
-                return Err(format!(
+                return Err(Failure::Refused(format!(
                     "{user} already exists; they can add passkeys from the dashboard"
-                ));
+                )));
             }
             let code = invitations::issue(store, Some(user.clone()))
                 .await
@@ -92,8 +136,8 @@ async fn run(store: &dyn Store, public: &PublicUrl, command: Command) -> Result<
         Command::SetAdmin { user, admin } => {
             let user = UserId::parse(&user).map_err(|e| e.to_string())?;
             let record = store.set_admin(&user, admin).await.map_err(|e| match e {
-                StoreError::NotFound(_) => format!("no user {user}"),
-                other => other.to_string(),
+                StoreError::NotFound(_) => Failure::Refused(format!("no user {user}")),
+                other => other.into(),
             })?;
             Ok(Answer::User {
                 user: record.id.to_string(),
@@ -103,7 +147,9 @@ async fn run(store: &dyn Store, public: &PublicUrl, command: Command) -> Result<
         Command::AddAgent { name, user, key } => {
             let user = UserId::parse(&user).map_err(|e| e.to_string())?;
             if store.user(&user).await.map_err(store_error)?.is_none() {
-                return Err(format!("no user {user}; invite them first"));
+                return Err(Failure::Refused(format!(
+                    "no user {user}; invite them first"
+                )));
             }
             let name = parse_agent_name(&name)?;
             let (id, public_jwk) = agent_key(&key)?;
@@ -128,7 +174,9 @@ async fn run(store: &dyn Store, public: &PublicUrl, command: Command) -> Result<
         }
         Command::SetAgentStatus { agent, status } => {
             if status == AgentStatus::Pending {
-                return Err("an agent cannot be set back to pending".into());
+                return Err(Failure::Refused(
+                    "an agent cannot be set back to pending".into(),
+                ));
             }
             let current = store
                 .agent(&agent)
@@ -136,7 +184,9 @@ async fn run(store: &dyn Store, public: &PublicUrl, command: Command) -> Result<
                 .map_err(store_error)?
                 .ok_or_else(|| format!("no agent {agent}"))?;
             if current.status == AgentStatus::Revoked {
-                return Err(format!("agent {agent} is revoked for good"));
+                return Err(Failure::Refused(format!(
+                    "agent {agent} is revoked for good"
+                )));
             }
             let agent = store
                 .set_agent_status(&agent, status, now)
@@ -232,4 +282,31 @@ pub async fn send(data_dir: &Path, command: &Command) -> std::io::Result<Option<
     serde_json::from_str(&line)
         .map(Some)
         .map_err(std::io::Error::other)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::redis::{RedisStore, RedisTarget};
+
+    #[tokio::test]
+    async fn a_store_that_cannot_be_reached_is_not_a_refusal() {
+        let mut redis = handsign_redis_harness::RedisServer::start().await;
+        let target = RedisTarget::parse(redis.url()).unwrap();
+        let store = RedisStore::connect(&target, "test").await.unwrap();
+        let public = PublicUrl::parse(&url::Url::parse("http://localhost:8080").unwrap()).unwrap();
+        redis.stop();
+        let commands = [
+            Command::InviteUser { user: "bob".into() },
+            Command::ListAgents,
+            Command::SetAgentStatus {
+                agent: "a".into(),
+                status: AgentStatus::Revoked,
+            },
+        ];
+        for command in commands {
+            let answer = execute(&store, &public, command).await;
+            assert!(matches!(answer, Answer::Unavailable { .. }), "{answer:?}");
+        }
+    }
 }

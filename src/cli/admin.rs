@@ -173,6 +173,7 @@ async fn run(target: &Target, command: Command) -> anyhow::Result<Outcome> {
             eprintln!("handsign: refused: {message}");
             return Ok(Outcome::Refused);
         }
+        Answer::Unavailable { message } => anyhow::bail!(message),
     }
     Ok(Outcome::Accepted)
 }

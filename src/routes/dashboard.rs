@@ -44,7 +44,7 @@ use crate::routes::webauthn::{Purpose, StepUp, code_hash};
 use crate::routes::{parse_json, require_same_origin};
 use crate::session::{self, SessionUser};
 use crate::state::AppState;
-use crate::store::ApprovalFilter;
+use crate::store::{ApprovalFilter, StoreError};
 
 /// The most pending requests a listing shows (each agent may have only a few pending).
 const PENDING_LIMIT: usize = 200;
@@ -426,6 +426,7 @@ async fn agent_status(
     let agent = match admin::execute(state.store.as_ref(), &state.public, command).await {
         Answer::Agent { agent } => agent,
         Answer::Refused { message } => return Err(ApiError::conflict("refused", message)),
+        Answer::Unavailable { message } => return Err(StoreError::Unavailable(message).into()),
         other => return Err(ApiError::internal(format!("unexpected answer {other:?}"))),
     };
     for id in &cancelled {
@@ -492,6 +493,7 @@ async fn invite(
                 .into_response())
         }
         Answer::Refused { message } => Err(ApiError::conflict("refused", message)),
+        Answer::Unavailable { message } => Err(StoreError::Unavailable(message).into()),
         other => Err(ApiError::internal(format!("unexpected answer {other:?}"))),
     }
 }
