@@ -1,0 +1,202 @@
+"""Every service-side check, with the Rust middleware's codes, on tokens minted here with a
+gateway key; time is the verifier's injected clock, never a sleep."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import pytest
+
+from conftest import REPO
+from handsign import REFUSALS, AgentKey, ApprovalRefused, KeySet, MemoryReplayStore, Verifier
+from handsign import _b64, _jws
+from handsign.canonical import canonicalize, params_sha256
+from handsign.dpop import create_proof
+
+ISSUER = "https://gw.example"
+AUDIENCE = "https://travel.example"
+BODY = b'{"to": "LIS", "price": 120.5}'
+NOW = 1_800_000_000
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def claims(agent: AgentKey, **changes: Any) -> Dict[str, Any]:
+    base: Dict[str, Any] = {
+        "iss": ISSUER, "sub": "alice", "aud": AUDIENCE, "act": {"sub": agent.id},
+        "action": "flights.book", "params_sha256": params_sha256(canonicalize(BODY)),
+        "approval": "req1", "jti": _b64.encode(os.urandom(16)), "iat": NOW, "nbf": NOW,
+        "exp": NOW + 30, "cnf": {"jkt": agent.id},
+    }
+    base.update(changes)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def mint(key: AgentKey, payload: Dict[str, Any], **header: Any) -> str:
+    head = {"alg": "EdDSA", "typ": "handsign-approval+jwt", "kid": key.id, **header}
+    return _jws.sign(key, {k: v for k, v in head.items() if v is not None}, payload)
+
+
+class Setup:
+    def __init__(self) -> None:
+        self.gateway = AgentKey.generate()
+        self.agent = AgentKey.generate()
+        self.clock = Clock(NOW + 1)
+        self.store = MemoryReplayStore(Clock(NOW - 100))
+        self.verifier = Verifier(
+            issuer=ISSUER, audience=AUDIENCE, public_url="https://travel.example",
+            keys=KeySet.of([self.gateway.raw_public]), replay_store=self.store, clock=self.clock,
+        )
+
+    def headers(self, token: str, agent: Optional[AgentKey] = None, method: str = "POST",
+                url: str = "https://travel.example/book") -> List[Tuple[str, str]]:
+        proof = create_proof(agent or self.agent, method, url, int(self.clock.now), token)
+        return [("authorization", f"Approval {token}"), ("dpop", proof)]
+
+    def check(self, headers: List[Tuple[str, str]], body: bytes = BODY,
+              action: str = "flights.book") -> Any:
+        return asyncio.run(self.verifier.verify(
+            action=action, method="POST", path="/book", headers=headers, body=body))
+
+    def refused(self, headers: List[Tuple[str, str]], body: bytes = BODY,
+                action: str = "flights.book") -> ApprovalRefused:
+        with pytest.raises(ApprovalRefused) as refused:
+            self.check(headers, body, action)
+        return refused.value
+
+
+@pytest.fixture
+def s() -> Setup:
+    return Setup()
+
+
+def test_a_good_request_passes_once(s: Setup) -> None:
+    token = mint(s.gateway, claims(s.agent))
+    approved = s.check(s.headers(token))
+    assert approved.claims.approval == "req1" and approved.body == BODY
+    # Same token, fresh proof: refused as a replay.
+    assert s.refused(s.headers(token)).code == "token_replayed"
+
+
+def test_params_are_compared_canonically(s: Setup) -> None:
+    token = mint(s.gateway, claims(s.agent))
+    assert s.check(s.headers(token), body=b'{"price":120.50,"to":"LIS"}')
+
+
+def codes_of(s: Setup, token: str, **kw: Any) -> str:
+    return s.refused(s.headers(token), **kw).code
+
+
+def test_every_token_check_has_its_code(s: Setup) -> None:
+    g, a = s.gateway, s.agent
+    other = AgentKey.generate()
+    cases = {
+        "malformed_token": "a.b",
+        "wrong_alg": mint(g, claims(a), alg="ES256"),
+        "wrong_typ": mint(g, claims(a), typ="JWT"),
+        "unknown_kid": mint(g, claims(a), kid=None),
+        "bad_signature": mint(other, claims(a), kid=g.id),
+        "malformed_claims": mint(g, claims(a, iat="now")),
+        "wrong_issuer": mint(g, claims(a, iss="https://evil.example")),
+        "wrong_audience": mint(g, claims(a, aud="https://other.example")),
+        "expired": mint(g, claims(a, iat=NOW - 40, nbf=NOW - 40, exp=NOW - 10)),
+        "not_yet_valid": mint(g, claims(a, iat=NOW + 20, nbf=NOW + 20, exp=NOW + 40)),
+        "lifetime_too_long": mint(g, claims(a, exp=NOW + 31)),
+        "action_mismatch": mint(g, claims(a, action="flights.cancel")),
+        "params_mismatch": mint(g, claims(a, params_sha256=params_sha256(b"{}"))),
+    }
+    for code, token in cases.items():
+        assert codes_of(s, token) == code, code
+    assert codes_of(s, mint(g, claims(a)), body=b'{"a":1,"a":2}') == "invalid_params"
+    assert len(s.store) == 0, "no refused request consumes a token"
+
+
+def test_unknown_kid_is_named(s: Setup) -> None:
+    assert codes_of(s, mint(s.gateway, claims(s.agent), kid="nope")) == "unknown_kid"
+
+
+def test_expiry_follows_the_verifiers_clock(s: Setup) -> None:
+    token = mint(s.gateway, claims(s.agent))
+    s.clock.now = NOW + 30 + 5  # exp + skew
+    assert codes_of(s, token) == "expired"
+    s.clock.now = NOW + 34
+    assert s.check(s.headers(token))
+
+
+def test_dpop_checks(s: Setup) -> None:
+    token = mint(s.gateway, claims(s.agent))
+    auth = ("authorization", f"Approval {token}")
+    assert s.refused([auth]).code == "dpop_required"
+    assert s.refused(s.headers(token, agent=AgentKey.generate())).code == "dpop_key_mismatch"
+    assert s.refused(s.headers(token, method="GET")).code == "invalid_dpop"
+    assert s.refused(s.headers(token, url="https://travel.example/other")).code == "invalid_dpop"
+    other_token = mint(s.gateway, claims(s.agent))
+    proof_for_other = s.headers(other_token)[1]
+    assert s.refused([auth, proof_for_other]).code == "invalid_dpop"
+    assert s.refused(s.headers(token) + [s.headers(token)[1]]).code == "invalid_dpop"
+    unbound = mint(s.gateway, claims(s.agent, cnf=None))
+    assert s.refused(s.headers(unbound)).code == "dpop_required"
+    assert s.check(s.headers(token)), "none of the refusals used the token up"
+
+
+def test_missing_token_and_body_limit(s: Setup) -> None:
+    assert s.refused([]).code == "missing_token"
+    assert s.refused([("authorization", "Bearer x")]).code == "missing_token"
+    token = mint(s.gateway, claims(s.agent))
+    assert s.refused([("authorization", f"Approval {token}")] * 2).code == "missing_token"
+    big = s.headers(token) + [("content-length", str(300 * 1024))]
+    refusal = s.refused(big)
+    assert (refusal.code, refusal.status) == ("body_too_large", 413)
+
+
+def test_memory_store_refuses_tokens_from_before_it_started() -> None:
+    store = MemoryReplayStore(Clock(NOW))
+    assert not store.consume_now("a", NOW + 35, NOW - 5)
+    assert not store.consume_now("b", NOW + 35, NOW)
+    assert store.consume_now("c", NOW + 36, NOW + 1)
+
+
+def test_memory_store_forgets_expired_entries() -> None:
+    clock = Clock(NOW)
+    store = MemoryReplayStore(Clock(NOW - 100))
+    store._clock = clock
+    for i in range(100):
+        assert store.consume_now(f"t{i}", NOW + 30, NOW)
+    clock.now = NOW + 31
+    assert store.consume_now("new", NOW + 60, NOW)
+    assert len(store) == 1
+
+
+def test_refusal_answers_match_the_rust_middleware() -> None:
+    refusal = REFUSALS["token_replayed"]('used "once"')
+    assert refusal.headers() == [
+        ("www-authenticate", 'Approval error="token_replayed", error_description="used \\"once\\""')
+    ]
+    assert refusal.body() == {"error": "token_replayed", "message": 'used "once"'}
+
+
+def test_the_code_table_is_the_rust_one() -> None:
+    """Every code the Rust middleware and token checks answer with is in REFUSALS with the same
+    status, and REFUSALS has no other (the Rust-only `approval_layer_missing` is a routing
+    mistake Python cannot make)."""
+    refusal_rs = (REPO / "crates/handsign-verify/src/refusal.rs").read_text()
+    token_rs = (REPO / "crates/handsign-protocol/src/token.rs").read_text()
+    rust = set(re.findall(r'pub const \w+: &str = "(\w+)";', refusal_rs))
+    rust |= set(re.findall(r'=> "(\w+)",', token_rs))
+    rust.discard("approval_layer_missing")
+    assert rust == set(REFUSALS)
+    status = {"body_too_large": 413, "invalid_body": 400, "keys_unavailable": 503,
+              "replay_store_unavailable": 503}
+    for code, cls in REFUSALS.items():
+        assert cls.status == status.get(code, 401), code
