@@ -19,6 +19,12 @@ from softpasskey import SoftPasskey
 
 REPO = Path(__file__).resolve().parents[3]
 
+if os.environ.get("HANDSIGN_SDK_INSTALLED"):
+    import handsign
+
+    # The tests must exercise the built package, not the source tree.
+    assert "site-packages" in handsign.__file__, handsign.__file__
+
 
 def free_port() -> int:
     with socket.socket() as s:
