@@ -19,7 +19,8 @@ echo "mypy --strict"
 
 echo "python -m build"
 rm -rf "$dist"
-"$tools/bin/python" -m build --no-isolation --outdir "$dist" "$here" > /dev/null
+"$tools/bin/python" -m build --no-isolation --outdir "$dist" "$here" > /dev/null 2>&1 || \
+  "$tools/bin/python" -m build --no-isolation --outdir "$dist" "$here"
 
 echo "installing the wheel into a clean environment"
 rm -rf "$clean"

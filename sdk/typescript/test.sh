@@ -18,7 +18,7 @@ npm pack --silent --pack-destination "$dist" > /dev/null
 
 echo "installing the package into a clean folder"
 rm -rf "$clean" && mkdir -p "$clean"
-cp -r "$here/test" "$clean/test"
+cp -r "$here/test" "$here/e2e" "$clean/"
 tarball="$(ls "$dist"/handsign-*.tgz)"
 redis_version="$(node -p 'require("./package.json").devDependencies.redis')"
 (cd "$clean" && echo '{"type":"module","private":true}' > package.json \

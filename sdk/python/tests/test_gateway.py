@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import time
 from typing import Any, Dict, Iterator, Tuple
 
 import httpx
@@ -19,6 +20,7 @@ from handsign import (
     CanonicalError,
     Client,
     Denied,
+    MemoryReplayStore,
     Refused,
     Verifier,
     requires_approval,
@@ -32,8 +34,6 @@ class Clock:
     offset = 0.0
 
     def __call__(self) -> float:
-        import time
-
         return time.time() + self.offset
 
 
@@ -47,6 +47,9 @@ class Service:
         self.verifier = Verifier(
             issuer=gateway.url, audience=audience or self.url, public_url=self.url,
             jwks_url=f"{gateway.url}/.well-known/jwks.json", clock=self.clock,
+            # A service that started a while ago: a fresh memory store refuses every token that
+            # could have been accepted before it started (nbf up to the skew after its start).
+            replay_store=MemoryReplayStore(lambda: time.time() - 10),
         )
         self.booked: "list[bytes]" = []
 
