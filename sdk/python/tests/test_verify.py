@@ -200,3 +200,12 @@ def test_the_code_table_is_the_rust_one() -> None:
               "replay_store_unavailable": 503}
     for code, cls in REFUSALS.items():
         assert cls.status == status.get(code, 401), code
+
+
+def test_base64url_is_strict() -> None:
+    for n in range(40):
+        data = os.urandom(n)
+        assert _b64.decode(_b64.encode(data)) == data
+    for bad in ["A", "AB==", "a+b/", "QR", "QUJ", "Q Q"]:
+        with pytest.raises(ValueError):
+            _b64.decode(bad)

@@ -44,13 +44,24 @@ export class CanonicalError extends Error {
   }
 }
 
+/** A refusal on its way out: each container it passes adds its key or index, so that no path is
+ * built on the success path. */
+class Refusal extends Error {
+  readonly parts: (string | number)[] = [];
+  constructor(readonly kind: string, message: string) {
+    super(message);
+  }
+
+  toError(): CanonicalError {
+    return new CanonicalError(this.kind, this.message, pointer([...this.parts].reverse()));
+  }
+}
+
 const NUMBER_HINT = "; send big integers and exact decimals as strings";
 const LITERAL = /^(-?)(0|[1-9][0-9]*)(?:\.([0-9]+))?(?:[eE]([+-]?[0-9]+))?$/;
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
-type Path = (string | number)[];
-
-function pointer(path: Path): string {
+function pointer(path: (string | number)[]): string {
   return path.map((p) => "/" + String(p).replace(/~/g, "~0").replace(/\//g, "~1")).join("");
 }
 
@@ -79,10 +90,10 @@ export function formatNumber(x: number): string {
 }
 
 /** Checks a number literal against the exactness rule and returns its canonical form. */
-function canonicalLiteral(text: string, at: Path): string {
+function canonicalLiteral(text: string): string {
   const match = LITERAL.exec(text);
   if (!match) {
-    throw new CanonicalError("invalid_number", `${text.slice(0, 40)} is not a JSON number`, pointer(at));
+    throw new Refusal("invalid_number", `${text.slice(0, 40)} is not a JSON number`);
   }
   const [, sign, intPart = "", fracPart, exponent] = match;
   if (fracPart === undefined && exponent === undefined && intPart.length <= 15) {
@@ -90,11 +101,7 @@ function canonicalLiteral(text: string, at: Path): string {
   }
   const x = Number(text);
   if (!Number.isFinite(x)) {
-    throw new CanonicalError(
-      "number_out_of_range",
-      `the number ${text.slice(0, 40)} is too large for a double${NUMBER_HINT}`,
-      pointer(at),
-    );
+    throw new Refusal("number_out_of_range", `the number ${text.slice(0, 40)} is too large for a double${NUMBER_HINT}`);
   }
   const [digits, point] = shortest(x);
   const all = intPart + (fracPart ?? "");
@@ -110,25 +117,23 @@ function canonicalLiteral(text: string, at: Path): string {
   }
   if (!exact) {
     const nearest = esForm(x < 0, digits, point);
-    throw new CanonicalError(
+    throw new Refusal(
       "inexact_number",
       `the number ${text.slice(0, 40)} cannot be represented exactly as a double (the nearest ` +
         `double is ${nearest})${NUMBER_HINT}`,
-      pointer(at),
     );
   }
   return formatNumber(x);
 }
 
-function checkString(s: string, at: Path): void {
+const ANY_SURROGATE = /[\ud800-\udfff]/;
+
+function checkString(s: string): void {
+  if (!ANY_SURROGATE.test(s)) return;
   const lone = LONE_SURROGATE.exec(s);
   if (lone) {
     const unit = lone[0].charCodeAt(0).toString(16).padStart(4, "0");
-    throw new CanonicalError(
-      "lone_surrogate",
-      `lone surrogate \\u${unit} in a string: it has no UTF-8 form`,
-      pointer(at),
-    );
+    throw new Refusal("lone_surrogate", `lone surrogate \\u${unit} in a string: it has no UTF-8 form`);
   }
 }
 
@@ -139,100 +144,127 @@ type NumberLiteral = { literal: string };
 type Parsed = string | boolean | null | NumberLiteral | Members | Parsed[];
 
 class Writer {
-  readonly out: string[] = [];
+  out = "";
   constructor(readonly limits: Limits) {}
 
-  enter(at: Path, depth: number): void {
+  enter(depth: number): void {
     if (depth >= this.limits.maxDepth) {
-      throw new CanonicalError(
+      throw new Refusal(
         "too_deep",
         `nested deeper than ${this.limits.maxDepth} levels; nest less deeply, or raise the configured limit`,
-        pointer(at),
       );
     }
   }
 
-  members(members: [string, unknown][], at: Path, depth: number, ofValue: boolean): void {
-    this.enter(at, depth);
-    for (const [key] of members) checkString(key, [...at, key]);
-    const ordered = [...members].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-    for (let i = 1; i < ordered.length; i++) {
-      if (ordered[i]![0] === ordered[i - 1]![0]) {
-        throw new CanonicalError(
-          "duplicate_key",
-          `duplicate key ${JSON.stringify(ordered[i]![0])} in one object`,
-          pointer(at),
-        );
+  members(members: [string, unknown][], depth: number, ofValue: boolean): void {
+    this.enter(depth);
+    for (const [key] of members) {
+      try {
+        checkString(key);
+      } catch (error) {
+        if (error instanceof Refusal) error.parts.push(key);
+        throw error;
       }
     }
-    this.out.push("{");
-    ordered.forEach(([key, value], i) => {
-      if (i) this.out.push(",");
-      this.out.push(JSON.stringify(key), ":");
-      if (ofValue) this.value(value, [...at, key], depth + 1);
-      else this.parsed(value as Parsed, [...at, key], depth + 1);
-    });
-    this.out.push("}");
+    // JavaScript compares strings by UTF-16 code units, which is RFC 8785's order.
+    let sorted = true;
+    for (let i = 1; i < members.length && sorted; i++) sorted = members[i - 1]![0] < members[i]![0];
+    const ordered = sorted ? members : [...members].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    for (let i = 1; i < ordered.length; i++) {
+      if (ordered[i]![0] === ordered[i - 1]![0]) {
+        throw new Refusal("duplicate_key", `duplicate key ${JSON.stringify(ordered[i]![0])} in one object`);
+      }
+    }
+    this.out += "{";
+    let key = "";
+    try {
+      for (let i = 0; i < ordered.length; i++) {
+        const member = ordered[i]!;
+        key = member[0];
+        this.out += (i ? "," : "") + JSON.stringify(key) + ":";
+        if (ofValue) this.value(member[1], depth + 1);
+        else this.parsed(member[1] as Parsed, depth + 1);
+      }
+    } catch (error) {
+      if (error instanceof Refusal) error.parts.push(key);
+      throw error;
+    }
+    this.out += "}";
   }
 
   /** Writes what the parser read. */
-  parsed(v: Parsed, at: Path, depth: number): void {
+  parsed(v: Parsed, depth: number): void {
     if (typeof v === "string") {
-      checkString(v, at);
-      this.out.push(JSON.stringify(v));
+      checkString(v);
+      this.out += JSON.stringify(v);
     } else if (v === null || typeof v === "boolean") {
-      this.out.push(String(v));
+      this.out += String(v);
     } else if (Array.isArray(v)) {
-      this.enter(at, depth);
-      this.out.push("[");
-      v.forEach((item, i) => {
-        if (i) this.out.push(",");
-        this.parsed(item, [...at, i], depth + 1);
-      });
-      this.out.push("]");
+      this.enter(depth);
+      this.out += "[";
+      let i = 0;
+      try {
+        for (; i < v.length; i++) {
+          if (i) this.out += ",";
+          this.parsed(v[i]!, depth + 1);
+        }
+      } catch (error) {
+        if (error instanceof Refusal) error.parts.push(i);
+        throw error;
+      }
+      this.out += "]";
     } else if ("literal" in v) {
-      this.out.push(canonicalLiteral(v.literal, at));
+      this.out += canonicalLiteral(v.literal);
     } else {
-      this.members(v.members, at, depth, false);
+      this.members(v.members, depth, false);
     }
   }
 
   /** Writes a value built in code. */
-  value(v: unknown, at: Path, depth: number): void {
+  value(v: unknown, depth: number): void {
     if (typeof v === "string") {
-      checkString(v, at);
-      this.out.push(JSON.stringify(v));
+      checkString(v);
+      this.out += JSON.stringify(v);
     } else if (v === null || typeof v === "boolean") {
-      this.out.push(String(v));
+      this.out += String(v);
     } else if (typeof v === "number") {
-      try {
-        this.out.push(formatNumber(v));
-      } catch (error) {
-        throw new CanonicalError("non_finite_number", (error as Error).message, pointer(at));
-      }
+      if (!Number.isFinite(v)) throw new Refusal("non_finite_number", `${String(v)} has no JSON form`);
+      this.out += formatNumber(v);
     } else if (typeof v === "bigint") {
-      this.out.push(canonicalLiteral(v.toString(), at));
+      this.out += canonicalLiteral(v.toString());
     } else if (Array.isArray(v)) {
-      this.enter(at, depth);
-      this.out.push("[");
-      v.forEach((item, i) => {
-        if (i) this.out.push(",");
-        this.value(item, [...at, i], depth + 1);
-      });
-      this.out.push("]");
+      this.enter(depth);
+      this.out += "[";
+      let i = 0;
+      try {
+        for (; i < v.length; i++) {
+          if (i) this.out += ",";
+          this.value(v[i], depth + 1);
+        }
+      } catch (error) {
+        if (error instanceof Refusal) error.parts.push(i);
+        throw error;
+      }
+      this.out += "]";
     } else if (isPlainObject(v)) {
-      this.members(Object.entries(v as object), at, depth, true);
+      this.members(Object.entries(v), depth, true);
     } else {
-      throw new CanonicalError(
+      throw new Refusal(
         "unsupported_type",
         `a ${typeof v} has no JSON form (use plain objects, arrays, strings, numbers, bigints, booleans or null)`,
-        pointer(at),
       );
     }
   }
 
-  finish(): Uint8Array {
-    const bytes = new TextEncoder().encode(this.out.join(""));
+  /** Writes `write`'s value and returns the canonical bytes, or throws a `CanonicalError`. */
+  run(write: (writer: Writer) => void): Uint8Array {
+    try {
+      write(this);
+    } catch (error) {
+      if (error instanceof Refusal) throw error.toError();
+      throw error;
+    }
+    const bytes = encoder.encode(this.out);
     if (bytes.length > this.limits.maxBytes) {
       throw new CanonicalError(
         "too_large",
@@ -249,6 +281,7 @@ function isPlainObject(v: unknown): v is object {
   return prototype === Object.prototype || prototype === null;
 }
 
+const WORDS = [["true", true], ["false", false], ["null", null]] as const;
 const SPECIAL = /["\\\u0000-\u001f]/g;
 
 const ESCAPES: Record<string, string> = {
@@ -296,7 +329,7 @@ class Parser {
     }
     if (c === '"') return this.string();
     if (c === "-" || (c !== undefined && c >= "0" && c <= "9")) return this.number();
-    for (const [word, value] of [["true", true], ["false", false], ["null", null]] as const) {
+    for (const [word, value] of WORDS) {
       if (this.text.startsWith(word, this.pos)) {
         this.pos += word.length;
         return value;
@@ -395,6 +428,7 @@ class Parser {
 }
 
 const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+const encoder = new TextEncoder();
 
 /** Canonicalizes a JSON text (UTF-8 bytes or a string), refusing what RFC 8785 cannot represent
  * exactly; the same bytes as `handsign canonicalize`. */
@@ -409,20 +443,50 @@ export function canonicalize(text: Uint8Array | string, limits: Limits = DEFAULT
       throw new CanonicalError("invalid_utf8", "invalid UTF-8 (JSON text must be UTF-8)");
     }
   }
-  const writer = new Writer(limits);
-  writer.parsed(new Parser(source, limits.maxDepth).document(), [], 0);
-  return writer.finish();
+  const document = new Parser(source, limits.maxDepth).document();
+  return new Writer(limits).run((writer) => writer.parsed(document, 0));
 }
 
 /** Canonicalizes params built in code (plain objects, arrays, strings, numbers, bigints,
  * booleans, null). Bigints above 2**53 are held to the rule of literals in text. */
 export function canonicalizeValue(value: unknown, limits: Limits = DEFAULT_LIMITS): Uint8Array {
-  const writer = new Writer(limits);
-  writer.value(value, [], 0);
-  return writer.finish();
+  return new Writer(limits).run((writer) => writer.value(value, 0));
 }
 
 /** `params_sha256`: base64url (no padding) of SHA-256 over canonical params. */
 export function paramsSha256(canonical: Uint8Array): string {
   return createHash("sha256").update(canonical).digest("base64url");
+}
+
+/** Parses a JSON text strictly (no duplicate members, no lone surrogates) into plain values;
+ * for the JSON inside tokens and proofs, which `JSON.parse` would read leniently. */
+export function parseStrict(text: Uint8Array, maxDepth = 16): unknown {
+  let source: string;
+  try {
+    source = decoder.decode(text);
+  } catch {
+    throw new CanonicalError("invalid_utf8", "invalid UTF-8 (JSON text must be UTF-8)");
+  }
+  const plain = (v: Parsed): unknown => {
+    if (v === null || typeof v !== "object") {
+      if (typeof v === "string") checkString(v);
+      return v;
+    }
+    if (Array.isArray(v)) return v.map(plain);
+    if ("literal" in v) return Number(v.literal);
+    const out: Record<string, unknown> = {};
+    for (const [key, value] of v.members) {
+      if (Object.prototype.hasOwnProperty.call(out, key)) throw new Refusal("duplicate_key", `duplicate member ${JSON.stringify(key)}`);
+      checkString(key);
+      // Defined, not assigned: a "__proto__" member must stay a member.
+      Object.defineProperty(out, key, { value: plain(value), enumerable: true, writable: true, configurable: true });
+    }
+    return out;
+  };
+  try {
+    return plain(new Parser(source, maxDepth).document());
+  } catch (error) {
+    if (error instanceof Refusal) throw error.toError();
+    throw error;
+  }
 }

@@ -6,7 +6,7 @@
 
 import { createHash, randomBytes } from "node:crypto";
 import { compactVerify } from "jose";
-import { canonicalize } from "./canonical.js";
+import { parseStrict } from "./canonical.js";
 import { ApprovalRefused } from "./errors.js";
 import { type AgentKey, b64decode, b64encode, importPublic, isSmallOrder, type KeySet, type PublicKey } from "./keys.js";
 
@@ -41,9 +41,8 @@ class JwsError extends Error {
 function jsonObject(data: Uint8Array, part: string): Record<string, unknown> {
   let value: unknown;
   try {
-    // The strict parser refuses duplicate members, which JSON.parse would silently resolve.
-    canonicalize(data, { maxBytes: 1 << 20, maxDepth: 16 });
-    value = JSON.parse(new TextDecoder().decode(data));
+    // Strictly: JSON.parse would silently keep the last of duplicate members.
+    value = parseStrict(data);
   } catch (error) {
     throw new JwsError(`the ${part} is not valid JSON of the expected shape: ${(error as Error).message}`, true);
   }
@@ -231,6 +230,21 @@ export async function createProof(key: AgentKey, method: string, url: string, ia
   return signJws(key, { typ: DPOP_TYP, alg: "EdDSA", jwk: key.publicJwk() }, claims);
 }
 
+/** Imported proof keys by `x`: an agent signs every proof with one key, and importing a key
+ * costs more than verifying with it. Bounded: emptied when full. */
+const proofKeys = new Map<string, PublicKey>();
+const MAX_PROOF_KEYS = 1024;
+
+async function proofKey(jwk: Record<string, unknown>): Promise<PublicKey> {
+  if (jwk.kty !== "OKP" || jwk.crv !== "Ed25519" || typeof jwk.x !== "string") return importPublic(jwk);
+  const cached = proofKeys.get(jwk.x);
+  if (cached) return cached;
+  const key = await importPublic(jwk);
+  if (proofKeys.size >= MAX_PROOF_KEYS) proofKeys.clear();
+  proofKeys.set(jwk.x, key);
+  return key;
+}
+
 /** Thrown for a proof that does not verify for this method, URL, time and token. */
 export class DpopError extends Error {}
 
@@ -251,7 +265,7 @@ export async function verifyProof(
   if (typeof jwk !== "object" || jwk === null) throw new DpopError("DPoP proof key unusable: the header has no jwk");
   let key: PublicKey;
   try {
-    key = await importPublic(jwk as Record<string, unknown>);
+    key = await proofKey(jwk as Record<string, unknown>);
   } catch (error) {
     throw new DpopError(`DPoP proof key unusable: ${(error as Error).message}`);
   }

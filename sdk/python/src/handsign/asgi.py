@@ -7,7 +7,6 @@ never reaches the handler, and a request the checks could not complete (keys or 
 down) is refused with 503: nothing runs unchecked.
 """
 
-
 import json
 from typing import Any, Awaitable, Callable, Dict, List, Mapping, MutableMapping, Tuple
 

@@ -133,11 +133,13 @@ def format_number(x: float) -> str:
     return _es_form(x < 0, digits, point)
 
 
-def _canonical_literal(text: str, pointer: str) -> str:
+def _canonical_literal(text: str) -> str:
     """Checks a number literal against the exactness rule and returns its canonical form."""
+    if len(text) <= 15 and text.isdigit() and (text[0] != "0" or text == "0"):
+        return text
     match = _LITERAL.fullmatch(text)
     if match is None:
-        raise CanonicalError("invalid_number", f"{text[:40]!r} is not a JSON number", pointer)
+        raise _Refusal("invalid_number", f"{text[:40]!r} is not a JSON number")
     sign, int_part, frac_part, exponent = match.groups()
     if frac_part is None and exponent is None and len(int_part) <= 15:
         return "0" if int_part == "0" else text
@@ -146,10 +148,8 @@ def _canonical_literal(text: str, pointer: str) -> str:
     except (OverflowError, ValueError):
         x = math.inf
     if not math.isfinite(x):
-        raise CanonicalError(
-            "number_out_of_range",
-            f"the number {text[:40]} is too large for a double{_NUMBER_HINT}",
-            pointer,
+        raise _Refusal(
+            "number_out_of_range", f"the number {text[:40]} is too large for a double{_NUMBER_HINT}"
         )
     digits, point = _shortest(x)
     all_digits = int_part + (frac_part or "")
@@ -161,11 +161,10 @@ def _canonical_literal(text: str, pointer: str) -> str:
     )
     if not exact:
         nearest = _es_form(x < 0, digits, point)
-        raise CanonicalError(
+        raise _Refusal(
             "inexact_number",
             f"the number {text[:40]} cannot be represented exactly as a double (the nearest "
             f"double is {nearest}){_NUMBER_HINT}",
-            pointer,
         )
     return _es_form(sign == "-", digits, point)
 
@@ -173,22 +172,38 @@ def _canonical_literal(text: str, pointer: str) -> str:
 # --- strings -------------------------------------------------------------------------------
 
 
-def _check_string(s: str, path: Tuple[Union[str, int], ...]) -> None:
+class _Refusal(Exception):
+    """A refusal on its way out; each container it passes adds its key or index, so that no
+    path is built on the success path."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.parts: List[Union[str, int]] = []
+
+    def error(self) -> CanonicalError:
+        return CanonicalError(self.kind, self.message, _pointer(tuple(reversed(self.parts))))
+
+
+def _check_string(s: str) -> None:
     if s.isascii():
         return
     try:
         s.encode("utf-8")
     except UnicodeEncodeError as error:
         unit = ord(s[error.start])
-        raise CanonicalError(
-            "lone_surrogate",
-            f"lone surrogate \\u{unit:04x} in a string: it has no UTF-8 form",
-            _pointer(path),
+        raise _Refusal(
+            "lone_surrogate", f"lone surrogate \\u{unit:04x} in a string: it has no UTF-8 form"
         ) from None
 
 
-def _utf16_key(key: str) -> bytes:
-    return key.encode("utf-16-be")
+def _utf16_key(member: Tuple[str, Any]) -> bytes:
+    return member[0].encode("utf-16-be")
+
+
+def _first_key(member: Tuple[str, Any]) -> str:
+    return member[0]
 
 
 # --- the writer ----------------------------------------------------------------------------
@@ -199,85 +214,108 @@ class _Writer:
         self.limits = limits
         self.out: List[str] = []
 
-    def value(self, v: Any, path: Tuple[Union[str, int], ...], depth: int) -> None:
+    def value(self, v: Any, depth: int) -> None:
         out = self.out
         t = type(v)
         if t is str:
-            _check_string(v, path)
+            if not v.isascii():
+                _check_string(v)
             out.append(_encode_string(v))
+        elif t is int:
+            out.append(str(v) if -_MAX_SAFE <= v <= _MAX_SAFE else _canonical_literal(str(v)))
         elif t is _Literal:
-            out.append(_canonical_literal(v, _pointer(path)))
+            out.append(_canonical_literal(v))
         elif v is None:
             out.append("null")
         elif v is True:
             out.append("true")
         elif v is False:
             out.append("false")
-        elif t is _Members or isinstance(v, dict):
-            self.members(list(v.items()) if isinstance(v, dict) else v, path, depth)
+        elif t is _Members:
+            self.members(v, depth)
+        elif isinstance(v, dict):
+            self.members(list(v.items()), depth)
         elif isinstance(v, (list, tuple)):
-            self.enter(path, depth)
+            self.enter(depth)
             out.append("[")
-            for i, item in enumerate(v):
-                if i:
-                    out.append(",")
-                self.value(item, path + (i,), depth + 1)
+            i = 0
+            try:
+                for i, item in enumerate(v):
+                    if i:
+                        out.append(",")
+                    self.value(item, depth + 1)
+            except _Refusal as refusal:
+                refusal.parts.append(i)
+                raise
             out.append("]")
         elif isinstance(v, int):
-            out.append(_canonical_literal(str(v), _pointer(path)))
+            out.append(_canonical_literal(str(v)))
         elif isinstance(v, float):
             try:
                 out.append(format_number(v))
             except CanonicalError as error:
-                raise CanonicalError(error.kind, str(error), _pointer(path)) from None
+                raise _Refusal(error.kind, str(error)) from None
         elif isinstance(v, str):
-            self.value(str(v), path, depth)
+            self.value(str(v), depth)
         else:
-            raise CanonicalError(
+            raise _Refusal(
                 "unsupported_type",
                 f"a {type(v).__name__} has no JSON form (use dict, list, str, int, float, bool "
                 "or None)",
-                _pointer(path),
             )
 
-    def enter(self, path: Tuple[Union[str, int], ...], depth: int) -> None:
+    def enter(self, depth: int) -> None:
         if depth >= self.limits.max_depth:
-            raise CanonicalError(
+            raise _Refusal(
                 "too_deep",
                 f"nested deeper than {self.limits.max_depth} levels; nest less deeply, or raise "
                 "the configured limit",
-                _pointer(path),
             )
 
-    def members(
-        self, members: List[Tuple[Any, Any]], path: Tuple[Union[str, int], ...], depth: int
-    ) -> None:
-        self.enter(path, depth)
+    def members(self, members: List[Tuple[Any, Any]], depth: int) -> None:
+        self.enter(depth)
+        simple = True
         for key, _ in members:
-            if not isinstance(key, str):
-                raise CanonicalError(
-                    "unsupported_type", f"object key {key!r} is not a string", _pointer(path)
-                )
-            _check_string(key, path + (key,))
-        ordered = sorted(members, key=lambda member: _utf16_key(member[0]))
-        for a, b in zip(ordered, ordered[1:]):
-            if a[0] == b[0]:
-                raise CanonicalError(
-                    "duplicate_key",
-                    f"duplicate key {a[0]!r} in one object",
-                    _pointer(path),
-                )
+            if type(key) is not str:
+                if not isinstance(key, str):
+                    raise _Refusal("unsupported_type", f"object key {key!r} is not a string")
+            if not key.isascii():
+                simple = False
+                try:
+                    _check_string(key)
+                except _Refusal as refusal:
+                    refusal.parts.append(key)
+                    raise
+        # For ASCII keys code point order is UTF-16 order; otherwise compare UTF-16 code units.
+        ordered = sorted(members, key=_first_key if simple else _utf16_key)
+        if len({key for key, _ in members}) != len(members):
+            for a, b in zip(ordered, ordered[1:]):
+                if a[0] == b[0]:
+                    raise _Refusal("duplicate_key", f"duplicate key {a[0]!r} in one object")
         out = self.out
         out.append("{")
-        for i, (key, value) in enumerate(ordered):
-            if i:
-                out.append(",")
-            out.append(_encode_string(key))
-            out.append(":")
-            self.value(value, path + (key,), depth + 1)
+        key = ""
+        try:
+            for i, (key, value) in enumerate(ordered):
+                if i:
+                    out.append(",")
+                out.append(_encode_string(key))
+                out.append(":")
+                # The common scalars inline: one call less per member.
+                if type(value) is str and value.isascii():
+                    out.append(_encode_string(value))
+                else:
+                    self.value(value, depth + 1)
+        except _Refusal as refusal:
+            refusal.parts.append(key)
+            raise
         out.append("}")
 
-    def finish(self) -> bytes:
+    def write(self, value: Any) -> bytes:
+        try:
+            self.value(value, 0)
+        except _Refusal as refusal:
+            raise refusal.error() from None
         data = "".join(self.out).encode("utf-8")
         if len(data) > self.limits.max_bytes:
             raise CanonicalError(
@@ -294,8 +332,8 @@ def _refuse_constant(name: str) -> Any:
 
 _decoder = json.JSONDecoder(
     object_pairs_hook=_Members,
+    # Integer literals are parsed exactly by the C scanner; the others keep their text.
     parse_float=_Literal,
-    parse_int=_Literal,
     parse_constant=_refuse_constant,
 )
 
@@ -323,9 +361,7 @@ def canonicalize(text: Union[bytes, str], limits: Limits = Limits()) -> bytes:
         raise CanonicalError(
             "too_deep", f"nested deeper than {limits.max_depth} levels; nest less deeply"
         ) from None
-    writer = _Writer(limits)
-    writer.value(value, (), 0)
-    return writer.finish()
+    return _Writer(limits).write(value)
 
 
 def canonicalize_value(value: Any, limits: Limits = Limits()) -> bytes:
@@ -333,9 +369,7 @@ def canonicalize_value(value: Any, limits: Limits = Limits()) -> bytes:
 
     Integers above 2**53 in magnitude are held to the same rule as literals in text: accepted
     only when they equal the shortest form of the double they round to."""
-    writer = _Writer(limits)
-    writer.value(value, (), 0)
-    return writer.finish()
+    return _Writer(limits).write(value)
 
 
 def params_sha256(canonical: bytes) -> str:

@@ -116,8 +116,13 @@ class ApprovalClaims:
 def token_kid(token: str) -> str:
     """The token's `kid` after the header checks that need no key, in the order and with the
     errors of `verify_token` (the middleware makes them before fetching any key)."""
+    return _parse(token)[1]
+
+
+def _parse(token: str) -> "tuple[CompactJws, str]":
     try:
-        header = CompactJws(token).header()
+        jws = CompactJws(token)
+        header = jws.header()
     except JwsError as error:
         raise MalformedToken(f"malformed token: {error}") from None
     alg, typ, kid = header.get("alg"), header.get("typ"), header.get("kid")
@@ -133,7 +138,7 @@ def token_kid(token: str) -> str:
         raise WrongTyp(f"wrong typ {typ!r}: expected {TOKEN_TYP!r}")
     if kid is None:
         raise UnknownKid("the token has no kid, so no key can be chosen to verify it")
-    return kid
+    return jws, kid
 
 
 def verify_token(
@@ -148,8 +153,7 @@ def verify_token(
     skew: int = MAX_SKEW_SECS,
 ) -> ApprovalClaims:
     """Verifies a token for this issuer, audience, action and params hash at `now`."""
-    kid = token_kid(token)
-    jws = CompactJws(token)
+    jws, kid = _parse(token)
     entry = keys.get(kid)
     if entry is None:
         raise UnknownKid(f"unknown kid {kid!r}: no key with this id in the gateway's key set")
