@@ -82,3 +82,20 @@ def test_redis_store_is_shared_and_fails_closed(redis_url: str) -> None:
         assert getattr(refusal, "status", None) == 503
 
     asyncio.run(run())
+
+
+def test_middleware_guards_the_path_the_app_routes_on() -> None:
+    """A percent-encoded spelling of a guarded path reaches the same route, so it is guarded."""
+    s = Setup()
+    seen: List[bytes] = []
+    app = ApprovalMiddleware(seen_app(seen), s.verifier, {("POST", "/book"): "flights.book"})
+
+    async def post_raw(path: str) -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="https://travel.example") as http:
+            return await http.post(path, content=BODY)
+
+    for path in ["/bo%6Fk", "/%62ook"]:
+        response = asyncio.run(post_raw(path))
+        assert response.status_code == 401, path
+    assert seen == []

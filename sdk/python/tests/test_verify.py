@@ -209,3 +209,63 @@ def test_base64url_is_strict() -> None:
     for bad in ["A", "AB==", "a+b/", "QR", "QUJ", "Q Q"]:
         with pytest.raises(ValueError):
             _b64.decode(bad)
+
+
+class JwksServer:
+    """The gateway's JWKS on a real HTTP server: its document, status and how often it was read."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+                server.reads += 1
+                self.send_response(server.status)
+                self.end_headers()
+                self.wfile.write(server.document)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.reads, self.status, self.document = 0, 200, b""
+        self.http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.http.server_address[1]}/.well-known/jwks.json"
+        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+
+    def publish(self, *keys: AgentKey) -> None:
+        self.document = json.dumps(
+            {"keys": [{**k.public_jwk(), "kid": k.id, "use": "sig", "alg": "EdDSA"} for k in keys]}
+        ).encode()
+
+
+def test_jwks_is_fetched_for_unknown_kids_at_most_once_per_interval() -> None:
+    s, jwks = Setup(), JwksServer()
+    try:
+        jwks.publish(s.gateway)
+
+        def verifier(interval: float) -> Verifier:
+            return Verifier(issuer=ISSUER, audience=AUDIENCE, public_url="https://travel.example",
+                            jwks_url=jwks.url, jwks_refresh_interval=interval,
+                            replay_store=s.store, clock=s.clock)
+
+        s.verifier = verifier(30)
+        assert s.check(s.headers(mint(s.gateway, claims(s.agent))))
+        rotated = AgentKey.generate()
+        for _ in range(3):  # made-up or new kids do not make the service hammer the gateway
+            assert s.refused(s.headers(mint(rotated, claims(s.agent)))).code == "unknown_kid"
+        assert jwks.reads == 1
+        jwks.publish(rotated, s.gateway)
+        s.verifier = verifier(0)
+        assert s.check(s.headers(mint(rotated, claims(s.agent))))
+        jwks.status = 500  # the gateway is down: known keys still work, unknown ones are 503
+        assert s.check(s.headers(mint(s.gateway, claims(s.agent))))
+        refusal = s.refused(s.headers(mint(AgentKey.generate(), claims(s.agent))))
+        assert (refusal.code, refusal.status) == ("keys_unavailable", 503)
+        jwks.status, jwks.document = 200, b'{"keys": [' + b" " * 300 * 1024 + b"]}"
+        s.verifier = verifier(0)
+        assert s.refused(s.headers(mint(s.gateway, claims(s.agent)))).code == "keys_unavailable"
+    finally:
+        jwks.http.shutdown()

@@ -106,9 +106,9 @@ class JwksCache {
     this.lastAttempt = performance.now() / 1000;
     try {
       const response = await fetch(this.url, { redirect: "error", signal: AbortSignal.timeout(5000) });
-      const text = await response.text();
-      if (response.status !== 200 || text.length > MAX_JWKS_BYTES) throw new Error(`JWKS answer ${response.status}`);
-      this.keys = await KeySet.fromJwks(JSON.parse(text));
+      if (response.status !== 200 || !response.body) throw new Error(`JWKS answer ${response.status}`);
+      const body = await readLimited(response.body as unknown as AsyncIterable<Uint8Array>, MAX_JWKS_BYTES);
+      this.keys = await KeySet.fromJwks(JSON.parse(new TextDecoder().decode(body)));
       this.fetchedAt = performance.now() / 1000;
       this.lastFailed = false;
     } catch {

@@ -69,8 +69,8 @@ async def refusal_response(refusal: ApprovalRefused, send: Send) -> None:
 
 
 class ApprovalMiddleware:
-    """Guards the routes in `routes` (`{("POST", "/flights/book"): "flights.book"}`): the app
-    runs for them only with a token approving that action with exactly the request's body, and
+    """Guards the routes in `routes` (`{("POST", "/flights/book"): "flights.book"}`, paths as
+    the app sees them in `scope["path"]`): the app runs for them only with a token approving that action with exactly the request's body, and
     finds the `Approved` in `scope["handsign.approved"]`. Other routes pass untouched."""
 
     def __init__(
@@ -87,8 +87,11 @@ class ApprovalMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path = _request_path(scope)
-        action = self.routes.get((scope["method"], path))
+        # Matched on the decoded path the app routes on (so `/bo%6Fk` is `/book`); the DPoP proof
+        # is checked against the path the client sent.
+        method = scope["method"]
+        # Frameworks answer HEAD with the GET handler, which then runs: guard it the same.
+        action = self.routes.get(("GET" if method == "HEAD" else method, str(scope["path"])))
         if action is None:
             await self.app(scope, receive, send)
             return
@@ -96,7 +99,7 @@ class ApprovalMiddleware:
             approved = await self.verifier.verify(
                 action=action,
                 method=scope["method"],
-                path=path,
+                path=_request_path(scope),
                 headers=_headers(scope),
                 body=_body_reader(receive),
             )

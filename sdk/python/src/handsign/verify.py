@@ -118,13 +118,18 @@ class _JwksCache:
         try:
             http = self._http or httpx.AsyncClient(timeout=5, follow_redirects=False)
             try:
-                response = await http.get(self.url)
+                async with http.stream("GET", self.url) as response:
+                    if response.status_code != 200:
+                        raise ValueError(f"JWKS answer {response.status_code}")
+                    content = bytearray()
+                    async for chunk in response.aiter_bytes():
+                        content += chunk
+                        if len(content) > _MAX_JWKS_BYTES:
+                            raise ValueError("the JWKS is larger than 256 KiB")
             finally:
                 if self._http is None:
                     await http.aclose()
-            if response.status_code != 200 or len(response.content) > _MAX_JWKS_BYTES:
-                raise ValueError(f"JWKS answer {response.status_code}")
-            self.keys = KeySet.from_jwks(json.loads(response.content))
+            self.keys = KeySet.from_jwks(json.loads(bytes(content)))
             self.fetched_at = time.monotonic()
             self.last_failed = False
         except Exception:  # the gateway's outage must not stop tokens it already issued
