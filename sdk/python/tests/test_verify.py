@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import pytest
 
 from conftest import REPO
-from handsign import REFUSALS, AgentKey, ApprovalRefused, KeySet, MemoryReplayStore, Verifier
+from handsign import REFUSALS, AgentKey, ApprovalRefused, KeyFileError, KeySet, MemoryReplayStore, Verifier
 from handsign import _b64, _jws
 from handsign.canonical import canonicalize, params_sha256
 from handsign.dpop import create_proof
@@ -269,3 +269,60 @@ def test_jwks_is_fetched_for_unknown_kids_at_most_once_per_interval() -> None:
         assert s.refused(s.headers(mint(s.gateway, claims(s.agent)))).code == "keys_unavailable"
     finally:
         jwks.http.shutdown()
+
+
+def test_key_files_are_those_of_the_cli(handsign_bin: str, tmp_path: Path) -> None:
+    import subprocess
+
+    path = tmp_path / "cli.jwk"
+    made = subprocess.run([handsign_bin, "agent", "keygen", "--key", str(path)],
+                          check=True, capture_output=True, text=True)
+    assert AgentKey.load(path).id == made.stdout.split()[0]
+    ours = tmp_path / "ours.jwk"
+    key = AgentKey.load_or_create(ours)
+    assert json.loads(ours.read_text()).keys() == json.loads(path.read_text()).keys()
+    assert AgentKey.load_or_create(ours).id == key.id, "an existing key is never replaced"
+    ours.chmod(0o640)
+    with pytest.raises(KeyFileError):
+        AgentKey.load(ours)
+
+
+def _edwards_order_divides_8(y: int) -> bool:
+    """Whether the Ed25519 point with this y (either x) has order dividing 8 (pure Python)."""
+    p = 2**255 - 19
+    d = -121665 * pow(121666, p - 2, p) % p
+    y %= p
+    u, v = (y * y - 1) % p, (d * y * y + 1) % p
+    x2 = u * pow(v, p - 2, p) % p
+    x = pow(x2, (p + 3) // 8, p)
+    if (x * x - x2) % p:
+        x = x * pow(2, (p - 1) // 4, p) % p
+    assert (x * x - x2) % p == 0
+
+    def add(a: Tuple[int, int], b: Tuple[int, int]) -> Tuple[int, int]:
+        (x1, y1), (x2_, y2) = a, b
+        t = d * x1 * x2_ * y1 * y2 % p
+        return ((x1 * y2 + x2_ * y1) * pow(1 + t, p - 2, p) % p,
+                (y1 * y2 + x1 * x2_) * pow(1 - t, p - 2, p) % p)
+
+    point = (x, y)
+    for _ in range(3):
+        point = add(point, point)
+    return point == (0, 1)
+
+
+def test_small_order_keys_and_signatures_are_refused() -> None:
+    from handsign import keys
+
+    assert all(_edwards_order_divides_8(y) for y in keys._SMALL_ORDER_Y)
+    # With the identity as key and R, and S = 0, every message "verifies" (OpenSSL accepts it).
+    identity = b"\x01" + bytes(31)
+    forged_key = {"kty": "OKP", "crv": "Ed25519", "x": _b64.encode(identity)}
+    header = _b64.encode(json.dumps({"typ": "dpop+jwt", "alg": "EdDSA", "jwk": forged_key}).encode())
+    payload = _b64.encode(json.dumps({"jti": "j", "htm": "POST", "htu": "https://travel.example/book",
+                                      "iat": NOW}).encode())
+    proof = f"{header}.{payload}.{_b64.encode(identity + bytes(32))}"
+    from handsign.dpop import DpopError, verify_proof
+
+    with pytest.raises(DpopError, match="signature"):
+        verify_proof(proof, method="POST", url="https://travel.example/book", now=NOW)

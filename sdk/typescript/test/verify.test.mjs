@@ -11,7 +11,7 @@ import { createConnection } from "node:net";
 import { createClient } from "redis";
 import {
   AgentKey, ApprovalRefused, KeySet, MemoryReplayStore, REFUSALS, RedisReplayStore, Verifier,
-  canonicalize, createProof, paramsSha256, verifyApproval,
+  canonicalize, createProof, paramsSha256, verifyApproval, verifyProof,
 } from "handsign";
 
 const ISSUER = "https://gw.example";
@@ -184,4 +184,13 @@ test("the Redis store is shared and fails closed", async () => {
   } finally {
     redis.kill();
   }
+});
+
+test("small-order keys and signatures are refused", async () => {
+  // With the identity as key and R, and S = 0, every message "verifies" (OpenSSL accepts it).
+  const identity = Buffer.concat([Buffer.from([1]), Buffer.alloc(31)]);
+  const header = b64(JSON.stringify({ typ: "dpop+jwt", alg: "EdDSA", jwk: { kty: "OKP", crv: "Ed25519", x: b64(identity) } }));
+  const payload = b64(JSON.stringify({ jti: "j", htm: "POST", htu: "https://travel.example/book", iat: NOW }));
+  const proof = `${header}.${payload}.${b64(Buffer.concat([identity, Buffer.alloc(32)]))}`;
+  await assert.rejects(verifyProof(proof, { method: "POST", url: "https://travel.example/book", now: NOW }), /signature/);
 });
