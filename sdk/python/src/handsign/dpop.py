@@ -5,6 +5,7 @@ the proof accompanies an approval token."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ def access_token_hash(token: str) -> str:
     return _b64.encode(hashlib.sha256(token.encode("ascii")).digest())
 
 
+@functools.lru_cache(maxsize=1024)
 def normalize_url(url: str) -> Optional[str]:
     """The URL without query and fragment, scheme and host lowercased, default port removed and
     an empty path made `/`, as the `url` crate serializes it; None when it is not an absolute
