@@ -11,7 +11,6 @@ from typing import Any, Dict
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-
 from handsign import _b64
 
 
@@ -52,7 +51,15 @@ class SoftPasskey:
 
     def register(self, options: Dict[str, Any]) -> Dict[str, Any]:
         numbers = self.key.public_key().public_numbers()
-        cose = cbor({1: 2, 3: -7, -1: 1, -2: numbers.x.to_bytes(32, "big"), -3: numbers.y.to_bytes(32, "big")})
+        cose = cbor(
+            {
+                1: 2,
+                3: -7,
+                -1: 1,
+                -2: numbers.x.to_bytes(32, "big"),
+                -3: numbers.y.to_bytes(32, "big"),
+            }
+        )
         auth_data = (
             self.rp_id_hash
             + bytes([0x45])

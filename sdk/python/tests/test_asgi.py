@@ -9,9 +9,9 @@ from typing import Any, Dict, List
 
 import httpx
 from fastapi import Depends, FastAPI, Request
-
-from handsign import Approved, RedisReplayStore, Verifier
+from handsign import Approved, RedisReplayStore
 from handsign.asgi import SCOPE_KEY, ApprovalMiddleware, require_approval
+
 from test_verify import BODY, NOW, Setup, claims, mint
 
 
@@ -53,7 +53,9 @@ def test_fastapi_dependency() -> None:
     api = FastAPI()
 
     @api.post("/book")
-    async def book(request: Request, approved: Approved = Depends(require_approval(s.verifier, "flights.book"))) -> Dict[str, Any]:
+    async def book(
+        request: Request, approved: Approved = Depends(require_approval(s.verifier, "flights.book"))
+    ) -> Dict[str, Any]:
         return {"approval": approved.claims.approval, "body": (await request.body()).decode()}
 
     token = mint(s.gateway, claims(s.agent))
@@ -66,16 +68,26 @@ def test_fastapi_dependency() -> None:
 
 def test_redis_store_is_shared_and_fails_closed(redis_url: str) -> None:
     async def run() -> None:
-        a, b = RedisReplayStore.from_url(redis_url, "t:"), RedisReplayStore.from_url(redis_url, "t:")
-        results = await asyncio.gather(*[store.consume("jti-1", NOW + 10**6, NOW) for store in (a, b) * 5])
+        a, b = (
+            RedisReplayStore.from_url(redis_url, "t:"),
+            RedisReplayStore.from_url(redis_url, "t:"),
+        )
+        results = await asyncio.gather(
+            *[store.consume("jti-1", NOW + 10**6, NOW) for store in (a, b) * 5]
+        )
         assert sorted(results) == [False] * 9 + [True]
         s = Setup()
         s.verifier.replay_store = RedisReplayStore.from_url("redis://127.0.0.1:1/0")
         token = mint(s.gateway, claims(s.agent))
         refusal: object = None
         try:
-            await s.verifier.verify(action="flights.book", method="POST", path="/book",
-                                    headers=s.headers(token), body=BODY)
+            await s.verifier.verify(
+                action="flights.book",
+                method="POST",
+                path="/book",
+                headers=s.headers(token),
+                body=BODY,
+            )
         except Exception as error:
             refusal = error
         assert getattr(refusal, "code", None) == "replay_store_unavailable"
@@ -92,7 +104,9 @@ def test_middleware_guards_the_path_the_app_routes_on() -> None:
 
     async def post_raw(path: str) -> httpx.Response:
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="https://travel.example") as http:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="https://travel.example"
+        ) as http:
             return await http.post(path, content=BODY)
 
     for path in ["/bo%6Fk", "/%62ook"]:

@@ -7,20 +7,24 @@ import json
 import random
 import struct
 import subprocess
-from typing import Any, List, Optional
+from typing import List, Optional
 
 import pytest
+from handsign import (
+    CanonicalError,
+    Limits,
+    canonicalize,
+    canonicalize_value,
+    params_sha256,
+)
+from handsign.canonical import format_number
 
 from conftest import REPO
-from handsign import CanonicalError, Limits, canonicalize, canonicalize_value, params_sha256
-from handsign.canonical import format_number
 
 VECTORS = REPO / "crates" / "handsign-protocol" / "tests" / "vectors" / "jcs"
 
 
-@pytest.mark.parametrize(
-    "name", ["arrays", "french", "structures", "unicode", "values", "weird"]
-)
+@pytest.mark.parametrize("name", ["arrays", "french", "structures", "unicode", "values", "weird"])
 def test_reference_documents_byte_for_byte(name: str) -> None:
     text = (VECTORS / "input" / f"{name}.json").read_bytes()
     expected = (VECTORS / "output" / f"{name}.json").read_bytes()
@@ -128,7 +132,10 @@ def test_limits() -> None:
 
 
 def test_values_built_in_code() -> None:
-    assert canonicalize_value({"b": 2**53, "a": (1.5, None, True)}) == b'{"a":[1.5,null,true],"b":9007199254740992}'
+    assert (
+        canonicalize_value({"b": 2**53, "a": (1.5, None, True)})
+        == b'{"a":[1.5,null,true],"b":9007199254740992}'
+    )
     with pytest.raises(CanonicalError) as refused:
         canonicalize_value({"n": 2**60})
     assert refused.value.kind == "inexact_number"
@@ -149,7 +156,7 @@ def random_number(rng: random.Random) -> str:
     if choice == 1:
         return repr(rng.uniform(-1e6, 1e6))
     if choice == 2:
-        return f"{rng.randrange(1, 10)}.{rng.randrange(0, 10**rng.randrange(1, 25))}e{rng.randrange(-330, 330)}"
+        return f"{rng.randrange(1, 10)}.{rng.randrange(0, 10 ** rng.randrange(1, 25))}e{rng.randrange(-330, 330)}"
     if choice == 3:
         return repr(struct.unpack(">d", rng.getrandbits(64).to_bytes(8, "big"))[0])
     if choice == 4:
@@ -161,14 +168,33 @@ def random_number(rng: random.Random) -> str:
     return str(rng.randrange(-1000, 1000))
 
 
-ALPHABET = ["a", "b", "Z", "é", "\u2028", "\u007f", "😀", "\ue000", "\uffff", "\n", '"', "\\", "/", "\x01", "𝄞", "ß"]
+ALPHABET = [
+    "a",
+    "b",
+    "Z",
+    "é",
+    "\u2028",
+    "\u007f",
+    "😀",
+    "\ue000",
+    "\uffff",
+    "\n",
+    '"',
+    "\\",
+    "/",
+    "\x01",
+    "𝄞",
+    "ß",
+]
 
 
 def random_string(rng: random.Random) -> str:
     parts = []
     for _ in range(rng.randrange(0, 5)):
         c = rng.choice(ALPHABET)
-        parts.append(f"\\u{ord(c):04x}" if rng.random() < 0.3 and ord(c) < 0x10000 else json.dumps(c)[1:-1])
+        parts.append(
+            f"\\u{ord(c):04x}" if rng.random() < 0.3 and ord(c) < 0x10000 else json.dumps(c)[1:-1]
+        )
     if rng.random() < 0.03:
         parts.append(rng.choice(["\\ud800", "\\udfff", "\\ud83d\\ude00"]))
     return '"' + "".join(parts) + '"'

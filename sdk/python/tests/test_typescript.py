@@ -13,12 +13,13 @@ from typing import Any, Dict, Iterator, List
 
 import httpx
 import pytest
-
-from conftest import REPO, Gateway
 from handsign import AgentKey, Client
-from test_gateway import PARAMS, Service, agent, service  # noqa: F401 (fixtures)
 
-TS_DIR = Path(os.environ.get("HANDSIGN_TS_DIR", REPO / "target" / "test-env" / "sdk-typescript-clean"))
+from conftest import PARAMS, REPO, Gateway, Service
+
+TS_DIR = Path(
+    os.environ.get("HANDSIGN_TS_DIR", REPO / "target" / "test-env" / "sdk-typescript-clean")
+)
 BODY = json.dumps(PARAMS)
 
 
@@ -33,8 +34,11 @@ def ts_dir() -> Path:
 class TsService:
     def __init__(self, ts_dir: Path, gateway: Gateway, audience: str = "") -> None:
         self.process = subprocess.Popen(
-            ["node", str(ts_dir / "e2e" / "service.mjs")], cwd=ts_dir, text=True,
-            stdout=subprocess.PIPE, env={**os.environ, "ISSUER": gateway.url, "AUDIENCE": audience},
+            ["node", str(ts_dir / "e2e" / "service.mjs")],
+            cwd=ts_dir,
+            text=True,
+            stdout=subprocess.PIPE,
+            env={**os.environ, "ISSUER": gateway.url, "AUDIENCE": audience},
         )
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
@@ -51,9 +55,9 @@ class TsService:
 
 @pytest.fixture(scope="module")
 def ts_service(ts_dir: Path, gateway: Gateway) -> Iterator[TsService]:
-    service = TsService(ts_dir, gateway)
-    yield service
-    service.stop()
+    started = TsService(ts_dir, gateway)
+    yield started
+    started.stop()
 
 
 @pytest.fixture(scope="module")
@@ -65,12 +69,29 @@ def key_file(gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Path
     return path
 
 
-def ts_agent(ts_dir: Path, gateway: Gateway, key_file: Path, service_url: str,
-             calls: List[Dict[str, Any]], decision: str = "approve") -> List[Dict[str, Any]]:
+def ts_agent(
+    ts_dir: Path,
+    gateway: Gateway,
+    key_file: Path,
+    service_url: str,
+    calls: List[Dict[str, Any]],
+    decision: str = "approve",
+) -> List[Dict[str, Any]]:
     """Runs the TypeScript agent; alice decides once it has printed the request."""
     process = subprocess.Popen(
-        ["node", str(ts_dir / "e2e" / "agent.mjs"), gateway.url, str(key_file), service_url,
-         BODY, json.dumps(calls)], cwd=ts_dir, text=True, stdout=subprocess.PIPE)
+        [
+            "node",
+            str(ts_dir / "e2e" / "agent.mjs"),
+            gateway.url,
+            str(key_file),
+            service_url,
+            BODY,
+            json.dumps(calls),
+        ],
+        cwd=ts_dir,
+        text=True,
+        stdout=subprocess.PIPE,
+    )
     assert process.stdout is not None
     created = json.loads(process.stdout.readline())
     assert created["approval_url"].startswith(gateway.url) and len(created["code"]) == 7
@@ -88,7 +109,9 @@ def test_typescript_agent_calls_the_typescript_service(
     assert results[1]["error"] == "token_replayed"
 
 
-def test_typescript_refusals(ts_dir: Path, gateway: Gateway, key_file: Path, ts_service: TsService) -> None:
+def test_typescript_refusals(
+    ts_dir: Path, gateway: Gateway, key_file: Path, ts_service: TsService
+) -> None:
     other = json.dumps({**PARAMS, "price": 4205})
     errors = lambda calls, url=ts_service.url: [  # noqa: E731
         r["error"] for r in ts_agent(ts_dir, gateway, key_file, url, calls)

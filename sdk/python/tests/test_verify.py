@@ -11,12 +11,21 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
-
-from conftest import REPO
-from handsign import REFUSALS, AgentKey, ApprovalRefused, KeyFileError, KeySet, MemoryReplayStore, Verifier
-from handsign import _b64, _jws
+from handsign import (
+    REFUSALS,
+    AgentKey,
+    ApprovalRefused,
+    KeyFileError,
+    KeySet,
+    MemoryReplayStore,
+    Verifier,
+    _b64,
+    _jws,
+)
 from handsign.canonical import canonicalize, params_sha256
 from handsign.dpop import create_proof
+
+from conftest import REPO
 
 ISSUER = "https://gw.example"
 AUDIENCE = "https://travel.example"
@@ -34,10 +43,18 @@ class Clock:
 
 def claims(agent: AgentKey, **changes: Any) -> Dict[str, Any]:
     base: Dict[str, Any] = {
-        "iss": ISSUER, "sub": "alice", "aud": AUDIENCE, "act": {"sub": agent.id},
-        "action": "flights.book", "params_sha256": params_sha256(canonicalize(BODY)),
-        "approval": "req1", "jti": _b64.encode(os.urandom(16)), "iat": NOW, "nbf": NOW,
-        "exp": NOW + 30, "cnf": {"jkt": agent.id},
+        "iss": ISSUER,
+        "sub": "alice",
+        "aud": AUDIENCE,
+        "act": {"sub": agent.id},
+        "action": "flights.book",
+        "params_sha256": params_sha256(canonicalize(BODY)),
+        "approval": "req1",
+        "jti": _b64.encode(os.urandom(16)),
+        "iat": NOW,
+        "nbf": NOW,
+        "exp": NOW + 30,
+        "cnf": {"jkt": agent.id},
     }
     base.update(changes)
     return {k: v for k, v in base.items() if v is not None}
@@ -55,22 +72,36 @@ class Setup:
         self.clock = Clock(NOW + 1)
         self.store = MemoryReplayStore(Clock(NOW - 100))
         self.verifier = Verifier(
-            issuer=ISSUER, audience=AUDIENCE, public_url="https://travel.example",
-            keys=KeySet.of([self.gateway.raw_public]), replay_store=self.store, clock=self.clock,
+            issuer=ISSUER,
+            audience=AUDIENCE,
+            public_url="https://travel.example",
+            keys=KeySet.of([self.gateway.raw_public]),
+            replay_store=self.store,
+            clock=self.clock,
         )
 
-    def headers(self, token: str, agent: Optional[AgentKey] = None, method: str = "POST",
-                url: str = "https://travel.example/book") -> List[Tuple[str, str]]:
+    def headers(
+        self,
+        token: str,
+        agent: Optional[AgentKey] = None,
+        method: str = "POST",
+        url: str = "https://travel.example/book",
+    ) -> List[Tuple[str, str]]:
         proof = create_proof(agent or self.agent, method, url, int(self.clock.now), token)
         return [("authorization", f"Approval {token}"), ("dpop", proof)]
 
-    def check(self, headers: List[Tuple[str, str]], body: bytes = BODY,
-              action: str = "flights.book") -> Any:
-        return asyncio.run(self.verifier.verify(
-            action=action, method="POST", path="/book", headers=headers, body=body))
+    def check(
+        self, headers: List[Tuple[str, str]], body: bytes = BODY, action: str = "flights.book"
+    ) -> Any:
+        return asyncio.run(
+            self.verifier.verify(
+                action=action, method="POST", path="/book", headers=headers, body=body
+            )
+        )
 
-    def refused(self, headers: List[Tuple[str, str]], body: bytes = BODY,
-                action: str = "flights.book") -> ApprovalRefused:
+    def refused(
+        self, headers: List[Tuple[str, str]], body: bytes = BODY, action: str = "flights.book"
+    ) -> ApprovalRefused:
         with pytest.raises(ApprovalRefused) as refused:
             self.check(headers, body, action)
         return refused.value
@@ -196,8 +227,12 @@ def test_the_code_table_is_the_rust_one() -> None:
     rust |= set(re.findall(r'=> "(\w+)",', token_rs))
     rust.discard("approval_layer_missing")
     assert rust == set(REFUSALS)
-    status = {"body_too_large": 413, "invalid_body": 400, "keys_unavailable": 503,
-              "replay_store_unavailable": 503}
+    status = {
+        "body_too_large": 413,
+        "invalid_body": 400,
+        "keys_unavailable": 503,
+        "replay_store_unavailable": 503,
+    }
     for code, cls in REFUSALS.items():
         assert cls.status == status.get(code, 401), code
 
@@ -247,9 +282,15 @@ def test_jwks_is_fetched_for_unknown_kids_at_most_once_per_interval() -> None:
         jwks.publish(s.gateway)
 
         def verifier(interval: float) -> Verifier:
-            return Verifier(issuer=ISSUER, audience=AUDIENCE, public_url="https://travel.example",
-                            jwks_url=jwks.url, jwks_refresh_interval=interval,
-                            replay_store=s.store, clock=s.clock)
+            return Verifier(
+                issuer=ISSUER,
+                audience=AUDIENCE,
+                public_url="https://travel.example",
+                jwks_url=jwks.url,
+                jwks_refresh_interval=interval,
+                replay_store=s.store,
+                clock=s.clock,
+            )
 
         s.verifier = verifier(30)
         assert s.check(s.headers(mint(s.gateway, claims(s.agent))))
@@ -275,8 +316,12 @@ def test_key_files_are_those_of_the_cli(handsign_bin: str, tmp_path: Path) -> No
     import subprocess
 
     path = tmp_path / "cli.jwk"
-    made = subprocess.run([handsign_bin, "agent", "keygen", "--key", str(path)],
-                          check=True, capture_output=True, text=True)
+    made = subprocess.run(
+        [handsign_bin, "agent", "keygen", "--key", str(path)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     assert AgentKey.load(path).id == made.stdout.split()[0]
     ours = tmp_path / "ours.jwk"
     key = AgentKey.load_or_create(ours)
@@ -302,8 +347,10 @@ def _edwards_order_divides_8(y: int) -> bool:
     def add(a: Tuple[int, int], b: Tuple[int, int]) -> Tuple[int, int]:
         (x1, y1), (x2_, y2) = a, b
         t = d * x1 * x2_ * y1 * y2 % p
-        return ((x1 * y2 + x2_ * y1) * pow(1 + t, p - 2, p) % p,
-                (y1 * y2 + x1 * x2_) * pow(1 - t, p - 2, p) % p)
+        return (
+            (x1 * y2 + x2_ * y1) * pow(1 + t, p - 2, p) % p,
+            (y1 * y2 + x1 * x2_) * pow(1 - t, p - 2, p) % p,
+        )
 
     point = (x, y)
     for _ in range(3):
@@ -318,9 +365,14 @@ def test_small_order_keys_and_signatures_are_refused() -> None:
     # With the identity as key and R, and S = 0, every message "verifies" (OpenSSL accepts it).
     identity = b"\x01" + bytes(31)
     forged_key = {"kty": "OKP", "crv": "Ed25519", "x": _b64.encode(identity)}
-    header = _b64.encode(json.dumps({"typ": "dpop+jwt", "alg": "EdDSA", "jwk": forged_key}).encode())
-    payload = _b64.encode(json.dumps({"jti": "j", "htm": "POST", "htu": "https://travel.example/book",
-                                      "iat": NOW}).encode())
+    header = _b64.encode(
+        json.dumps({"typ": "dpop+jwt", "alg": "EdDSA", "jwk": forged_key}).encode()
+    )
+    payload = _b64.encode(
+        json.dumps(
+            {"jti": "j", "htm": "POST", "htu": "https://travel.example/book", "iat": NOW}
+        ).encode()
+    )
     proof = f"{header}.{payload}.{_b64.encode(identity + bytes(32))}"
     from handsign.dpop import DpopError, verify_proof
 

@@ -182,14 +182,35 @@ class Writer {
         const member = ordered[i]!;
         key = member[0];
         this.out += (i ? "," : "") + JSON.stringify(key) + ":";
-        if (ofValue) this.value(member[1], depth + 1);
-        else this.parsed(member[1] as Parsed, depth + 1);
+        this.item(member[1], depth + 1, ofValue);
       }
     } catch (error) {
       if (error instanceof Refusal) error.parts.push(key);
       throw error;
     }
     this.out += "}";
+  }
+
+  /** Writes an element or member: a value built in code, or what the parser read. */
+  item(v: unknown, depth: number, ofValue: boolean): void {
+    if (ofValue) this.value(v, depth);
+    else this.parsed(v as Parsed, depth);
+  }
+
+  array(items: readonly unknown[], depth: number, ofValue: boolean): void {
+    this.enter(depth);
+    this.out += "[";
+    let i = 0;
+    try {
+      for (; i < items.length; i++) {
+        if (i) this.out += ",";
+        this.item(items[i], depth + 1, ofValue);
+      }
+    } catch (error) {
+      if (error instanceof Refusal) error.parts.push(i);
+      throw error;
+    }
+    this.out += "]";
   }
 
   /** Writes what the parser read. */
@@ -200,19 +221,7 @@ class Writer {
     } else if (v === null || typeof v === "boolean") {
       this.out += String(v);
     } else if (Array.isArray(v)) {
-      this.enter(depth);
-      this.out += "[";
-      let i = 0;
-      try {
-        for (; i < v.length; i++) {
-          if (i) this.out += ",";
-          this.parsed(v[i]!, depth + 1);
-        }
-      } catch (error) {
-        if (error instanceof Refusal) error.parts.push(i);
-        throw error;
-      }
-      this.out += "]";
+      this.array(v, depth, false);
     } else if ("literal" in v) {
       this.out += canonicalLiteral(v.literal);
     } else {
@@ -233,19 +242,7 @@ class Writer {
     } else if (typeof v === "bigint") {
       this.out += canonicalLiteral(v.toString());
     } else if (Array.isArray(v)) {
-      this.enter(depth);
-      this.out += "[";
-      let i = 0;
-      try {
-        for (; i < v.length; i++) {
-          if (i) this.out += ",";
-          this.value(v[i], depth + 1);
-        }
-      } catch (error) {
-        if (error instanceof Refusal) error.parts.push(i);
-        throw error;
-      }
-      this.out += "]";
+      this.array(v, depth, true);
     } else if (isPlainObject(v)) {
       this.members(Object.entries(v), depth, true);
     } else {

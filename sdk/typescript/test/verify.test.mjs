@@ -162,7 +162,9 @@ test("node:http middleware and Web handlers run once with the verified bytes", a
 });
 
 test("the Redis store is shared and fails closed", async () => {
-  const port = 20000 + Math.floor(Math.random() * 20000);
+  const port = await new Promise((resolve) => {
+    const probe = createServer().listen(0, "127.0.0.1", () => probe.close(() => resolve(probe.address().port)));
+  });
   const redis = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], { stdio: "ignore" });
   try {
     for (;;) {
