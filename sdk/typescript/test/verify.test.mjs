@@ -163,7 +163,10 @@ test("node:http middleware and Web handlers run once with the verified bytes", a
 
 test("the Redis store is shared and fails closed", async () => {
   const port = await new Promise((resolve) => {
-    const probe = createServer().listen(0, "127.0.0.1", () => probe.close(() => resolve(probe.address().port)));
+    const probe = createServer().listen(0, "127.0.0.1", () => {
+      const { port: free } = probe.address();
+      probe.close(() => resolve(free));
+    });
   });
   const redis = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], { stdio: "ignore" });
   try {
