@@ -166,9 +166,12 @@ export class AgentKey {
     const text = JSON.stringify({ ...this.publicJwk(), d: this.d, kid: this.id }, null, 2) + "\n";
     const handle = await fs.open(temporary, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
     try {
-      await handle.writeFile(text);
-      await handle.sync();
-      await handle.close();
+      try {
+        await handle.writeFile(text);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
       await fs.link(temporary, file).catch((error: NodeJS.ErrnoException) => {
         if (error.code === "EEXIST") {
           throw new Error(`key file ${file} already exists; refusing to overwrite it (the agent's id would change)`);

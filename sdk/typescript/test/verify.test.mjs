@@ -199,3 +199,19 @@ test("small-order keys and signatures are refused", async () => {
   const proof = `${header}.${payload}.${b64(Buffer.concat([identity, Buffer.alloc(32)]))}`;
   await assert.rejects(verifyProof(proof, { method: "POST", url: "https://travel.example/book", now: NOW }), /signature/);
 });
+
+test("key files are owner-only and those of the CLI", async () => {
+  const { mkdtempSync, statSync, chmodSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const { spawnSync } = await import("node:child_process");
+  const dir = mkdtempSync(`${tmpdir()}/handsign-keys-`);
+  const key = await AgentKey.loadOrCreate(`${dir}/agent.jwk`);
+  assert.equal(statSync(`${dir}/agent.jwk`).mode & 0o777, 0o600);
+  assert.equal((await AgentKey.loadOrCreate(`${dir}/agent.jwk`)).id, key.id, "an existing key is never replaced");
+  chmodSync(`${dir}/agent.jwk`, 0o640);
+  await assert.rejects(AgentKey.load(`${dir}/agent.jwk`), /group or others/);
+  assert.ok(process.env.HANDSIGN_BIN, "set HANDSIGN_BIN to the gateway binary (sdk/typescript/test.sh does)");
+  const made = spawnSync(process.env.HANDSIGN_BIN, ["agent", "keygen", "--key", `${dir}/cli.jwk`]);
+  assert.equal(made.status, 0);
+  assert.equal((await AgentKey.load(`${dir}/cli.jwk`)).id, made.stdout.toString().split(/\s/)[0]);
+});
