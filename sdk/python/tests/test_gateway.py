@@ -151,3 +151,24 @@ def json_of(**params: Any) -> bytes:
     import json
 
     return json.dumps(params).encode()
+
+
+def test_timeouts_and_revocation(gateway: Gateway, service: Service) -> None:
+    import subprocess
+
+    from handsign import TimedOut
+
+    key = AgentKey.generate()
+    gateway.add_agent(key.public_jwk(), name="short-lived agent")
+    client = Client(gateway.url, key)
+    pending = client.request_approval("flights.book", PARAMS, service.url)
+    with pytest.raises(TimedOut):
+        pending.wait(timeout=1)  # the gateway's long poll answers after one second, still pending
+    subprocess.run(
+        [gateway.binary, "agent", "revoke", key.id, "--data-dir", str(gateway.data_dir)],
+        check=True,
+        capture_output=True,
+    )
+    with pytest.raises(Refused) as refused:
+        pending.wait(timeout=5)
+    assert refused.value.code == "agent_revoked"
