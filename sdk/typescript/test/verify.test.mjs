@@ -1,0 +1,217 @@
+// Every service-side check with the Rust middleware's codes, on tokens minted here with a
+// gateway key; time is the verifier's injected clock, never a sleep. Then the guard as
+// node:http/Express middleware and as a Web Request handler, and the Redis store.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { createServer } from "node:http";
+import { spawn } from "node:child_process";
+import { createConnection } from "node:net";
+import { createClient } from "redis";
+import {
+  AgentKey, ApprovalRefused, KeySet, MemoryReplayStore, REFUSALS, RedisReplayStore, Verifier,
+  canonicalize, createProof, paramsSha256, verifyApproval, verifyProof,
+} from "handsign";
+
+const ISSUER = "https://gw.example";
+const AUDIENCE = "https://travel.example";
+const BODY = Buffer.from('{"to": "LIS", "price": 120.5}');
+const NOW = 1_800_000_000;
+const b64 = (s) => Buffer.from(s).toString("base64url");
+
+async function mint(key, claims, header = {}) {
+  const head = Object.fromEntries(Object.entries({ alg: "EdDSA", typ: "handsign-approval+jwt", kid: key.id, ...header }).filter(([, v]) => v !== null));
+  const input = `${b64(JSON.stringify(head))}.${b64(JSON.stringify(claims))}`;
+  return `${input}.${b64(await key.sign(Buffer.from(input)))}`;
+}
+
+function claims(agent, changes = {}) {
+  const base = {
+    iss: ISSUER, sub: "alice", aud: AUDIENCE, act: { sub: agent.id }, action: "flights.book",
+    params_sha256: paramsSha256(canonicalize(BODY)), approval: "req1", jti: randomBytes(16).toString("base64url"),
+    iat: NOW, nbf: NOW, exp: NOW + 30, cnf: { jkt: agent.id }, ...changes,
+  };
+  return Object.fromEntries(Object.entries(base).filter(([, v]) => v !== null));
+}
+
+async function setup() {
+  const gateway = await AgentKey.generate();
+  const agent = await AgentKey.generate();
+  const clock = { now: NOW + 1 };
+  const store = new MemoryReplayStore(() => NOW - 100);
+  const keys = await KeySet.fromJwks({ keys: [{ ...gateway.publicJwk(), kid: gateway.id }] });
+  const verifier = new Verifier({ issuer: ISSUER, audience: AUDIENCE, publicUrl: "https://travel.example", keys, replayStore: store, clock: () => clock.now });
+  const headers = async (token, { key = agent, method = "POST", url = "https://travel.example/book" } = {}) =>
+    [["authorization", `Approval ${token}`], ["dpop", await createProof(key, method, url, Math.floor(clock.now), token)]];
+  const check = (hdrs, body = BODY, action = "flights.book") =>
+    verifier.verify({ action, method: "POST", path: "/book", headers: hdrs, body: new Uint8Array(body) });
+  const code = async (hdrs, body) => {
+    try {
+      await check(hdrs, body);
+    } catch (e) {
+      assert.ok(e instanceof ApprovalRefused, String(e));
+      return e.code;
+    }
+    return "accepted";
+  };
+  return { gateway, agent, clock, store, verifier, headers, check, code };
+}
+
+test("a good request passes once", async () => {
+  const s = await setup();
+  const token = await mint(s.gateway, claims(s.agent));
+  const approved = await s.check(await s.headers(token));
+  assert.equal(approved.claims.approval, "req1");
+  assert.equal(await s.code(await s.headers(token)), "token_replayed");
+  const t2 = await mint(s.gateway, claims(s.agent));
+  assert.equal(await s.code(await s.headers(t2), Buffer.from('{"price":120.50,"to":"LIS"}')), "accepted");
+});
+
+test("every token check has its code", async () => {
+  const s = await setup();
+  const g = s.gateway, a = s.agent, other = await AgentKey.generate();
+  const cases = {
+    malformed_token: "a.b",
+    wrong_alg: await mint(g, claims(a), { alg: "ES256" }),
+    wrong_typ: await mint(g, claims(a), { typ: "JWT" }),
+    unknown_kid: await mint(g, claims(a), { kid: null }),
+    bad_signature: await mint(other, claims(a), { kid: g.id }),
+    malformed_claims: await mint(g, claims(a, { iat: "now" })),
+    wrong_issuer: await mint(g, claims(a, { iss: "https://evil.example" })),
+    wrong_audience: await mint(g, claims(a, { aud: "https://other.example" })),
+    expired: await mint(g, claims(a, { iat: NOW - 40, nbf: NOW - 40, exp: NOW - 10 })),
+    not_yet_valid: await mint(g, claims(a, { iat: NOW + 20, nbf: NOW + 20, exp: NOW + 40 })),
+    lifetime_too_long: await mint(g, claims(a, { exp: NOW + 31 })),
+    action_mismatch: await mint(g, claims(a, { action: "flights.cancel" })),
+    params_mismatch: await mint(g, claims(a, { params_sha256: paramsSha256(canonicalize("{}")) })),
+  };
+  for (const [code, token] of Object.entries(cases)) assert.equal(await s.code(await s.headers(token)), code, code);
+  assert.equal(await s.code(await s.headers(await mint(g, claims(a))), Buffer.from('{"a":1,"a":2}')), "invalid_params");
+  assert.equal(s.store.size, 0, "no refused request consumes a token");
+});
+
+test("expiry follows the verifier's clock; DPoP checks", async () => {
+  const s = await setup();
+  const token = await mint(s.gateway, claims(s.agent));
+  s.clock.now = NOW + 35;
+  assert.equal(await s.code(await s.headers(token)), "expired");
+  s.clock.now = NOW + 1;
+  const auth = ["authorization", `Approval ${token}`];
+  assert.equal(await s.code([auth]), "dpop_required");
+  assert.equal(await s.code(await s.headers(token, { key: await AgentKey.generate() })), "dpop_key_mismatch");
+  assert.equal(await s.code(await s.headers(token, { method: "GET" })), "invalid_dpop");
+  assert.equal(await s.code(await s.headers(token, { url: "https://travel.example/other" })), "invalid_dpop");
+  const other = await mint(s.gateway, claims(s.agent));
+  assert.equal(await s.code([auth, (await s.headers(other))[1]]), "invalid_dpop");
+  const unbound = await mint(s.gateway, claims(s.agent, { cnf: null }));
+  assert.equal(await s.code(await s.headers(unbound)), "dpop_required");
+  assert.equal(await s.code([]), "missing_token");
+  assert.equal(await s.code([auth, auth]), "missing_token");
+  const big = [...(await s.headers(token)), ["content-length", String(300 * 1024)]];
+  assert.equal(await s.code(big), "body_too_large");
+  assert.equal(await s.code(await s.headers(token)), "accepted", "none of the refusals used the token up");
+});
+
+test("the memory store refuses tokens from before it started", () => {
+  const store = new MemoryReplayStore(() => NOW);
+  assert.equal(store.consumeNow("a", NOW + 35, NOW), false);
+  assert.equal(store.consumeNow("b", NOW + 36, NOW + 1), true);
+  assert.equal(store.consumeNow("b", NOW + 36, NOW + 1), false);
+});
+
+test("the code table is the Rust one", () => {
+  const repo = process.env.HANDSIGN_REPO;
+  const refusal = readFileSync(`${repo}/crates/handsign-verify/src/refusal.rs`, "utf8");
+  const token = readFileSync(`${repo}/crates/handsign-protocol/src/token.rs`, "utf8");
+  const rust = new Set([...refusal.matchAll(/pub const \w+: &str = "(\w+)";/g), ...token.matchAll(/=> "(\w+)",/g)].map((m) => m[1]));
+  rust.delete("approval_layer_missing");
+  assert.deepEqual([...rust].sort(), Object.keys(REFUSALS).sort());
+  const e = new ApprovalRefused("token_replayed", 'used "once"');
+  assert.equal(e.headers()["www-authenticate"], 'Approval error="token_replayed", error_description="used \\"once\\""');
+});
+
+test("node:http middleware and Web handlers run once with the verified bytes", async () => {
+  const s = await setup();
+  const guard = verifyApproval({ verifier: s.verifier, action: "flights.book" });
+  const seen = [];
+  const server = createServer((req, res) => guard(req, res, () => { seen.push(req.rawBody.toString()); res.end(req.approved.claims.approval); }));
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const url = `http://127.0.0.1:${server.address().port}/book`;
+  try {
+    const token = await mint(s.gateway, claims(s.agent));
+    const post = async () => fetch(url, { method: "POST", body: BODY, headers: Object.fromEntries(await s.headers(token)) });
+    const first = await post();
+    assert.equal(first.status, 200);
+    assert.equal(await first.text(), "req1");
+    const again = await post();
+    assert.equal(again.status, 401);
+    assert.match(again.headers.get("www-authenticate"), /^Approval error="token_replayed"/);
+    assert.equal((await again.json()).error, "token_replayed");
+    assert.deepEqual(seen, [BODY.toString()]);
+  } finally {
+    server.close();
+  }
+  const handler = guard.wrap((request, approved) => new Response(Buffer.from(approved.body)));
+  const token = await mint(s.gateway, claims(s.agent));
+  const request = async () => new Request("https://travel.example/book", { method: "POST", body: BODY, headers: await s.headers(token) });
+  const ok = await handler(await request());
+  assert.equal(await ok.text(), BODY.toString());
+  const replayed = await handler(await request());
+  assert.equal((await replayed.json()).error, "token_replayed");
+});
+
+test("the Redis store is shared and fails closed", async () => {
+  const port = await new Promise((resolve) => {
+    const probe = createServer().listen(0, "127.0.0.1", () => {
+      const { port: free } = probe.address();
+      probe.close(() => resolve(free));
+    });
+  });
+  const redis = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], { stdio: "ignore" });
+  try {
+    for (;;) {
+      const up = await new Promise((resolve) => {
+        const socket = createConnection(port, "127.0.0.1", () => { socket.end(); resolve(true); });
+        socket.on("error", () => resolve(false));
+      });
+      if (up) break;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    const clients = await Promise.all([1, 2].map(() => createClient({ url: `redis://127.0.0.1:${port}` }).connect()));
+    const stores = clients.map((c) => new RedisReplayStore(c, "t:"));
+    const results = await Promise.all(Array.from({ length: 10 }, (_, i) => stores[i % 2].consume("jti-1", NOW + 1e6, NOW)));
+    assert.deepEqual(results.filter(Boolean).length, 1);
+    const s = await setup();
+    s.verifier.replayStore = new RedisReplayStore({ sendCommand: () => Promise.reject(new Error("connection refused")) });
+    assert.equal(await s.code(await s.headers(await mint(s.gateway, claims(s.agent)))), "replay_store_unavailable");
+    await Promise.all(clients.map((c) => c.quit()));
+  } finally {
+    redis.kill();
+  }
+});
+
+test("small-order keys and signatures are refused", async () => {
+  // With the identity as key and R, and S = 0, every message "verifies" (OpenSSL accepts it).
+  const identity = Buffer.concat([Buffer.from([1]), Buffer.alloc(31)]);
+  const header = b64(JSON.stringify({ typ: "dpop+jwt", alg: "EdDSA", jwk: { kty: "OKP", crv: "Ed25519", x: b64(identity) } }));
+  const payload = b64(JSON.stringify({ jti: "j", htm: "POST", htu: "https://travel.example/book", iat: NOW }));
+  const proof = `${header}.${payload}.${b64(Buffer.concat([identity, Buffer.alloc(32)]))}`;
+  await assert.rejects(verifyProof(proof, { method: "POST", url: "https://travel.example/book", now: NOW }), /signature/);
+});
+
+test("key files are owner-only and those of the CLI", async () => {
+  const { mkdtempSync, statSync, chmodSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const { spawnSync } = await import("node:child_process");
+  const dir = mkdtempSync(`${tmpdir()}/handsign-keys-`);
+  const key = await AgentKey.loadOrCreate(`${dir}/agent.jwk`);
+  assert.equal(statSync(`${dir}/agent.jwk`).mode & 0o777, 0o600);
+  assert.equal((await AgentKey.loadOrCreate(`${dir}/agent.jwk`)).id, key.id, "an existing key is never replaced");
+  chmodSync(`${dir}/agent.jwk`, 0o640);
+  await assert.rejects(AgentKey.load(`${dir}/agent.jwk`), /group or others/);
+  assert.ok(process.env.HANDSIGN_BIN, "set HANDSIGN_BIN to the gateway binary (sdk/typescript/test.sh does)");
+  const made = spawnSync(process.env.HANDSIGN_BIN, ["agent", "keygen", "--key", `${dir}/cli.jwk`]);
+  assert.equal(made.status, 0);
+  assert.equal((await AgentKey.load(`${dir}/cli.jwk`)).id, made.stdout.toString().split(/\s/)[0]);
+});
