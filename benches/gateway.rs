@@ -45,6 +45,7 @@ fn main() {
             args.limits.agent_requests_per_minute = 1_000_000;
             args.limits.max_pending_per_agent = 1_000_000;
             args.danger_allow_http_push_endpoints = true;
+            args.danger_allow_private_push_endpoints = true;
         })
         .await;
         let mut alice = gateway.register("alice").await;

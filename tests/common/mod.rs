@@ -43,11 +43,15 @@ pub fn serve_args(data_dir: &std::path::Path, public_url: &str) -> ServeArgs {
             max_pending_per_agent: 20,
             agent_requests_per_minute: 1000,
         },
+        connections: Default::default(),
+        metrics: Default::default(),
         redis_url: None,
         log_format: LogFormat::Text,
         webhooks: Default::default(),
         push_subject: None,
         danger_allow_http_push_endpoints: false,
+        danger_allow_private_push_endpoints: false,
+        max_devices_per_user: 10,
     }
 }
 
