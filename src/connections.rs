@@ -13,6 +13,11 @@
 //!   (`idle_timeout` from the end of the answer);
 //! - **answering**: the gateway works on or sends an answer; no deadline.
 //!
+//! An answer counts as sent once the connection has taken its last bytes: a client that does not
+//! read them is then waited for as for its next request, so only a streamed answer (an event
+//! stream, which only an authenticated agent or person can open) stays answering while its
+//! client does not read.
+//!
 //! One task sweeps the table a few times per shortest timeout and closes every connection past
 //! its deadline, so there is no timer per connection (10,000 parked long polls cost their table
 //! entries and nothing else).
