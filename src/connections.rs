@@ -26,8 +26,9 @@
 //! the place of the connection waiting for its client that is nearest its deadline (the one that
 //! would be closed first anyway): slow and idle clients are shed in favour of new ones, so
 //! `/healthz` keeps answering whoever asks, while connections that are being answered are never
-//! cut. When every open connection is being answered, the gateway stops accepting until one ends;
-//! new clients wait in the listen backlog, which the kernel bounds. A per-address cap would not
+//! cut. When every open connection is being answered, the client just accepted waits until one
+//! ends or finishes its answer, and the gateway accepts no other meanwhile: new clients wait in
+//! the listen backlog, which the kernel bounds. A per-address cap would not
 //! do: behind a reverse proxy every client has the proxy's address.
 
 use std::pin::Pin;
@@ -146,24 +147,23 @@ impl Connections {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Returns once a new connection can be admitted: fewer than the cap are open, or one of
-    /// them waits for its client and can make room.
-    pub async fn room(&self) {
+    /// A place for a just-accepted connection. At the cap, the connection waiting for its
+    /// client that is nearest its deadline is closed to make room; when every open connection is
+    /// being answered, this waits until one ends or finishes its answer (the gateway accepts no
+    /// other connection meanwhile: new clients wait in the listen backlog).
+    pub async fn admit(self: &Arc<Self>) -> Slot {
         loop {
-            let notified = self.room.notified();
-            {
-                let table = self.table();
-                if table.open < self.max || table.answering < table.open {
-                    return;
-                }
+            // Registered before looking, so that room made in between is not missed.
+            let room = self.room.notified();
+            if let Some(slot) = self.try_admit() {
+                return slot;
             }
-            notified.await;
+            room.await;
         }
     }
 
-    /// A place for a just-accepted connection, closing the waiting connection nearest its
-    /// deadline when the cap is reached; `None` when every open connection is being answered.
-    pub fn admit(self: &Arc<Self>) -> Option<Slot> {
+    /// A place for a just-accepted connection if there is one or one can be made now.
+    fn try_admit(self: &Arc<Self>) -> Option<Slot> {
         let mut table = self.table();
         if table.open >= self.max {
             let shed = table.nearest_deadline()?;

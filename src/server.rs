@@ -180,15 +180,12 @@ where
         // axum's `Listener` skips connections that failed before they were accepted, and waits
         // a second on other errors (out of file descriptors) instead of stopping the gateway.
         let (stream, _) = tokio::select! {
-            accepted = async {
-                connections.room().await;
-                Listener::accept(&mut listener).await
-            } => accepted,
+            accepted = Listener::accept(&mut listener) => accepted,
             () = &mut shutdown => break,
         };
-        // Every open connection started answering since there was room: this one is closed.
-        let Some(slot) = connections.admit() else {
-            continue;
+        let slot = tokio::select! {
+            slot = connections.admit() => slot,
+            () = &mut shutdown => break,
         };
         let guard = slot.guard();
         let connection = http1::Builder::new().serve_connection(

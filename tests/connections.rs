@@ -175,3 +175,86 @@ async fn at_the_cap_slow_clients_make_room_and_healthz_answers() {
         assert_eq!(&answer, b"HTTP/1.1 200");
     }
 }
+
+/// Opens `agent`'s event stream of request `id` and reads it until the request is pending: the
+/// gateway is then answering on that connection.
+async fn pending_stream(agent: &common::TestAgent, url: &str, id: &str) -> reqwest::Response {
+    let path = format!("/v1/approvals/{id}/events");
+    let mut stream = reqwest::Client::new()
+        .get(format!("{url}{path}"))
+        .header("dpop", agent.proof(&reqwest::Method::GET, &path))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    let mut text = String::new();
+    while !text.contains("\"status\":\"pending\"") {
+        let chunk = stream.chunk().await.unwrap().expect("the stream ended");
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    stream
+}
+
+/// Reads the rest of an event stream; fails if the gateway cut it.
+async fn rest_of(mut stream: reqwest::Response) -> String {
+    let mut text = String::new();
+    while let Some(chunk) = stream.chunk().await.unwrap() {
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    text
+}
+
+#[tokio::test]
+async fn connections_being_answered_are_never_shed_and_new_clients_wait_for_room() {
+    let gateway = TestGateway::start_with(|args| {
+        args.connections = ConnectionLimits {
+            max_connections: Some(2),
+            ..limits(1, 1, 1)
+        }
+    })
+    .await;
+    let _alice = gateway.register("alice").await;
+    let mut streams = Vec::new();
+    for _ in 0..2 {
+        let agent = gateway.agent("alice").await;
+        let created = agent.request(common::flight()).await;
+        let id = created["id"].as_str().unwrap().to_owned();
+        let stream = pending_stream(&agent, &gateway.url, &id).await;
+        streams.push((agent, id, stream));
+    }
+    // Both connections are answering: a new client is not let in by cutting one of them.
+    let healthz = tokio::spawn(
+        reqwest::Client::new()
+            .get(format!("{}/healthz", gateway.url))
+            .timeout(GIVE_UP)
+            .send(),
+    );
+    let end = |agent: &common::TestAgent, id: &str| {
+        let (store, events) = (gateway.store.clone(), gateway.state.events.clone());
+        let (agent, id) = (
+            agent.id().to_owned(),
+            handsign::domain::ApprovalId::parse(id).unwrap(),
+        );
+        async move {
+            let revoked = store
+                .set_agent_status(
+                    &agent,
+                    handsign::domain::AgentStatus::Revoked,
+                    handsign::clock::now(),
+                )
+                .await
+                .unwrap();
+            events.publish(&id, &revoked.user);
+        }
+    };
+    // When the first stream's request ends, its answer is complete: the room it leaves lets the
+    // waiting client in.
+    let (agent, id, first) = streams.remove(0);
+    end(&agent, &id).await;
+    assert!(rest_of(first).await.contains("\"status\":\"cancelled\""));
+    assert_eq!(healthz.await.unwrap().unwrap().status(), StatusCode::OK);
+    // The second stream, open all along and longer than every timeout, still gets its end.
+    let (agent, id, second) = streams.remove(0);
+    end(&agent, &id).await;
+    assert!(rest_of(second).await.contains("\"status\":\"cancelled\""));
+}
