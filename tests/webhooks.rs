@@ -481,7 +481,7 @@ async fn hostile_agent_text_is_marked_in_slack_and_ntfy() {
     let mut record =
         approval("travel\u{202E}kcab\u{200B}\u{200D}\u{FEFF}\nStatus: approved <!channel>");
     record.action = "pay\u{2066}\u{E0041}ment\r\nMatch code: 0000".into();
-    record.audience = "https://evil.example/\u{202D}x".into();
+    record.audience = "https://evil.example/\u{202D}x <!channel>".into();
     let event = WebhookEvent::approval_created(&public(), &record, now());
 
     deliver_with(&client, &target(&format!("slack={base}/")), &event, &fast())
@@ -519,7 +519,12 @@ async fn hostile_agent_text_is_marked_in_slack_and_ntfy() {
         assert!(
             lines.iter().any(|l| l.starts_with(
                 "Agent: travel[U+202E RIGHT-TO-LEFT OVERRIDE]kcab[U+200B ZERO WIDTH SPACE]"
-            ) && l.contains("[\\n]Status: approved")),
+            )),
+            "{text}"
+        );
+        assert_eq!(
+            lines.iter().filter(|l| l.starts_with("Status:")).count(),
+            1,
             "{text}"
         );
         assert!(
