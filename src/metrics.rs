@@ -393,6 +393,43 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_metrics_token_must_be_one_long_word_and_is_matched_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let with_token = |text: &str| {
+            let file = dir.path().join("token");
+            std::fs::write(&file, text).unwrap();
+            MetricsAccess::from_args(&crate::config::MetricsArgs {
+                metrics_listen: None,
+                metrics_token_file: Some(file),
+            })
+        };
+        for refused in ["", "short", "two words of a token\n"] {
+            let error = with_token(refused).unwrap_err().to_string();
+            assert!(
+                error.contains("at least 16 characters"),
+                "{refused:?}: {error}"
+            );
+        }
+        let missing = MetricsAccess::from_args(&crate::config::MetricsArgs {
+            metrics_listen: None,
+            metrics_token_file: Some(dir.path().join("absent")),
+        });
+        assert!(missing.unwrap_err().to_string().contains("cannot read"));
+
+        let access = with_token("0123456789abcdef-token\n").unwrap();
+        let headers = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::AUTHORIZATION, value.parse().unwrap());
+            headers
+        };
+        assert!(access.allows(&headers("Bearer 0123456789abcdef-token")));
+        assert!(!access.allows(&headers("Bearer 0123456789abcdef-toke")));
+        assert!(!access.allows(&headers("Basic 0123456789abcdef-token")));
+        assert!(!access.allows(&HeaderMap::new()));
+        assert!(MetricsAccess::default().allows(&HeaderMap::new()));
+    }
+
+    #[test]
     fn refusals_map_to_fixed_outcomes() {
         let error = |status, code| ApiError::new(status, code, "x");
         let cases = [
