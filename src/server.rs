@@ -145,13 +145,20 @@ pub async fn run(
     .await
 }
 
+/// Connections the metrics listener keeps open at most: enough for a few scrapers, and within
+/// the open files `--max-connections` leaves over by default.
+const METRICS_MAX_CONNECTIONS: u64 = 16;
+
 /// Serves `/metrics` alone on `listener` (`--metrics-listen`), until `shutdown` completes.
 pub async fn run_metrics(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let limits = state.connection_limits.clone();
+    let limits = ConnectionLimits {
+        max_connections: Some(METRICS_MAX_CONNECTIONS),
+        ..(*state.connection_limits).clone()
+    };
     let max_body = state.limits.max_body_bytes;
     let router = routes::public::metrics_router().with_state(state);
     serve(listener, gateway(router, max_body), &limits, shutdown).await
