@@ -258,3 +258,45 @@ async fn connections_being_answered_are_never_shed_and_new_clients_wait_for_room
     end(&agent, &id).await;
     assert!(rest_of(second).await.contains("\"status\":\"cancelled\""));
 }
+
+#[tokio::test]
+async fn with_few_open_files_slow_clients_cannot_stop_the_gateway_answering() {
+    use std::io::BufRead as _;
+    // The gateway process with 256 open files: by default it keeps at most 128 connections.
+    let data = tempfile::tempdir().unwrap();
+    let port = common::process::free_port();
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", "ulimit -n 256 && exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_handsign"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--public-url", &format!("http://localhost:{port}")])
+        .arg("--data-dir")
+        .arg(data.path())
+        .env("HANDSIGN_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    for line in stdout.lines() {
+        if line.unwrap().contains("listening on") {
+            break;
+        }
+    }
+    // More half-sent requests than it has open files.
+    let mut slow = Vec::new();
+    for _ in 0..300 {
+        let mut client = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        client.write_all(HALF_A_HEAD).await.unwrap();
+        slow.push(client);
+    }
+    let response = handsign::http_client::new()
+        .unwrap()
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .timeout(GIVE_UP)
+        .send()
+        .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(response.unwrap().status(), StatusCode::OK);
+}
