@@ -47,6 +47,7 @@ fn main() {
             args.limits.user_prompts_per_minute = 1_000_000;
             args.limits.ceremonies_per_minute = 1_000_000;
             args.danger_allow_http_push_endpoints = true;
+            args.danger_allow_private_push_endpoints = true;
         })
         .await;
         let mut alice = gateway.register("alice").await;

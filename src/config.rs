@@ -37,6 +37,10 @@ pub struct ServeArgs {
     pub token_lifetime: i64,
     #[command(flatten)]
     pub limits: RequestLimits,
+    #[command(flatten)]
+    pub connections: ConnectionLimits,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
     /// Log format.
     #[arg(long, env = "HANDSIGN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -50,6 +54,14 @@ pub struct ServeArgs {
     /// encryption still protects the message, but not who receives it.
     #[arg(long, env = "HANDSIGN_DANGER_ALLOW_HTTP_PUSH_ENDPOINTS")]
     pub danger_allow_http_push_endpoints: bool,
+    /// Accept push endpoints on loopback, private, link-local and other non-public addresses
+    /// (only for a push service on the gateway's own network, or in tests): otherwise any user
+    /// could make the gateway send requests into that network.
+    #[arg(long, env = "HANDSIGN_DANGER_ALLOW_PRIVATE_PUSH_ENDPOINTS")]
+    pub danger_allow_private_push_endpoints: bool,
+    /// Most devices one user may have receiving notifications.
+    #[arg(long, env = "HANDSIGN_MAX_DEVICES_PER_USER", default_value_t = 10)]
+    pub max_devices_per_user: usize,
 }
 
 /// Limits on what agents may ask, so that a misbehaving agent cannot flood a person with prompts
@@ -93,6 +105,79 @@ pub struct RequestLimits {
     /// TCP peer, which behind a proxy is the proxy. Set it only when a proxy you run sets it.
     #[arg(long, env = "HANDSIGN_CLIENT_ADDRESS_HEADER")]
     pub client_address_header: Option<String>,
+}
+
+/// Who may read `/metrics`. By default anyone who reaches the gateway: the page holds counts
+/// only, but an operator may not want them public.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct MetricsArgs {
+    /// Serve `/metrics` on this address only (e.g. an internal interface for Prometheus), not on
+    /// the main listener.
+    #[arg(long, env = "HANDSIGN_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// A file holding a bearer token (at least 16 characters) that every `/metrics` request
+    /// must carry: `Authorization: Bearer TOKEN`.
+    #[arg(long, env = "HANDSIGN_METRICS_TOKEN_FILE")]
+    pub metrics_token_file: Option<PathBuf>,
+}
+
+/// Bounds on the gateway's connections, so that idle or slow clients cannot hold what others
+/// need (see [`crate::connections`]). The timeouts bound how long a client may take to *send* a
+/// request; an answer being waited for (a long poll, an event stream) has no deadline.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConnectionLimits {
+    /// Seconds a new connection has to send its first request's line and headers.
+    #[arg(long, env = "HANDSIGN_HEADER_READ_TIMEOUT", default_value_t = ConnectionLimits::DEFAULT.header_read_timeout,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout: u64,
+    /// Seconds a request's body has to arrive in full, from the end of its headers.
+    #[arg(long, env = "HANDSIGN_BODY_READ_TIMEOUT", default_value_t = ConnectionLimits::DEFAULT.body_read_timeout,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_read_timeout: u64,
+    /// Seconds a kept-alive connection may stay open after an answer without having sent the
+    /// line and headers of its next request.
+    #[arg(long, env = "HANDSIGN_IDLE_TIMEOUT", default_value_t = ConnectionLimits::DEFAULT.idle_timeout,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout: u64,
+    /// Most connections open at once. Defaults to the process's limit on open files less 128,
+    /// which are kept for the store, Redis, outgoing calls and the metrics listener.
+    #[arg(long, env = "HANDSIGN_MAX_CONNECTIONS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: Option<u64>,
+}
+
+impl ConnectionLimits {
+    /// The defaults of `handsign serve`.
+    pub const DEFAULT: ConnectionLimits = ConnectionLimits {
+        header_read_timeout: 10,
+        body_read_timeout: 30,
+        idle_timeout: 60,
+        max_connections: None,
+    };
+    /// Open files [`max_connections`](Self::max_connections) leaves for everything else.
+    const RESERVED_FILES: u64 = 128;
+    /// The default cap when the open-file limit is unlimited or unknown.
+    const FALLBACK_MAX_CONNECTIONS: u64 = 65_536;
+
+    /// The cap on open connections: the configured one, or what the open-file limit allows.
+    pub fn max_connections(&self) -> usize {
+        let max = self.max_connections.unwrap_or_else(|| {
+            rustix::process::getrlimit(rustix::process::Resource::Nofile)
+                .current
+                .map_or(Self::FALLBACK_MAX_CONNECTIONS, |files| {
+                    files
+                        .saturating_sub(Self::RESERVED_FILES)
+                        .clamp(1, Self::FALLBACK_MAX_CONNECTIONS)
+                })
+        });
+        usize::try_from(max).unwrap_or(usize::MAX)
+    }
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
 }
 
 impl RequestLimits {

@@ -379,6 +379,30 @@ impl ApprovalRecord {
     }
 }
 
+/// The longest name a person may give one of their passkeys or devices, in characters.
+pub const MAX_DEVICE_NAME_CHARS: usize = 64;
+
+/// What a person calls one of their passkeys or devices, e.g. "phone": trimmed, cut to
+/// [`MAX_DEVICE_NAME_CHARS`] characters, `default` when empty. Control characters (NUL, newlines,
+/// escape sequences) are refused: no name needs them, and they cut or hide the text around them.
+/// Other invisible characters (bidirectional controls, zero-width ones) are kept as given, and
+/// shown marked wherever the name is shown.
+pub fn device_name(given: Option<&str>, default: &str) -> Result<String, String> {
+    let name = given.unwrap_or_default().trim();
+    if let Some(control) = name.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "a name may not contain control characters such as U+{:04X}",
+            u32::from(control)
+        ));
+    }
+    let name: String = name.chars().take(MAX_DEVICE_NAME_CHARS).collect();
+    Ok(if name.is_empty() {
+        default.to_owned()
+    } else {
+        name
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,7 @@ pub mod agent_auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod connections;
 pub mod domain;
 pub mod error;
 pub mod events;

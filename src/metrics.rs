@@ -8,7 +8,12 @@
 //! `/healthz`, and names no user, agent, action or parameter.
 
 use std::fmt;
+use std::path::Path;
 use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::http::{HeaderMap, header};
+use sha2::{Digest as _, Sha256};
 
 use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::metrics::counter::Counter;
@@ -145,6 +150,61 @@ impl DecisionRefusal {
             _ if error.status.is_client_error() => DecisionRefusal::Invalid,
             _ => DecisionRefusal::Error,
         }
+    }
+}
+
+/// Where and to whom `/metrics` is served (`--metrics-listen`, `--metrics-token-file`).
+#[derive(Debug, Clone, Default)]
+pub struct MetricsAccess {
+    /// Served on its own listener, not on the gateway's.
+    pub own_listener: bool,
+    /// The SHA-256 of the bearer token every request must carry, if one is required.
+    token_sha256: Option<[u8; 32]>,
+}
+
+impl MetricsAccess {
+    /// The shortest token accepted: a guessable token is no protection.
+    const MIN_TOKEN_CHARS: usize = 16;
+
+    /// The access `args` configure, reading the token file if there is one.
+    pub fn from_args(args: &crate::config::MetricsArgs) -> anyhow::Result<Self> {
+        let token_sha256 = match &args.metrics_token_file {
+            Some(path) => Some(Self::read_token(path)?),
+            None => None,
+        };
+        Ok(MetricsAccess {
+            own_listener: args.metrics_listen.is_some(),
+            token_sha256,
+        })
+    }
+
+    fn read_token(path: &Path) -> anyhow::Result<[u8; 32]> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the metrics token file {}", path.display()))?;
+        let token = text.trim();
+        if token.chars().count() < Self::MIN_TOKEN_CHARS || token.contains(char::is_whitespace) {
+            anyhow::bail!(
+                "the metrics token in {} must be one word of at least {} characters",
+                path.display(),
+                Self::MIN_TOKEN_CHARS
+            );
+        }
+        Ok(Sha256::digest(token.as_bytes()).into())
+    }
+
+    /// Whether a request with `headers` may read the metrics. Digests are compared, so the
+    /// comparison's time says nothing about the token.
+    pub fn allows(&self, headers: &HeaderMap) -> bool {
+        let Some(expected) = &self.token_sha256 else {
+            return true;
+        };
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .is_some_and(|token| {
+                <[u8; 32]>::from(Sha256::digest(token.trim().as_bytes())) == *expected
+            })
     }
 }
 
@@ -331,6 +391,43 @@ mod tests {
     use axum::http::StatusCode;
 
     use super::*;
+
+    #[test]
+    fn a_metrics_token_must_be_one_long_word_and_is_matched_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let with_token = |text: &str| {
+            let file = dir.path().join("token");
+            std::fs::write(&file, text).unwrap();
+            MetricsAccess::from_args(&crate::config::MetricsArgs {
+                metrics_listen: None,
+                metrics_token_file: Some(file),
+            })
+        };
+        for refused in ["", "short", "two words of a token\n"] {
+            let error = with_token(refused).unwrap_err().to_string();
+            assert!(
+                error.contains("at least 16 characters"),
+                "{refused:?}: {error}"
+            );
+        }
+        let missing = MetricsAccess::from_args(&crate::config::MetricsArgs {
+            metrics_listen: None,
+            metrics_token_file: Some(dir.path().join("absent")),
+        });
+        assert!(missing.unwrap_err().to_string().contains("cannot read"));
+
+        let access = with_token("0123456789abcdef-token\n").unwrap();
+        let headers = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::AUTHORIZATION, value.parse().unwrap());
+            headers
+        };
+        assert!(access.allows(&headers("Bearer 0123456789abcdef-token")));
+        assert!(!access.allows(&headers("Bearer 0123456789abcdef-toke")));
+        assert!(!access.allows(&headers("Basic 0123456789abcdef-token")));
+        assert!(!access.allows(&HeaderMap::new()));
+        assert!(MetricsAccess::default().allows(&HeaderMap::new()));
+    }
 
     #[test]
     fn refusals_map_to_fixed_outcomes() {

@@ -5,25 +5,29 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Request, header};
 use axum::response::Response;
 use axum::serve::Listener;
 use futures_util::FutureExt as _;
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpSocket};
-use tower::{Service, ServiceBuilder};
+use tower::util::Oneshot;
+use tower::{Service, ServiceBuilder, ServiceExt as _};
 
-use crate::config::{PublicUrl, ServeArgs};
+use crate::config::{ConnectionLimits, PublicUrl, ServeArgs};
+use crate::connections::{AnswerBody, Connections, RequestBody, Slot};
 use crate::keyring::Keyring;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, MetricsAccess};
 use crate::notify::webhooks::{RetryPolicy, Webhooks};
 use crate::notify::webpush::VapidKey;
 use crate::notify::{Notifier, PushSettings};
@@ -41,33 +45,42 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
      connect-src 'self'; manifest-src 'self'; form-action 'self'; frame-ancestors 'none'; \
      base-uri 'none'";
 
-/// Every route of the gateway.
+/// Every route of the gateway; `/metrics` too unless it has a listener of its own.
 fn router(state: AppState) -> Router {
-    Router::new()
+    let router = Router::new()
         .merge(routes::public::router())
         .merge(routes::agents::router())
         .merge(routes::approve::router())
         .merge(routes::webauthn::router())
         .merge(routes::push::router())
         .merge(routes::dashboard::router())
-        .merge(crate::pages::static_files())
-        .with_state(state)
+        .merge(crate::pages::static_files());
+    let router = if state.metrics_access.own_listener {
+        router
+    } else {
+        router.merge(routes::public::metrics_router())
+    };
+    router.with_state(state)
 }
 
-/// The routes, the request body limit, and the headers every answer carries. The layers wrap the
+/// `router`, the request body limit, and the headers every answer carries. The layers wrap the
 /// router as a whole: `Router::layer` would wrap each route, and each such layer boxes a future
 /// of its own for every request, which thousands of waiting long polls would each hold.
 fn gateway(
-    state: AppState,
-) -> impl Service<Request<Incoming>, Response = Response, Error = Infallible, Future: Send>
-+ Clone
+    router: Router,
+    max_body: usize,
+) -> impl Service<
+    Request<RequestBody<Incoming>>,
+    Response = Response,
+    Error = Infallible,
+    Future: Send + Unpin,
+> + Clone
 + Send
 + 'static {
-    let max_body = state.limits.max_body_bytes;
     ServiceBuilder::new()
         .map_response(security_headers)
         .layer(DefaultBodyLimit::max(max_body))
-        .service(router(state))
+        .service(router)
 }
 
 fn security_headers(mut response: Response) -> Response {
@@ -118,13 +131,58 @@ pub fn listen(address: SocketAddr) -> std::io::Result<TcpListener> {
 /// less state than its automatic HTTP/1 and HTTP/2 builder (what `axum::serve` uses): with
 /// 10,000 agents long-polling, 16.9 against 22.8 KiB per waiting poll (BENCHMARKS.md).
 pub async fn run(
-    mut listener: TcpListener,
+    listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // Built once: every connection shares the routes (a clone is a reference count).
-    let service = TowerToHyperService::new(gateway(state));
-    let connections = GracefulShutdown::new();
+    let limits = state.connection_limits.clone();
+    let max_body = state.limits.max_body_bytes;
+    serve(
+        listener,
+        gateway(router(state), max_body),
+        &limits,
+        shutdown,
+    )
+    .await
+}
+
+/// Connections the metrics listener keeps open at most: enough for a few scrapers, and within
+/// the open files `--max-connections` leaves over by default.
+const METRICS_MAX_CONNECTIONS: u64 = 16;
+
+/// Serves `/metrics` alone on `listener` (`--metrics-listen`), until `shutdown` completes.
+pub async fn run_metrics(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let limits = ConnectionLimits {
+        max_connections: Some(METRICS_MAX_CONNECTIONS),
+        ..(*state.connection_limits).clone()
+    };
+    let max_body = state.limits.max_body_bytes;
+    let router = routes::public::metrics_router().with_state(state);
+    serve(listener, gateway(router, max_body), &limits, shutdown).await
+}
+
+/// Serves `service` on `listener` within `limits` (see [`crate::connections`]) until `shutdown`
+/// completes, then finishes the requests in flight.
+async fn serve<S>(
+    mut listener: TcpListener,
+    service: S,
+    limits: &ConnectionLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()>
+where
+    S: Service<Request<RequestBody<Incoming>>, Response = Response, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + Unpin,
+{
+    let connections = Connections::new(limits);
+    let sweeper = tokio::spawn(connections.clone().sweep());
+    let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         // axum's `Listener` skips connections that failed before they were accepted, and waits
@@ -133,25 +191,85 @@ pub async fn run(
             accepted = Listener::accept(&mut listener) => accepted,
             () = &mut shutdown => break,
         };
-        let peer = PeerAddress(peer.ip());
-        let service = service.clone();
-        let marked = hyper::service::service_fn(move |mut request: Request<Incoming>| {
-            request.extensions_mut().insert(peer);
-            hyper::service::Service::call(&service, request)
-        });
-        let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), marked);
+        let slot = tokio::select! {
+            slot = connections.admit() => slot,
+            () = &mut shutdown => break,
+        };
+        let guard = slot.guard();
+        let connection = http1::Builder::new().serve_connection(
+            TokioIo::new(stream),
+            ConnectionService {
+                service: service.clone(),
+                slot: slot.clone(),
+                peer: PeerAddress(peer.ip()),
+            },
+        );
         // A combinator, not an async block: a block awaiting the connection would hold it twice
         // (what it captured and what it awaits), 800 bytes more for each connection.
-        tokio::spawn(connections.watch(connection).map(|served| {
+        let task = tokio::spawn(graceful.watch(connection).map(move |served| {
+            drop(guard);
             if let Err(e) = served {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         }));
+        slot.serving(task.abort_handle());
     }
     drop(listener);
     // Idle connections close now; each request in flight is answered, then its connection closes.
-    connections.shutdown().await;
+    graceful.shutdown().await;
+    sweeper.abort();
     Ok(())
+}
+
+/// The gateway's service as one connection sees it: it tells the connection's [`Slot`] when a
+/// request arrives, when its body has been read and when its answer has been sent.
+#[derive(Clone)]
+struct ConnectionService<S> {
+    service: S,
+    slot: Slot,
+    /// The connection's TCP peer, put in every request's extensions (for limits per client).
+    peer: PeerAddress,
+}
+
+impl<S> hyper::service::Service<Request<Incoming>> for ConnectionService<S>
+where
+    S: Service<Request<RequestBody<Incoming>>, Response = Response, Error = Infallible> + Clone,
+    S::Future: Unpin,
+{
+    type Response = http::Response<AnswerBody<Body>>;
+    type Error = Infallible;
+    type Future = Answer<Oneshot<S, Request<RequestBody<Incoming>>>>;
+
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
+        let complete = request.body().is_end_stream();
+        self.slot.request_started(complete);
+        let slot = (!complete).then(|| self.slot.clone());
+        let mut request = request.map(|body| RequestBody::new(body, slot));
+        request.extensions_mut().insert(self.peer);
+        Answer {
+            answer: self.service.clone().oneshot(request),
+            slot: self.slot.clone(),
+        }
+    }
+}
+
+/// The answer to one request, whose body tells the connection when it has been sent.
+struct Answer<F> {
+    answer: F,
+    slot: Slot,
+}
+
+impl<F> Future for Answer<F>
+where
+    F: Future<Output = Result<Response, Infallible>> + Unpin,
+{
+    type Output = Result<http::Response<AnswerBody<Body>>, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let answer = std::task::ready!(Pin::new(&mut self.answer).poll(cx));
+        let slot = self.slot.clone();
+        Poll::Ready(answer.map(|response| response.map(|body| AnswerBody::new(body, slot))))
+    }
 }
 
 /// Builds the gateway's state from its configuration and storage: signing key, store, events. Every
@@ -180,8 +298,10 @@ pub async fn open(args: &ServeArgs, storage: &Storage) -> anyhow::Result<AppStat
             vapid: VapidKey::load_or_create(storage).await?,
             subject,
             allow_http_endpoints: args.danger_allow_http_push_endpoints,
+            allow_private_endpoints: args.danger_allow_private_push_endpoints,
+            max_devices_per_user: args.max_devices_per_user,
         },
-        http.clone(),
+        crate::http_client::for_push(args.danger_allow_private_push_endpoints)?,
         Webhooks::new(http, args.webhooks.webhooks.clone(), RetryPolicy::default()),
         events.clone(),
     );
@@ -191,10 +311,12 @@ pub async fn open(args: &ServeArgs, storage: &Storage) -> anyhow::Result<AppStat
         passkeys: Arc::new(passkeys),
         public,
         limits: Arc::new(args.limits.clone()),
+        connection_limits: Arc::new(args.connections.clone()),
         token_lifetime: args.token_lifetime,
         events,
         notifier,
         metrics,
+        metrics_access: Arc::new(MetricsAccess::from_args(&args.metrics)?),
     })
 }
 

@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
-use crate::config::{PublicUrl, RequestLimits};
+use crate::config::{ConnectionLimits, PublicUrl, RequestLimits};
 use crate::events::Events;
 use crate::keyring::Keyring;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, MetricsAccess};
 use crate::notify::Notifier;
 use crate::passkeys::Passkeys;
 use crate::store::Store;
@@ -17,10 +17,14 @@ pub struct AppState {
     pub passkeys: Arc<Passkeys>,
     pub public: Arc<PublicUrl>,
     pub limits: Arc<RequestLimits>,
+    /// How long clients may take to send requests, and how many connections may be open.
+    pub connection_limits: Arc<ConnectionLimits>,
     /// Seconds an approval token is valid (at most 30).
     pub token_lifetime: i64,
     pub events: Events,
     pub notifier: Notifier,
     /// What `GET /metrics` reports; `store` records its operations here too.
     pub metrics: Arc<Metrics>,
+    /// Where and to whom `GET /metrics` is served.
+    pub metrics_access: Arc<MetricsAccess>,
 }

@@ -3,7 +3,8 @@
 //
 // Turning on: ask permission, register the service worker (/sw.js, scope "/"), fetch the
 // gateway's VAPID key, subscribe with the browser's push service, then hand the subscription to
-// the gateway. Every step that can fail says so in plain words; everything shown is textContent.
+// the gateway. Every step that can fail says so in plain words; everything shown is textContent,
+// except a device's name, which is the gateway's escaped and marked HTML of it.
 "use strict";
 
 (() => {
@@ -130,7 +131,9 @@
     item.dataset.deviceId = device.id;
     const head = document.createElement("p");
     head.className = "item-head";
-    head.textContent = device.name || "Unnamed device";
+    // The gateway's rendering of the name, with hidden characters marked as on its pages.
+    const name = new DOMParser().parseFromString(device.name_html, "text/html");
+    head.replaceChildren(...name.body.childNodes);
     const sub = document.createElement("p");
     sub.className = "item-sub";
     sub.textContent = `via ${device.endpoint_host}`;

@@ -633,3 +633,69 @@ async fn the_event_stream_reports_the_users_new_requests() {
     gateway.decide(&mut alice, id, "approve").await;
     assert_eq!(next_event(&mut stream, &mut buffer, "changed").await, id);
 }
+
+/// Starts registering `user` with `code` and finishes with a new software passkey named
+/// `passkey_name`: the finishing answer's status and body, and the person.
+async fn register_passkey_named(
+    gateway: &TestGateway,
+    code: &str,
+    user: &str,
+    passkey_name: &str,
+) -> (StatusCode, Value, common::Person) {
+    let browser = Browser::new(gateway, None);
+    let (status, options) = browser
+        .post(
+            "/webauthn/register/options",
+            &json!({"code": code, "user": user}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{options}");
+    let ccr: webauthn_rs::prelude::CreationChallengeResponse =
+        serde_json::from_value(json!({"publicKey": options["publicKey"]})).unwrap();
+    let mut passkey = webauthn_authenticator_rs::softpasskey::SoftPasskey::new(true);
+    let credential = webauthn_authenticator_rs::WebauthnAuthenticator::do_registration(
+        &mut passkey,
+        gateway.origin(),
+        ccr,
+    )
+    .unwrap();
+    let (status, answer) = browser
+        .post(
+            "/webauthn/register/finish",
+            &json!({"ceremony": options["ceremony"], "credential": credential, "name": passkey_name}),
+        )
+        .await;
+    let person = common::Person {
+        name: user.to_owned(),
+        passkey,
+    };
+    (status, answer, person)
+}
+
+#[tokio::test]
+async fn passkey_names_are_shown_marked_and_control_characters_refused() {
+    let gateway = TestGateway::start().await;
+    let code = || handsign::invitations::issue(gateway.store.as_ref(), None);
+    let (status, answer, _) =
+        register_passkey_named(&gateway, &code().await.unwrap(), "alice", "phone\0").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["error"], "invalid_name");
+
+    let hostile = "my\u{202E}enohp\u{200B}";
+    let (status, answer, mut alice) =
+        register_passkey_named(&gateway, &code().await.unwrap(), "alice", hostile).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let cookie = gateway.login(&mut alice).await;
+    let (status, html) = Browser::new(&gateway, Some(cookie)).page("/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        !html.contains(hostile) && !html.contains('\u{202E}'),
+        "{html}"
+    );
+    assert!(
+        html.contains(
+            "my<span class=\"mk\">U+202E RIGHT-TO-LEFT OVERRIDE</span>enohp<span class=\"mk\">U+200B ZERO WIDTH SPACE</span>"
+        ),
+        "{html}"
+    );
+}

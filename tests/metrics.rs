@@ -380,3 +380,70 @@ async fn refused_requests_are_counted_by_reason() {
     assert!(!scraped.has("handsign_approval_requests_total{outcome=\"flights.book\"}"));
     assert!(!text.contains("handsign.agent.enroll"), "{text}");
 }
+
+#[tokio::test]
+async fn metrics_can_have_a_listener_of_their_own() {
+    let data = tempfile::tempdir().unwrap();
+    let (port, metrics_port) = (common::process::free_port(), common::process::free_port());
+    let _gateway = common::process::GatewayProcess::start(
+        env!("CARGO_BIN_EXE_handsign"),
+        port,
+        &[
+            "--data-dir".to_owned(),
+            data.path().display().to_string(),
+            "--public-url".to_owned(),
+            format!("http://localhost:{port}"),
+            "--metrics-listen".to_owned(),
+            format!("127.0.0.1:{metrics_port}"),
+        ],
+    );
+    let http = reqwest::Client::new();
+    let get = |port: u16, path: &str| http.get(format!("http://127.0.0.1:{port}{path}")).send();
+    // The main listener serves everything but the metrics.
+    assert_eq!(
+        get(port, "/metrics").await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get(port, "/healthz").await.unwrap().status(),
+        StatusCode::OK
+    );
+    // The metrics listener serves the metrics and nothing else.
+    let response = get(metrics_port, "/metrics").await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    Scrape::parse(&response.text().await.unwrap());
+    assert_eq!(
+        get(metrics_port, "/healthz").await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn a_metrics_token_is_required_when_configured() {
+    const TOKEN: &str = "scrape-9f2c41d07ab3e865";
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("metrics-token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let gateway = TestGateway::start_with(|args| {
+        args.metrics.metrics_token_file = Some(token_file.clone());
+    })
+    .await;
+    let metrics = |token: Option<&str>| {
+        let request = gateway.http.get(format!("{}/metrics", gateway.url));
+        match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+        .send()
+    };
+    for token in [None, Some("scrape-wrong-token-1234"), Some("")] {
+        let response = metrics(token).await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{token:?}");
+        assert_eq!(response.headers()["www-authenticate"], "Bearer");
+        let answer: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(answer["error"], "metrics_token_required");
+    }
+    let response = metrics(Some(TOKEN)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    Scrape::parse(&response.text().await.unwrap());
+}

@@ -72,6 +72,7 @@ async fn a_request_reaches_the_persons_device_and_the_webhooks() {
     let target: WebhookTarget = format!("standard={hook},secret={SECRET}").parse().unwrap();
     let gateway = TestGateway::start_with(|args| {
         args.danger_allow_http_push_endpoints = true;
+        args.danger_allow_private_push_endpoints = true;
         args.webhooks.webhooks = vec![target];
     })
     .await;
@@ -308,4 +309,190 @@ async fn a_request_nobody_decides_is_reported_expired() {
     assert_eq!(event["type"], "approval.expired");
     assert_eq!(event["data"]["approval_id"], created["id"]);
     assert_eq!(event["data"]["status"], "expired");
+}
+
+/// Adds a push subscription for `endpoint` with device name `name`; the answer's status and
+/// body.
+async fn subscribe(
+    gateway: &TestGateway,
+    cookie: &str,
+    endpoint: &str,
+    name: &str,
+) -> (StatusCode, Value) {
+    let mut url = url::Url::parse(&format!("{}/v1/push/subscriptions", gateway.url)).unwrap();
+    url.query_pairs_mut().append_pair("name", name);
+    let response = gateway
+        .http
+        .post(url)
+        .header("origin", &gateway.url)
+        .header("cookie", cookie)
+        .header("content-type", "application/json")
+        .body(PushBrowser::new().subscription_json(endpoint))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn push_endpoints_on_the_gateways_own_network_are_refused() {
+    // Plain http is allowed here, so that only the address decides.
+    let gateway =
+        TestGateway::start_with(|args| args.danger_allow_http_push_endpoints = true).await;
+    let mut alice = gateway.register("alice").await;
+    let cookie = gateway.login(&mut alice).await;
+    for endpoint in [
+        "http://127.0.0.1:9/wpush/x",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.0.0.7/wpush/x",
+        "http://192.168.1.1/wpush/x",
+        "http://100.64.0.1/wpush/x",
+        "http://[::1]:9/wpush/x",
+        "http://[::ffff:127.0.0.1]:9/wpush/x",
+        "http://[fd00::1]/wpush/x",
+        "http://0.0.0.0:9/wpush/x",
+        // A name is judged by what it resolves to.
+        "http://localhost:9/wpush/x",
+    ] {
+        let (status, answer) = subscribe(&gateway, &cookie, endpoint, "phone").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{endpoint}: {answer}");
+        assert_eq!(answer["error"], "invalid_subscription", "{endpoint}");
+        assert!(
+            answer["message"]
+                .as_str()
+                .unwrap()
+                .contains("not a public address"),
+            "{answer}"
+        );
+    }
+    assert!(wait_for_devices(&gateway, &cookie, 0).await.is_empty());
+}
+
+#[tokio::test]
+async fn the_push_client_connects_to_public_addresses_only() {
+    let (push_origin, mut pushes) = push_service().await;
+    let by_name = push_origin.replace("127.0.0.1", "localhost");
+    // The address a name resolves to is checked when connecting: a subscription that was
+    // accepted while its name pointed elsewhere reaches no private address.
+    let guarded = handsign::http_client::for_push(false).unwrap();
+    let error = guarded
+        .post(format!("{by_name}/wpush/rebound"))
+        .send()
+        .await
+        .unwrap_err();
+    let mut chain = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        chain.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    assert!(chain.contains("not a public address"), "{chain}");
+    assert!(pushes.try_recv().is_err(), "the refused message arrived");
+    // The same client with private addresses allowed reaches it.
+    let open = handsign::http_client::for_push(true).unwrap();
+    let response = open
+        .post(format!("{by_name}/wpush/allowed"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(next(&mut pushes, "push").await.path, "/wpush/allowed");
+}
+
+#[tokio::test]
+async fn outgoing_calls_never_follow_redirects() {
+    // A push service or webhook that answers a POST with a redirect to a loopback admin URL.
+    let (admin_tx, mut admin_calls) = mpsc::unbounded_channel::<String>();
+    let app = axum::Router::new()
+        .route(
+            "/hook",
+            axum::routing::post(|| async {
+                (
+                    StatusCode::FOUND,
+                    [("location", "/admin/delete-everything")],
+                )
+            }),
+        )
+        .route(
+            "/admin/delete-everything",
+            axum::routing::any(move |method: axum::http::Method| {
+                let admin_tx = admin_tx.clone();
+                async move {
+                    let _ = admin_tx.send(method.to_string());
+                    StatusCode::OK
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    for client in [
+        handsign::http_client::new().unwrap(),
+        handsign::http_client::for_push(true).unwrap(),
+    ] {
+        let response = client.post(&url).body("message").send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::FOUND);
+    }
+    assert!(admin_calls.try_recv().is_err(), "a redirect was followed");
+}
+
+#[tokio::test]
+async fn a_user_has_at_most_the_configured_number_of_devices() {
+    let gateway = TestGateway::start_with(|args| args.max_devices_per_user = 2).await;
+    let mut alice = gateway.register("alice").await;
+    let cookie = gateway.login(&mut alice).await;
+    let endpoint = |device: &str| format!("https://8.8.8.8/wpush/{device}");
+    for name in ["phone", "laptop"] {
+        let (status, answer) = subscribe(&gateway, &cookie, &endpoint(name), name).await;
+        assert_eq!(status, StatusCode::CREATED, "{answer}");
+    }
+    let (status, answer) = subscribe(&gateway, &cookie, &endpoint("tablet"), "tablet").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert_eq!(answer["error"], "too_many_devices");
+    assert!(answer["message"].as_str().unwrap().contains("remove one"));
+    // A device subscribing again replaces itself: no room needed.
+    let (status, answer) = subscribe(&gateway, &cookie, &endpoint("phone"), "phone").await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    assert_eq!(wait_for_devices(&gateway, &cookie, 2).await.len(), 2);
+    // Removing one makes room again.
+    let listed = wait_for_devices(&gateway, &cookie, 2).await;
+    let removed = gateway
+        .http
+        .delete(format!(
+            "{}/v1/push/subscriptions/{}",
+            gateway.url,
+            listed[0]["id"].as_str().unwrap()
+        ))
+        .header("origin", &gateway.url)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(removed.status(), StatusCode::NO_CONTENT);
+    let (status, answer) = subscribe(&gateway, &cookie, &endpoint("tablet"), "tablet").await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+}
+
+#[tokio::test]
+async fn device_names_are_shown_marked_and_control_characters_refused() {
+    let gateway = TestGateway::start().await;
+    let mut alice = gateway.register("alice").await;
+    let cookie = gateway.login(&mut alice).await;
+    let endpoint = "https://8.8.8.8/wpush/x";
+    let (status, answer) = subscribe(&gateway, &cookie, endpoint, "phone\0").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["error"], "invalid_name");
+    assert!(answer["message"].as_str().unwrap().contains("U+0000"));
+
+    let (status, answer) = subscribe(&gateway, &cookie, endpoint, "pho\u{202E}en\u{200B}x").await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let listed = wait_for_devices(&gateway, &cookie, 1).await;
+    let html = listed[0]["name_html"].as_str().unwrap();
+    assert!(html.contains("U+202E RIGHT-TO-LEFT OVERRIDE"), "{html}");
+    assert!(html.contains("U+200B ZERO WIDTH SPACE"), "{html}");
+    assert!(
+        !html.contains('\u{202E}') && !html.contains('\u{200B}'),
+        "{html}"
+    );
 }

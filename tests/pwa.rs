@@ -3,7 +3,8 @@
 //! on the dashboard the web app manifest is valid, its icons load, the service worker registers
 //! at `/sw.js` with scope `/` and turns a push message into a notification that links only to the
 //! gateway, and turning on notifications ends in a plain error (this machine has no route to a
-//! push service) without posting a subscription.
+//! push service) without posting a subscription. A device added with hidden characters in its
+//! name is listed with them marked.
 //!
 //! The headers that make the app installable are checked here too, with a plain HTTP client:
 //! a browser hides some of them (`Service-Worker-Allowed`) from the page.
@@ -92,6 +93,15 @@ async fn the_dashboard_is_an_installable_app_with_a_service_worker_in_chromium()
     assert_eq!(
         facts["devices"]["items"],
         serde_json::json!(["No devices yet."]),
+        "{facts}"
+    );
+    // A device's name is shown with its hidden characters marked, as on the gateway's pages.
+    let head = facts["namedDevices"]["head"].as_str().unwrap();
+    assert!(
+        head.contains(
+            "phone<span class=\"mk\">U+202E RIGHT-TO-LEFT OVERRIDE</span>enohp\
+             <span class=\"mk\">U+200B ZERO WIDTH SPACE</span>"
+        ),
         "{facts}"
     );
 }

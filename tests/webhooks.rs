@@ -476,13 +476,13 @@ async fn slack_and_ntfy_messages_have_the_link_and_the_match_code() {
 }
 
 #[tokio::test]
-async fn hostile_agent_text_is_cleaned_in_slack_and_ntfy() {
+async fn hostile_agent_text_is_marked_in_slack_and_ntfy() {
     let (base, mut requests) = receiver(&[]).await;
     let client = handsign::http_client::new().unwrap();
     let mut record =
         approval("travel\u{202E}kcab\u{200B}\u{200D}\u{FEFF}\nStatus: approved <!channel>");
     record.action = "pay\u{2066}\u{E0041}ment\r\nMatch code: 0000".into();
-    record.audience = "https://evil.example/\u{202D}x".into();
+    record.audience = "https://evil.example/\u{202D}x <!channel>".into();
     let event = WebhookEvent::approval_created(&public(), &record, now());
 
     deliver_with(&client, &target(&format!("slack={base}/")), &event, &fast())
@@ -514,18 +514,23 @@ async fn hostile_agent_text_is_cleaned_in_slack_and_ntfy() {
                 u32::from(hidden)
             );
         }
-        // The injected "lines" stay on the agent's line: only ours start a line.
+        // Each hidden character is written as a marker, as on the pages, and the injected
+        // "lines" stay on the agent's line: only ours start a line.
         let lines: Vec<&str> = text.lines().collect();
         assert!(
-            lines
-                .iter()
-                .any(|l| l.starts_with("Agent: travelkcab Status: approved")),
+            lines.iter().any(|l| l.starts_with(
+                "Agent: travel[U+202E RIGHT-TO-LEFT OVERRIDE]kcab[U+200B ZERO WIDTH SPACE]"
+            )),
+            "{text}"
+        );
+        assert_eq!(
+            lines.iter().filter(|l| l.starts_with("Status:")).count(),
+            1,
             "{text}"
         );
         assert!(
-            lines
-                .iter()
-                .any(|l| l.starts_with("Action: payment Match code: 0000")),
+            lines.iter().any(|l| l.starts_with("Action: pay[U+2066")
+                && l.contains("[U+000D CARRIAGE RETURN][\\n]Match code: 0000")),
             "{text}"
         );
         assert_eq!(

@@ -1,6 +1,7 @@
 //! `handsign serve`: the gateway, with nothing else installed, or one of several sharing Redis.
 
 use anyhow::Context as _;
+use futures_util::FutureExt as _;
 
 use super::Outcome;
 use crate::admin;
@@ -24,7 +25,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
             state.public.join(&format!("/setup?code={code}"))
         );
     }
-    let shutdown = server::shutdown_signal().context("cannot install signal handlers")?;
+    let shutdown = server::shutdown_signal()
+        .context("cannot install signal handlers")?
+        .shared();
+    let metrics = match args.metrics.metrics_listen {
+        Some(address) => {
+            let listener = server::listen(address)
+                .with_context(|| format!("cannot listen on {address} for metrics"))?;
+            tracing::info!(address = %listener.local_addr()?, "metrics listening");
+            Some(tokio::spawn(server::run_metrics(
+                listener,
+                state.clone(),
+                shutdown.clone(),
+            )))
+        }
+        None => None,
+    };
     // With Redis, operator commands go to Redis directly: any instance would do.
     let operator = if storage.is_shared() {
         None
@@ -48,6 +64,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
         state.public.issuer
     );
     server::run(listener, state, shutdown).await?;
+    if let Some(metrics) = metrics {
+        metrics.await??;
+    }
     if let Some(operator) = operator {
         operator.abort();
         let _ = std::fs::remove_file(admin::socket_path(&args.data_dir));

@@ -6,6 +6,7 @@
 //! fails a request or a decision; a push service or webhook that fails loses that notification
 //! only. Devices whose push service says they are gone (404, 410) are removed.
 
+pub mod endpoint;
 pub mod webhooks;
 pub mod webpush;
 
@@ -19,7 +20,7 @@ use crate::domain::{
 };
 use crate::events::{self, Events};
 use crate::store::Store;
-use webhooks::{WebhookEvent, Webhooks, clean_text};
+use webhooks::{WebhookEvent, Webhooks, marked_line};
 use webpush::{
     PushOptions, Subscription, SubscriptionJson, SubscriptionJsonKeys, Urgency, VapidKey,
 };
@@ -34,6 +35,10 @@ pub struct PushSettings {
     pub subject: String,
     /// Plain-http push endpoints (loopback push services in tests).
     pub allow_http_endpoints: bool,
+    /// Push endpoints on non-public addresses ([`endpoint`]).
+    pub allow_private_endpoints: bool,
+    /// Most devices one user may subscribe.
+    pub max_devices_per_user: usize,
 }
 
 /// The gateway's notification channels.
@@ -75,6 +80,23 @@ impl Notifier {
     /// Whether push endpoints may be plain http (loopback receivers in tests).
     pub fn allows_http_push_endpoints(&self) -> bool {
         self.push.allow_http_endpoints
+    }
+
+    /// Most devices one user may subscribe.
+    pub fn max_devices_per_user(&self) -> usize {
+        self.push.max_devices_per_user
+    }
+
+    /// Refuses `subscription` if its endpoint's host is not public, unless the operator allowed
+    /// private endpoints.
+    pub async fn check_endpoint(
+        &self,
+        subscription: &Subscription,
+    ) -> Result<(), endpoint::EndpointError> {
+        if self.push.allow_private_endpoints {
+            return Ok(());
+        }
+        endpoint::check(subscription.endpoint()).await
     }
 
     /// A new request: push to the user's devices, tell the webhooks, and tell them again if it
@@ -137,6 +159,11 @@ impl Notifier {
                 self.push.allow_http_endpoints,
             )
             .map_err(|e| e.to_string())?;
+            // Address literals here; names are checked by the push client's resolver, on the
+            // very addresses it connects to.
+            if !self.push.allow_private_endpoints {
+                endpoint::check_literal(subscription.endpoint()).map_err(|e| e.to_string())?;
+            }
             let options = PushOptions {
                 subject: &self.push.subject,
                 ttl_secs: PUSH_TTL_SECS,
@@ -208,18 +235,18 @@ impl Notifier {
 }
 
 /// What the service worker shows: who asks for what, the match code, and the link to the
-/// approval page. Agent-written text is cleaned of control and invisible characters; the page,
-/// not the notification, is where the request is shown exactly.
+/// approval page. Agent-written text is marked as on the pages ([`marked_line`]); the page, not
+/// the notification, is where the request is shown exactly.
 fn push_payload(public: &PublicUrl, approval: &ApprovalRecord) -> Vec<u8> {
     let title = match approval.kind {
-        ApprovalKind::Action => format!("Approve {}?", clean_text(&approval.action, 60)),
+        ApprovalKind::Action => format!("Approve {}?", marked_line(&approval.action, 60)),
         ApprovalKind::Enrollment => "An agent asks to act for you".to_owned(),
     };
     let body = format!(
         "{} asks for {} at {}. Code {}.",
-        clean_text(&approval.agent_name, 60),
-        clean_text(&approval.action, 60),
-        clean_text(&approval.audience, 80),
+        marked_line(&approval.agent_name, 60),
+        marked_line(&approval.action, 60),
+        marked_line(&approval.audience, 80),
         approval.code
     );
     serde_json::to_vec(&serde_json::json!({

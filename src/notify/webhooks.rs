@@ -23,10 +23,11 @@
 //!   link), `Tags` and `Priority` headers.
 //!
 //! Slack and ntfy messages are plain text made for a person's eyes, so agent-written text is
-//! cleaned first ([`clean_text`]): control, bidirectional-override and invisible characters are
-//! removed and line breaks become spaces, so an agent cannot name itself to make a notification
-//! read as something else (`"travel\u{202E}kcab"` cannot reorder the line, an agent name cannot
-//! add a fake "Approved" line). The approval page, not the notification, is where the exact
+//! marked first ([`marked_line`]), as the pages mark it: control, bidirectional-override,
+//! invisible and look-alike characters are written as bracketed markers and line breaks as
+//! `[\n]`, so an agent cannot name itself to make a notification read as something else
+//! (`"travel\u{202E}kcab"` cannot reorder the line, an agent name cannot add a fake "Approved"
+//! line). The approval page, not the notification, is where the exact
 //! request is shown.
 //!
 //! # Configuration
@@ -69,6 +70,7 @@ use url::Url;
 
 use crate::config::PublicUrl;
 use crate::domain::{AgentRecord, AgentStatus, ApprovalKind, ApprovalRecord, ApprovalStatus};
+use crate::pages::params_view::ShownText;
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -267,9 +269,9 @@ impl WebhookEvent {
                     (_, ApprovalKind::Enrollment) => format!("Enrollment request {}", a.status),
                 };
                 let lines = vec![
-                    ("Agent", clean_text(&a.agent_name, SHOWN_CHARS)),
-                    ("Action", clean_text(&a.action, SHOWN_CHARS)),
-                    ("Audience", clean_text(&a.audience, SHOWN_CHARS)),
+                    ("Agent", marked_line(&a.agent_name, SHOWN_CHARS)),
+                    ("Action", marked_line(&a.action, SHOWN_CHARS)),
+                    ("Audience", marked_line(&a.audience, SHOWN_CHARS)),
                     ("User", a.user.clone()),
                     ("Match code", a.match_code.clone()),
                     ("Status", a.status.to_string()),
@@ -279,7 +281,7 @@ impl WebhookEvent {
             EventData::Agent(a) => (
                 "Agent enrolled".to_owned(),
                 vec![
-                    ("Agent", clean_text(&a.agent_name, SHOWN_CHARS)),
+                    ("Agent", marked_line(&a.agent_name, SHOWN_CHARS)),
                     ("Agent id", a.agent_id.clone()),
                     ("User", a.user.clone()),
                 ],
@@ -361,77 +363,11 @@ fn slack_escape(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// `text` made safe to show as one line of plain text: characters that are invisible or change
-/// how text around them is shown (bidirectional overrides and isolates, zero-width characters,
-/// tag characters, variation selectors, fillers, soft hyphens, private use) are removed; line
-/// breaks, tabs, other control characters and unusual spaces become one space; the result is
-/// trimmed and cut to `max_chars` characters (ending in `…`). Empty text reads `(empty)`.
-pub fn clean_text(text: &str, max_chars: usize) -> String {
-    let mut out = String::new();
-    let mut chars = 0usize;
-    let mut space = false;
-    for c in text.chars() {
-        if is_invisible(c) {
-            continue;
-        }
-        if c.is_whitespace() || c.is_control() || c == '\u{2800}' {
-            space = !out.is_empty();
-            continue;
-        }
-        if space {
-            out.push(' ');
-            chars += 1;
-            space = false;
-        }
-        if chars >= max_chars {
-            out.push('…');
-            return out;
-        }
-        out.push(c);
-        chars += 1;
-    }
-    if out.is_empty() {
-        "(empty)".to_owned()
-    } else {
-        out
-    }
-}
-
-/// Characters that show nothing, or change how the characters around them are shown.
-fn is_invisible(c: char) -> bool {
-    matches!(
-        u32::from(c),
-        0xAD
-            | 0x034F
-            | 0x0600..=0x0605
-            | 0x061C
-            | 0x06DD
-            | 0x070F
-            | 0x0890
-            | 0x0891
-            | 0x08E2
-            | 0x115F
-            | 0x1160
-            | 0x17B4
-            | 0x17B5
-            | 0x180B..=0x180F
-            | 0x200B..=0x200F
-            | 0x202A..=0x202E
-            | 0x2060..=0x206F
-            | 0x3164
-            | 0xE000..=0xF8FF
-            | 0xFE00..=0xFE0F
-            | 0xFEFF
-            | 0xFFA0
-            | 0xFFF0..=0xFFFB
-            | 0x110BD
-            | 0x110CD
-            | 0x13430..=0x1343F
-            | 0x1BCA0..=0x1BCA3
-            | 0x1D173..=0x1D17A
-            | 0xE0000..=0xE0FFF
-            | 0xF0000..=0x10FFFF
-    )
+/// `text` as one line of plain text for a person, marked as the pages mark it
+/// ([`ShownText::plain_line`]): invisible, bidirectional-control, control and look-alike
+/// characters are written as bracketed markers, and line breaks cannot start a line of their own.
+pub fn marked_line(text: &str, max_chars: usize) -> String {
+    ShownText::new(text).plain_line(max_chars)
 }
 
 /// A unique message id: `msg_` and 128 random bits. Should the system's random source fail, a
@@ -1029,14 +965,26 @@ mod tests {
     }
 
     #[test]
-    fn clean_text_removes_what_hides_and_keeps_what_shows() {
-        assert_eq!(clean_text("travel\u{202E}kcab", 50), "travelkcab");
-        assert_eq!(clean_text("pay\u{200B}pal\u{FEFF}", 50), "paypal");
-        assert_eq!(clean_text(" a\n\nApproved:\tyes ", 50), "a Approved: yes");
-        assert_eq!(clean_text("bot\u{E0041}\u{E0042}", 50), "bot");
-        assert_eq!(clean_text("Réservation ✈", 50), "Réservation ✈");
-        assert_eq!(clean_text("abcdef", 3), "abc…");
-        assert_eq!(clean_text("\u{200B}\n", 3), "(empty)");
+    fn marked_lines_show_what_hides_and_keep_what_shows() {
+        assert_eq!(
+            marked_line("travel\u{202E}kcab", 50),
+            "travel[U+202E RIGHT-TO-LEFT OVERRIDE]kcab"
+        );
+        assert_eq!(
+            marked_line("pay\u{200B}pal", 50),
+            "pay[U+200B ZERO WIDTH SPACE]pal"
+        );
+        assert_eq!(
+            marked_line("a\nApproved:\tyes ", 50),
+            "a[\\n]Approved:[\\t]yes[space]"
+        );
+        assert_eq!(marked_line("bot\u{E0041}", 50), "bot[U+E0041 TAG A]");
+        assert_eq!(marked_line("Réservation ✈", 50), "Réservation ✈");
+        assert_eq!(marked_line("p\u{0430}ypal", 50), "pа[U+0430 Cyrillic]ypal");
+        assert_eq!(marked_line("abcdef", 3), "abc…");
+        // A marker is never cut in half.
+        assert_eq!(marked_line("ab\u{202E}", 5), "ab…");
+        assert_eq!(marked_line("", 3), "(empty)");
     }
 
     #[test]

@@ -44,6 +44,17 @@ pub struct PendingList<'a> {
     pub pending: &'a [PendingRow],
 }
 
+/// A name the person chose (a device's), marked as on the pages, for a list the dashboard's
+/// script builds.
+#[derive(Debug, Template)]
+#[template(
+    source = "{% import \"params.html\" as p %}{% call p::inline(text) %}{% endcall %}",
+    ext = "html"
+)]
+pub struct InlineText<'a> {
+    pub text: &'a ShownText,
+}
+
 /// The history list on its own.
 #[derive(Debug, Template)]
 #[template(path = "dashboard_history.html")]
@@ -121,7 +132,7 @@ impl AgentButtons {
 /// One of the user's passkeys.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PasskeyRow {
-    pub name: String,
+    pub name: ShownText,
     pub created_at: String,
     pub last_used_at: Option<String>,
 }
@@ -219,7 +230,7 @@ impl AgentRow {
 impl PasskeyRow {
     pub fn new(passkey: &PasskeyRecord) -> PasskeyRow {
         PasskeyRow {
-            name: passkey.name.clone(),
+            name: ShownText::new(&passkey.name),
             created_at: format_utc(passkey.created_at),
             last_used_at: passkey.last_used_at.map(format_utc),
         }
@@ -322,7 +333,7 @@ pub(crate) mod tests {
                 AgentRow::new(&agent("agent-r", AgentStatus::Revoked)),
             ],
             passkeys: vec![PasskeyRow {
-                name: "phone <3".into(),
+                name: ShownText::new("phone <3"),
                 created_at: format_utc(NOW - 7200),
                 last_used_at: None,
             }],

@@ -151,6 +151,41 @@ impl ShownText {
         self.parts.is_empty()
     }
 
+    /// The text as one line of plain text, for channels that cannot style a marker (push
+    /// notifications, Slack, ntfy): each marker is written in brackets (`[U+202E RIGHT-TO-LEFT
+    /// OVERRIDE]`, `а[U+0430 Cyrillic]`, `[\n]`), so the line shows what the page shows, in
+    /// words. Cut after `max_chars` characters, never inside a marker, ending in `…`; empty text
+    /// reads `(empty)`.
+    pub fn plain_line(&self, max_chars: usize) -> String {
+        if self.is_empty() {
+            return "(empty)".to_owned();
+        }
+        let mut line = String::new();
+        let mut chars = 0;
+        for part in &self.parts {
+            let written: Cow<'_, str> = match part {
+                Part::Plain(s) => s.as_str().into(),
+                Part::Hidden { code, name } if name.is_empty() => format!("[{code}]").into(),
+                Part::Hidden { code, name } => format!("[{code} {name}]").into(),
+                Part::Flagged { letter, code, note } => format!("{letter}[{code} {note}]").into(),
+                Part::Newline => "[\\n]".into(),
+                Part::Tab => "[\\t]".into(),
+                Part::EdgeSpace => "[space]".into(),
+            };
+            let count = written.chars().count();
+            if chars + count > max_chars {
+                if let Part::Plain(s) = part {
+                    line.extend(s.chars().take(max_chars - chars));
+                }
+                line.push('…');
+                return line;
+            }
+            line.push_str(&written);
+            chars += count;
+        }
+        line
+    }
+
     /// Whether any character is shown as a marker or flagged rather than as plain text.
     pub fn has_markers(&self) -> bool {
         self.parts.iter().any(|p| !matches!(p, Part::Plain(_)))

@@ -1,7 +1,8 @@
-//! Documents anyone may read: health, readiness, metrics and the gateway's public keys.
+//! Documents anyone may read: health, readiness and the gateway's public keys; and the metrics,
+//! which the operator may serve on their own listener or behind a bearer token.
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -15,9 +16,13 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/favicon.ico", get(no_favicon))
+}
+
+/// `GET /metrics`: on the gateway's listener, or alone on the metrics listener.
+pub fn metrics_router() -> Router<AppState> {
+    Router::new().route("/metrics", get(metrics))
 }
 
 /// The process is up.
@@ -34,9 +39,23 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// The gateway's metrics (see [`crate::metrics`]): counts and durations only, labelled by fixed
-/// enumerations, so the page is as public as `/healthz`. The pending requests are counted in
-/// the store now; when it cannot count, that one gauge is left out and the rest still served.
-async fn metrics(State(state): State<AppState>) -> Response {
+/// enumerations, so the page names no one; with a metrics token, only for requests carrying it.
+/// The pending requests are counted in the store now; when it cannot count, that one gauge is
+/// left out and the rest still served.
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if !state.metrics_access.allows(&headers) {
+        let mut refused = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "metrics_token_required",
+            "the metrics need the operator's metrics token: Authorization: Bearer TOKEN",
+        )
+        .into_response();
+        refused.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            axum::http::HeaderValue::from_static("Bearer"),
+        );
+        return refused;
+    }
     let pending = match state.store.pending_count(clock::now()).await {
         Ok(pending) => Some(pending),
         Err(error) => {

@@ -1,6 +1,7 @@
 //! Devices that receive Web Push notifications: the key browsers subscribe with, and a logged-in
 //! user's subscriptions (add, list, remove).
 
+use askama::Template as _;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
@@ -13,10 +14,11 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::clock;
-use crate::domain::{PushSubscriptionRecord, random_bytes};
+use crate::domain::{PushSubscriptionRecord, device_name, random_bytes};
 use crate::error::ApiError;
-use crate::notify::webhooks::clean_text;
 use crate::notify::webpush::Subscription;
+use crate::pages::dashboard::InlineText;
+use crate::pages::params_view::ShownText;
 use crate::routes::require_same_origin;
 use crate::session::SessionUser;
 use crate::state::AppState;
@@ -51,20 +53,42 @@ async fn add(
     require_same_origin(&headers, &state.public.origin)?;
     let subscription = Subscription::from_json(&body, state.notifier.allows_http_push_endpoints())
         .map_err(|e| ApiError::bad_request("invalid_subscription", e.to_string()))?;
-    let stored = subscription.to_json();
+    state
+        .notifier
+        .check_endpoint(&subscription)
+        .await
+        .map_err(|e| ApiError::bad_request("invalid_subscription", e.to_string()))?;
     let default_name = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("a browser");
-    let name = clean_text(query.name.as_deref().unwrap_or(default_name), 64);
+    let name = device_name(query.name.as_deref(), default_name)
+        .map_err(|e| ApiError::bad_request("invalid_name", e))?;
+    let stored = subscription.to_json();
+    // Checked before adding: two adds at the same instant may pass it together, which lets a
+    // user exceed the cap by the requests their session sends at once, not more. A browser
+    // subscribing again replaces its old subscription, so that one does not count.
+    let max = state.notifier.max_devices_per_user();
+    let others = state
+        .store
+        .push_subscriptions(&user)
+        .await?
+        .iter()
+        .filter(|device| device.endpoint != stored.endpoint)
+        .count();
+    if others >= max {
+        return Err(ApiError::conflict(
+            "too_many_devices",
+            format!(
+                "{user} already has {max} devices receiving notifications, the most allowed; \
+                 remove one first"
+            ),
+        ));
+    }
     let device = PushSubscriptionRecord {
         id: base64url::encode(random_bytes::<12>().map_err(ApiError::internal)?),
         user: user.clone(),
-        name: if name.is_empty() {
-            "a browser".into()
-        } else {
-            name
-        },
+        name,
         endpoint: stored.endpoint,
         p256dh: stored.keys.p256dh,
         auth: stored.keys.auth,
@@ -81,21 +105,28 @@ async fn list(
     SessionUser(user): SessionUser,
 ) -> Result<Response, ApiError> {
     let devices = state.store.push_subscriptions(&user).await?;
-    let listed: Vec<_> = devices
+    let listed = devices
         .iter()
         .map(|device| {
             let host = url::Url::parse(&device.endpoint)
                 .ok()
                 .and_then(|u| u.host_str().map(str::to_owned))
                 .unwrap_or_default();
-            json!({
+            // The name as the dashboard shows it, every hidden character marked.
+            let name_html = InlineText {
+                text: &ShownText::new(&device.name),
+            }
+            .render()
+            .map_err(ApiError::internal)?;
+            Ok(json!({
                 "id": device.id,
                 "name": device.name,
+                "name_html": name_html,
                 "endpoint_host": host,
                 "created_at": device.created_at,
-            })
+            }))
         })
-        .collect();
+        .collect::<Result<Vec<_>, ApiError>>()?;
     Ok(Json(listed).into_response())
 }
 

@@ -214,11 +214,8 @@ async fn register_finish(
         &request.credential.response.attestation_object,
     )
     .map_err(|e| ApiError::bad_request("passkey_refused", e.to_string()))?;
-    let name = request
-        .name
-        .map(|n| n.trim().chars().take(64).collect::<String>())
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| "passkey".to_owned());
+    let name = crate::domain::device_name(request.name.as_deref(), "passkey")
+        .map_err(|e| ApiError::bad_request("invalid_name", e))?;
     let record = PasskeyRecord {
         credential_id: base64url::encode(passkey.cred_id()),
         user: pending.user.clone(),

@@ -64,6 +64,16 @@ async function main(browser) {
   }));
   check(width.page <= width.viewport, `the page is ${width.page} px wide on a ${width.viewport} px screen`);
 
+  // A device named with hidden characters, added through the API (no push service is reachable
+  // here), is listed with them marked as the gateway's pages mark them, never raw.
+  const postedByPage = postedSubscriptions.slice();
+  const namedDevice = await addDevice(HIDDEN_NAME);
+  check(namedDevice.status === 201, `adding a device answered ${namedDevice.status}`);
+  await page.reload();
+  const namedDevices = await devicesShown();
+  namedDevices.head = await page.evaluate(() => document.querySelector("#devices .item-head").innerHTML);
+  check(!namedDevices.items.some((item) => item.includes("\u202E")), "a raw U+202E is on the page");
+
   process.stdout.write(JSON.stringify({
     event: "checked",
     manifest: { name: manifest.name, display: manifest.display, scope: manifest.scope },
@@ -73,7 +83,8 @@ async function main(browser) {
     worker,
     installabilityErrors: installability.installabilityErrors,
     pushed,
-    postedSubscriptions,
+    postedSubscriptions: postedByPage,
+    namedDevices,
   }) + "\n");
 }
 
@@ -120,6 +131,28 @@ async function checkIcons(icons) {
     seen.push(facts);
   }
   return seen;
+}
+
+// A device name with a right-to-left override and a zero-width space in it.
+const HIDDEN_NAME = "phone\u202Eenohp\u200B";
+
+// Adds a device named `name` with a fresh browser key, as the page would after subscribing;
+// the answer's status.
+async function addDevice(name) {
+  return page.evaluate(async (name) => {
+    const b64url = (bytes) => btoa(String.fromCharCode(...new Uint8Array(bytes)))
+      .replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+    const key = await crypto.subtle.generateKey({ name: "ECDH", namedCurve: "P-256" }, true, ["deriveBits"]);
+    const p256dh = b64url(await crypto.subtle.exportKey("raw", key.publicKey));
+    const auth = b64url(crypto.getRandomValues(new Uint8Array(16)));
+    const response = await fetch(`/v1/push/subscriptions?name=${encodeURIComponent(name)}`, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ endpoint: "https://8.8.8.8/wpush/named", keys: { p256dh, auth } }),
+    });
+    return { status: response.status };
+  }, name);
 }
 
 // The devices list has loaded: a list from the gateway, or a plain error.

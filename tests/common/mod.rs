@@ -48,11 +48,15 @@ pub fn serve_args(data_dir: &std::path::Path, public_url: &str) -> ServeArgs {
             ceremonies_per_minute: 10_000,
             client_address_header: None,
         },
+        connections: Default::default(),
+        metrics: Default::default(),
         redis_url: None,
         log_format: LogFormat::Text,
         webhooks: Default::default(),
         push_subject: None,
         danger_allow_http_push_endpoints: false,
+        danger_allow_private_push_endpoints: false,
+        max_devices_per_user: 10,
     }
 }
 
