@@ -257,3 +257,44 @@ fn push_payload(public: &PublicUrl, approval: &ApprovalRecord) -> Vec<u8> {
     }))
     .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{ApprovalId, UserId};
+
+    #[test]
+    fn the_push_message_shows_hidden_characters_marked() {
+        let public = PublicUrl::parse(&url::Url::parse("https://gw.example").unwrap()).unwrap();
+        let approval = ApprovalRecord {
+            id: ApprovalId::generate().unwrap(),
+            kind: ApprovalKind::Action,
+            agent: "agent-thumbprint".into(),
+            agent_name: "travel\u{202E}tob".into(),
+            user: UserId::parse("alice").unwrap(),
+            audience: "https://pаypal.example".into(),
+            action: "pay\u{200B}ment".into(),
+            params: "{}".into(),
+            params_sha256: "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU"
+                .parse()
+                .unwrap(),
+            message: None,
+            code: "4821".into(),
+            nonce: "nonce".into(),
+            created_at: 0,
+            expires_at: 300,
+            state: ApprovalState::Pending,
+        };
+        let message: serde_json::Value =
+            serde_json::from_slice(&push_payload(&public, &approval)).unwrap();
+        assert_eq!(
+            message["title"],
+            "Approve pay[U+200B ZERO WIDTH SPACE]ment?"
+        );
+        assert_eq!(
+            message["body"],
+            "travel[U+202E RIGHT-TO-LEFT OVERRIDE]tob asks for pay[U+200B ZERO WIDTH SPACE]ment \
+             at https://pа[U+0430 Cyrillic]ypal.example. Code 4821."
+        );
+    }
+}
