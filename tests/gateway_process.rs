@@ -95,6 +95,31 @@ async fn operator_commands_work_while_the_gateway_runs_and_pending_requests_surv
         listed.contains(key.kid()) && listed.contains("active"),
         "{listed}"
     );
+    // A name an agent chose reaches the operator's terminal marked, never as a raw override.
+    let sneaky = SigningKey::generate().unwrap();
+    let sneaky_jwk = serde_json::to_string(&sneaky.public_key().to_jwk()).unwrap();
+    let name = "gpj.\u{202E}exe";
+    let added = handsign(
+        data.path(),
+        port,
+        &[
+            "agent",
+            "add",
+            "--name",
+            name,
+            "--user",
+            "alice",
+            "--key",
+            &sneaky_jwk,
+        ],
+    );
+    assert!(added.status.success(), "{added:?}");
+    let listed = handsign(data.path(), port, &["agent", "list"]);
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    assert!(
+        !listed.contains('\u{202E}') && listed.contains("U+202E"),
+        "{listed}"
+    );
 
     let agent = TestAgent::new(key, &url);
     let id = agent.request(flight()).await["id"]

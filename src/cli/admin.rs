@@ -9,7 +9,8 @@ use url::Url;
 use super::Outcome;
 use crate::admin::{self, Answer, Command};
 use crate::config::PublicUrl;
-use crate::domain::AgentStatus;
+use crate::domain::{AgentRecord, AgentStatus};
+use crate::notify::webhooks::marked_line;
 use crate::storage::Storage;
 
 /// Where the gateway keeps its data, and how it is reached (for the links it prints).
@@ -151,24 +152,8 @@ async fn run(target: &Target, command: Command) -> anyhow::Result<Outcome> {
             let role = if admin { "an admin" } else { "not an admin" };
             println!("{user} is {role}");
         }
-        Answer::Agent { agent } => println!(
-            "{}\t{}\t{}\t{}",
-            agent.id,
-            agent.status.as_str(),
-            agent.user,
-            agent.name
-        ),
-        Answer::Agents { agents } => {
-            for agent in agents {
-                println!(
-                    "{}\t{}\t{}\t{}",
-                    agent.id,
-                    agent.status.as_str(),
-                    agent.user,
-                    agent.name
-                );
-            }
-        }
+        Answer::Agent { agent } => print_agent(&agent),
+        Answer::Agents { agents } => agents.iter().for_each(print_agent),
         Answer::Refused { message } => {
             eprintln!("handsign: refused: {message}");
             return Ok(Outcome::Refused);
@@ -176,4 +161,16 @@ async fn run(target: &Target, command: Command) -> anyhow::Result<Outcome> {
         Answer::Unavailable { message } => anyhow::bail!(message),
     }
     Ok(Outcome::Accepted)
+}
+
+/// One line per agent. An enrolling agent picks its own name, so the name is shown marked (no
+/// escape sequence or bidirectional override reaches the operator's terminal raw).
+fn print_agent(agent: &AgentRecord) {
+    println!(
+        "{}\t{}\t{}\t{}",
+        agent.id,
+        agent.status.as_str(),
+        agent.user,
+        marked_line(&agent.name, usize::MAX)
+    );
 }
