@@ -65,6 +65,7 @@ struct PendingRegistration {
     /// The hash of the code being redeemed; `None` when a logged-in user adds a passkey.
     code_sha256: Option<String>,
     /// Whether the code is the setup code: the first user is an admin.
+    #[serde(default)]
     first_user: bool,
     state: PasskeyRegistration,
 }
