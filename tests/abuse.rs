@@ -9,7 +9,7 @@ mod common;
 use std::net::IpAddr;
 
 use common::{TestAgent, TestGateway, flight};
-use handsign::domain::{AgentRecord, AgentStatus, UserId};
+use handsign::domain::AgentStatus;
 use handsign_protocol::dpop;
 use handsign_protocol::keys::SigningKey;
 use reqwest::{Method, StatusCode};
@@ -17,22 +17,6 @@ use serde_json::{Value, json};
 
 fn request_body() -> Value {
     json!({"action": "flights.book", "params": flight(), "audience": "https://travel.example"})
-}
-
-async fn add_agent(gateway: &TestGateway, key: &SigningKey, user: &str, name: &str) {
-    gateway
-        .store
-        .add_agent(&AgentRecord {
-            id: key.kid().to_owned(),
-            name: name.to_owned(),
-            user: UserId::parse(user).unwrap(),
-            public_jwk: Some(key.public_key().to_jwk()),
-            status: AgentStatus::Active,
-            created_at: handsign::clock::now(),
-            enrollment_expires_at: None,
-        })
-        .await
-        .unwrap();
 }
 
 #[tokio::test]
@@ -48,7 +32,7 @@ async fn a_strangers_proof_is_refused_without_storing_anything() {
     assert_eq!(answer["error"], "unknown_agent");
 
     // Had the refused call recorded the proof's jti, the same proof would now be a replay.
-    add_agent(&gateway, &stranger.key, "alice", "now known").await;
+    gateway.add_agent(&stranger.key, "alice", "now known").await;
     let (status, answer) = stranger
         .call_with_proof(Method::POST, "/v1/approvals", Some(&request_body()), &proof)
         .await;

@@ -39,6 +39,15 @@ fn handsign(data_dir: &Path, port: u16, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// `handsign agent add` of `key` as alice's agent `name`.
+fn add_agent(data_dir: &Path, port: u16, name: &str, key: &SigningKey) -> std::process::Output {
+    let jwk = serde_json::to_string(&key.public_key().to_jwk()).unwrap();
+    let args = [
+        "agent", "add", "--name", name, "--user", "alice", "--key", &jwk,
+    ];
+    handsign(data_dir, port, &args)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn operator_commands_work_while_the_gateway_runs_and_pending_requests_survive_sigkill() {
     let data = tempfile::tempdir().unwrap();
@@ -73,21 +82,7 @@ async fn operator_commands_work_while_the_gateway_runs_and_pending_requests_surv
     register(&client.http, &url, &bob_code, "bob").await;
 
     let key = SigningKey::generate().unwrap();
-    let jwk = serde_json::to_string(&key.public_key().to_jwk()).unwrap();
-    let added = handsign(
-        data.path(),
-        port,
-        &[
-            "agent",
-            "add",
-            "--name",
-            "travel bot",
-            "--user",
-            "alice",
-            "--key",
-            &jwk,
-        ],
-    );
+    let added = add_agent(data.path(), port, "travel bot", &key);
     assert!(added.status.success(), "{added:?}");
     let listed = handsign(data.path(), port, &["agent", "list"]);
     let listed = String::from_utf8(listed.stdout).unwrap();
@@ -97,22 +92,7 @@ async fn operator_commands_work_while_the_gateway_runs_and_pending_requests_surv
     );
     // A name an agent chose reaches the operator's terminal marked, never as a raw override.
     let sneaky = SigningKey::generate().unwrap();
-    let sneaky_jwk = serde_json::to_string(&sneaky.public_key().to_jwk()).unwrap();
-    let name = "gpj.\u{202E}exe";
-    let added = handsign(
-        data.path(),
-        port,
-        &[
-            "agent",
-            "add",
-            "--name",
-            name,
-            "--user",
-            "alice",
-            "--key",
-            &sneaky_jwk,
-        ],
-    );
+    let added = add_agent(data.path(), port, "gpj.\u{202E}exe", &sneaky);
     assert!(added.status.success(), "{added:?}");
     let listed = handsign(data.path(), port, &["agent", "list"]);
     let listed = String::from_utf8(listed.stdout).unwrap();

@@ -150,22 +150,13 @@ async fn register_options(
         .passkeys
         .start_registration(&user, &existing)
         .map_err(ApiError::internal)?;
-    let ceremony = ceremony_id()?;
     let pending = PendingRegistration {
         user,
         code_sha256,
         first_user,
         state: registration,
     };
-    state
-        .store
-        .put_ceremony(
-            &format!("register:{ceremony}"),
-            &serde_json::to_vec(&pending).map_err(ApiError::internal)?,
-            now + CEREMONY_SECS,
-        )
-        .await?;
-    Ok(Json(json!({"ceremony": ceremony, "publicKey": options.public_key})).into_response())
+    begin(&state, "register", &pending, &options.public_key).await
 }
 
 /// A fresh, unguessable ceremony id: 128 random bits.
@@ -173,6 +164,26 @@ pub fn ceremony_id() -> Result<String, ApiError> {
     Ok(base64url::encode(
         random_bytes::<16>().map_err(ApiError::internal)?,
     ))
+}
+
+/// Keeps a ceremony's state (`pending`) for [`CEREMONY_SECS`] under a fresh ceremony id, and
+/// answers the ceremony's options with that id, which the browser sends back to finish.
+async fn begin(
+    state: &AppState,
+    kind: &str,
+    pending: &impl Serialize,
+    public_key: &impl Serialize,
+) -> Result<Response, ApiError> {
+    let ceremony = ceremony_id()?;
+    state
+        .store
+        .put_ceremony(
+            &format!("{kind}:{ceremony}"),
+            &serde_json::to_vec(pending).map_err(ApiError::internal)?,
+            clock::now() + CEREMONY_SECS,
+        )
+        .await?;
+    Ok(Json(json!({"ceremony": ceremony, "publicKey": public_key})).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -314,16 +325,7 @@ async fn login_options(
             )
         }
     };
-    let ceremony = ceremony_id()?;
-    state
-        .store
-        .put_ceremony(
-            &format!("login:{ceremony}"),
-            &serde_json::to_vec(&pending).map_err(ApiError::internal)?,
-            clock::now() + CEREMONY_SECS,
-        )
-        .await?;
-    Ok(Json(json!({"ceremony": ceremony, "publicKey": public_key})).into_response())
+    begin(&state, "login", &pending, &public_key).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -420,21 +422,12 @@ async fn step_up_options(
         .passkeys
         .start_login(&passkeys)
         .map_err(ApiError::internal)?;
-    let ceremony = ceremony_id()?;
     let pending = PendingStepUp {
         user,
         purpose: request.purpose,
         state: login,
     };
-    state
-        .store
-        .put_ceremony(
-            &format!("step-up:{ceremony}"),
-            &serde_json::to_vec(&pending).map_err(ApiError::internal)?,
-            clock::now() + CEREMONY_SECS,
-        )
-        .await?;
-    Ok(Json(json!({"ceremony": ceremony, "publicKey": options.public_key})).into_response())
+    begin(&state, "step-up", &pending, &options.public_key).await
 }
 
 /// A step-up assertion, carried by the request of the action it is for.

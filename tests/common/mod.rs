@@ -150,10 +150,17 @@ impl TestGateway {
     /// An active agent acting for `user`, added as `handsign agent add` would.
     pub async fn agent(&self, user: &str) -> TestAgent {
         let key = SigningKey::generate().unwrap();
+        self.add_agent(&key, user, &format!("test agent for {user}"))
+            .await;
+        TestAgent::new(key, &self.public).via(&self.url)
+    }
+
+    /// Adds `key` as the active agent `name` of `user`, as `handsign agent add` would.
+    pub async fn add_agent(&self, key: &SigningKey, user: &str, name: &str) {
         self.store
             .add_agent(&AgentRecord {
                 id: key.kid().to_owned(),
-                name: format!("test agent for {user}"),
+                name: name.to_owned(),
                 user: UserId::parse(user).unwrap(),
                 public_jwk: Some(key.public_key().to_jwk()),
                 status: AgentStatus::Active,
@@ -162,7 +169,6 @@ impl TestGateway {
             })
             .await
             .unwrap();
-        TestAgent::new(key, &self.public).via(&self.url)
     }
 }
 
@@ -229,6 +235,12 @@ impl GatewayClient {
     pub async fn assert(&self, person: &mut Person, id: &str, decision: &str) -> Value {
         let (status, options) = self.options(id, decision).await;
         assert_eq!(status, StatusCode::OK, "{options}");
+        self.answer(person, &options)
+    }
+
+    /// `person`'s passkey answers ceremony `options` (`{"ceremony", "publicKey"}`): the
+    /// `{"ceremony", "credential"}` the page sends back.
+    pub fn answer(&self, person: &mut Person, options: &Value) -> Value {
         let rcr: RequestChallengeResponse =
             serde_json::from_value(json!({"publicKey": options["publicKey"]})).unwrap();
         let credential = person
@@ -265,13 +277,7 @@ impl GatewayClient {
             .unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         let options: Value = response.json().await.unwrap();
-        let rcr: RequestChallengeResponse =
-            serde_json::from_value(json!({"publicKey": options["publicKey"]})).unwrap();
-        let credential = person
-            .passkey
-            .do_authentication(self.origin(), rcr)
-            .unwrap();
-        json!({"ceremony": options["ceremony"], "credential": credential})
+        self.answer(person, &options)
     }
 
     /// `person` decides request `id` with their passkey, as the approval page does.
