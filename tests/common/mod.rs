@@ -44,6 +44,7 @@ pub fn serve_args(data_dir: &std::path::Path, public_url: &str) -> ServeArgs {
             agent_requests_per_minute: 1000,
         },
         redis_url: None,
+        redis_replicas: Default::default(),
         log_format: LogFormat::Text,
         webhooks: Default::default(),
         push_subject: None,
@@ -104,7 +105,8 @@ impl TestGateway {
         let mut args = serve_args(data.path(), &url);
         args.redis_url = redis.as_ref().map(|redis| redis.url().to_owned());
         configure(&mut args);
-        let storage = Storage::open(&args.data_dir, args.redis_url.as_deref())
+        let replicas = args.redis_replicas.wait().unwrap();
+        let storage = Storage::open_waiting(&args.data_dir, args.redis_url.as_deref(), replicas)
             .await
             .unwrap();
         let store = storage.store.clone();
