@@ -16,7 +16,7 @@ use std::time::Duration;
 use common::*;
 use handsign_protocol::keys::SigningKey;
 use handsign_redis_harness::{RedisServer, ReplicatedRedis, wait_for_replica};
-use handsign_verify::{RedisReplayStore, ReplicaWait, codes};
+use handsign_verify::{RedisReplayStore, ReplayStore as _, ReplicaWait, codes};
 use reqwest::StatusCode;
 use tokio::net::TcpListener;
 
@@ -252,4 +252,37 @@ async fn the_server_is_checked_at_start() {
     } else {
         assert!(refused.contains("needs appendonly yes"), "{refused}");
     }
+}
+
+/// A server that refuses `INFO` (an ACL without it) still serves a store that waits for
+/// nothing, with a warning; a store that must wait refuses to start, as it cannot check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_refusing_info_serves_only_a_store_that_waits_for_nothing() {
+    let redis = RedisServer::start().await;
+    let mut admin = redis
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("service")
+        .arg("on")
+        .arg(">secret")
+        .arg("~*")
+        .arg("+@all")
+        .arg("-info")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let url = format!("redis://service:secret@127.0.0.1:{}", redis.port());
+    let store = RedisReplayStore::connect(&url).await.unwrap();
+    assert!(store.consume("jti-1", now() + 30).await.unwrap());
+    let refused = RedisReplayStore::connect(&url)
+        .await
+        .unwrap()
+        .wait_for_replicas(one_replica())
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("INFO failed"), "{refused}");
 }
