@@ -57,10 +57,7 @@ impl Samples {
 
 async fn store(redis: &RedisServer, wait: ReplicaWait) -> Arc<dyn ReplayStore> {
     Arc::new(
-        RedisReplayStore::connect(redis.url())
-            .await
-            .unwrap()
-            .wait_for_replicas(wait)
+        RedisReplayStore::connect_waiting(redis.url(), wait)
             .await
             .unwrap(),
     )

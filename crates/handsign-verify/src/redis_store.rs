@@ -53,9 +53,14 @@ impl RedisReplayStore {
 
     /// Connects to `url` (`redis://host:port/db`) with short timeouts, so that a request waits
     /// about two seconds at most for an unreachable Redis before it is refused with `503`,
-    /// rather than hanging. Logs a warning if the server has replicas: without
-    /// [`wait_for_replicas`](Self::wait_for_replicas) a failover can forget a token's use.
+    /// rather than hanging. Logs a warning if the server has replicas: without a wait for
+    /// them ([`connect_waiting`](Self::connect_waiting)) a failover can forget a token's use.
     pub async fn connect(url: &str) -> Result<Self, ReplayError> {
+        Self::connect_waiting(url, ReplicaWait::NONE).await
+    }
+
+    /// [`connect`](Self::connect), then [`wait_for_replicas`](Self::wait_for_replicas).
+    pub async fn connect_waiting(url: &str, wait: ReplicaWait) -> Result<Self, ReplayError> {
         let client =
             redis::Client::open(url).map_err(|e| ReplayError::Unavailable(e.to_string()))?;
         let config = ConnectionManagerConfig::new()
@@ -67,9 +72,7 @@ impl RedisReplayStore {
         let connection = ConnectionManager::new_with_config(client, config)
             .await
             .map_err(|e| ReplayError::Unavailable(e.to_string()))?;
-        Self::new(connection)
-            .wait_for_replicas(ReplicaWait::NONE)
-            .await
+        Self::new(connection).wait_for_replicas(wait).await
     }
 
     /// Records a first use only once `wait` holds (the replicas have it), on this store's

@@ -346,6 +346,38 @@ mod tests {
         assert!(ReplicaWait::new(1, MAX_REPLICA_TIMEOUT).is_ok());
     }
 
+    #[cfg(feature = "clap")]
+    #[test]
+    fn flags_give_the_wait_and_refuse_an_unbounded_timeout() {
+        use clap::Parser as _;
+
+        #[derive(clap::Parser)]
+        struct Flags {
+            #[command(flatten)]
+            replicas: ReplicaArgs,
+        }
+        let parse = |args: &[&str]| Flags::try_parse_from([&["test"], args].concat());
+        let default = parse(&[]).unwrap().replicas;
+        assert_eq!(default, ReplicaArgs::default());
+        assert_eq!(default.wait().unwrap(), ReplicaWait::NONE);
+        let flags = parse(&[
+            "--redis-min-replicas",
+            "2",
+            "--redis-replica-timeout-ms",
+            "250",
+            "--redis-wait-aof",
+        ])
+        .unwrap();
+        let wait = flags.replicas.wait().unwrap();
+        assert_eq!(
+            (wait.min_replicas(), wait.timeout(), wait.aof()),
+            (2, Duration::from_millis(250), true)
+        );
+        // 0 would make WAIT block forever.
+        assert!(parse(&["--redis-replica-timeout-ms", "0"]).is_err());
+        assert!(parse(&["--redis-replica-timeout-ms", "1001"]).is_err());
+    }
+
     #[test]
     fn fewer_acknowledgements_than_asked_fail() {
         let wait = ReplicaWait::new(2, DEFAULT_REPLICA_TIMEOUT).unwrap();

@@ -29,12 +29,7 @@ fn one_replica() -> ReplicaWait {
 
 /// A service whose replay store is the Redis at `url`, waiting as `wait` says.
 async fn service_on(gateway: &SigningKey, url: &str, wait: ReplicaWait) -> Service {
-    let store = RedisReplayStore::connect(url)
-        .await
-        .unwrap()
-        .wait_for_replicas(wait)
-        .await
-        .unwrap();
+    let store = RedisReplayStore::connect_waiting(url, wait).await.unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = format!("http://{}", listener.local_addr().unwrap());
     let verifier = verifier_builder(&address, gateway)
@@ -278,10 +273,7 @@ async fn a_server_refusing_info_serves_only_a_store_that_waits_for_nothing() {
     let url = format!("redis://service:secret@127.0.0.1:{}", redis.port());
     let store = RedisReplayStore::connect(&url).await.unwrap();
     assert!(store.consume("jti-1", now() + 30).await.unwrap());
-    let refused = RedisReplayStore::connect(&url)
-        .await
-        .unwrap()
-        .wait_for_replicas(one_replica())
+    let refused = RedisReplayStore::connect_waiting(&url, one_replica())
         .await
         .unwrap_err();
     assert!(refused.to_string().contains("INFO failed"), "{refused}");

@@ -42,12 +42,9 @@ async fn main() -> anyhow::Result<()> {
     let replay: Arc<dyn ReplayStore> = match &args.redis_url {
         Some(url) => {
             let wait = args.replicas.wait()?;
-            let store = RedisReplayStore::connect(url)
+            let store = RedisReplayStore::connect_waiting(url, wait)
                 .await
-                .with_context(|| format!("cannot reach Redis at {url}"))?
-                .wait_for_replicas(wait)
-                .await
-                .with_context(|| format!("Redis at {url} cannot wait as asked"))?;
+                .with_context(|| format!("cannot use Redis at {url}"))?;
             Arc::new(store)
         }
         None => Arc::new(MemoryReplayStore::new()),
