@@ -31,6 +31,9 @@ pub struct ServeArgs {
     /// seed nodes.
     #[arg(long, env = "HANDSIGN_REDIS_URL")]
     pub redis_url: Option<String>,
+    /// With Redis replicas: how once-only writes wait for them (docs/operations.md).
+    #[command(flatten)]
+    pub redis_replicas: handsign_verify::replicas::ReplicaArgs,
     /// Approval token lifetime in seconds (at most 30).
     #[arg(long, env = "HANDSIGN_TOKEN_LIFETIME", default_value_t = MAX_LIFETIME_SECS,
           value_parser = clap::value_parser!(i64).range(1..=MAX_LIFETIME_SECS))]

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use handsign_verify::ReplicaWait;
 
 use crate::events::Events;
 use crate::store::Store;
@@ -27,10 +28,20 @@ enum Secrets {
 impl Storage {
     /// Redis when `redis_url` is given, else the embedded store in `data_dir`.
     pub async fn open(data_dir: &Path, redis_url: Option<&str>) -> anyhow::Result<Self> {
+        Self::open_waiting(data_dir, redis_url, ReplicaWait::NONE).await
+    }
+
+    /// Like [`open`](Self::open), with Redis's once-only writes waiting for replicas as
+    /// `replicas` says.
+    pub async fn open_waiting(
+        data_dir: &Path,
+        redis_url: Option<&str>,
+        replicas: ReplicaWait,
+    ) -> anyhow::Result<Self> {
         match redis_url {
             Some(urls) => {
                 let target = RedisTarget::parse(urls).map_err(anyhow::Error::msg)?;
-                Self::redis(&target, DEFAULT_PREFIX).await
+                Self::redis(&target, DEFAULT_PREFIX, replicas).await
             }
             None => Self::embedded(data_dir),
         }
@@ -47,9 +58,17 @@ impl Storage {
         })
     }
 
-    /// Redis at `target`, keys under `prefix`; fails when Redis cannot be reached.
-    pub async fn redis(target: &RedisTarget, prefix: &str) -> anyhow::Result<Self> {
-        let store = RedisStore::connect(target, prefix).await?;
+    /// Redis at `target`, keys under `prefix`, once-only writes waiting as `replicas` says;
+    /// fails when Redis cannot be reached or cannot do that wait.
+    pub async fn redis(
+        target: &RedisTarget,
+        prefix: &str,
+        replicas: ReplicaWait,
+    ) -> anyhow::Result<Self> {
+        let store = RedisStore::connect(target, prefix)
+            .await?
+            .wait_for_replicas(replicas)
+            .await?;
         let events = crate::store::redis::shared_events(&store)
             .await
             .context("cannot subscribe to the gateway's events in Redis")?;

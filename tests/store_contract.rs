@@ -1651,10 +1651,16 @@ macro_rules! every_check {
     };
 }
 
-/// The Redis store on its own `redis-server`, a single server or a three-master cluster.
+/// The Redis store on its own `redis-server`, a single server or a three-master cluster, and
+/// with replicas that every once-only step waits for.
 mod redis {
+    use std::time::Duration;
+
     use handsign::store::redis::{DEFAULT_PREFIX, RedisStore, RedisTarget};
-    use handsign_redis_harness::{RedisCluster, RedisServer};
+    use handsign_redis_harness::{RedisCluster, RedisServer, ReplicatedRedis};
+    use handsign_verify::ReplicaWait;
+
+    use crate::{NOW, Store as _, StoreError};
 
     async fn on_server() -> (RedisServer, RedisStore) {
         let server = RedisServer::start().await;
@@ -1663,17 +1669,40 @@ mod redis {
         (server, store)
     }
 
+    /// Short, so that refusals for want of a replica come quickly.
+    const REPLICA_TIMEOUT: Duration = Duration::from_millis(200);
+
+    fn one_replica() -> ReplicaWait {
+        ReplicaWait::new(1, REPLICA_TIMEOUT).unwrap()
+    }
+
+    /// The store on the server at `url` (keys under the default prefix), waiting as `wait` says.
+    async fn store_on(url: &str, wait: ReplicaWait) -> RedisStore {
+        let target = RedisTarget::parse(url).unwrap();
+        RedisStore::connect(&target, DEFAULT_PREFIX)
+            .await
+            .unwrap()
+            .wait_for_replicas(wait)
+            .await
+            .unwrap()
+    }
+
     mod single {
         every_check!(contract_tests! { _dir => super::on_server().await });
     }
 
-    /// Runs the checks one after another on one cluster, each under its own key prefix:
+    /// Runs the checks one after another on one deployment, each under its own key prefix:
     /// starting a cluster takes seconds.
     macro_rules! in_sequence {
-        ($target:expr; $($check:ident),* $(,)?) => {
+        ($target:expr, $wait:expr; $($check:ident),* $(,)?) => {
             $(
                 let prefix = concat!("check:", stringify!($check));
-                let store = RedisStore::connect($target, prefix).await.unwrap();
+                let store = RedisStore::connect($target, prefix)
+                    .await
+                    .unwrap()
+                    .wait_for_replicas($wait)
+                    .await
+                    .unwrap();
                 crate::contract::$check(&store).await;
             )*
         };
@@ -1685,7 +1714,217 @@ mod redis {
     async fn every_check_holds_on_a_three_master_cluster() {
         let cluster = RedisCluster::start(3).await;
         let target = RedisTarget::parse(&cluster.urls().join(",")).unwrap();
-        every_check!(in_sequence! { &target });
+        every_check!(in_sequence! { &target, ReplicaWait::NONE });
+    }
+
+    /// Every once-only step followed by its wait, in one pipeline, still does what it did.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_check_holds_waiting_for_a_replica() {
+        let redis = ReplicatedRedis::start().await;
+        let target = RedisTarget::parse(redis.primary.url()).unwrap();
+        every_check!(in_sequence! { &target, one_replica() });
+    }
+
+    /// On a cluster the wait goes to the shard that took the write: with one replica per
+    /// master, every check holds; with the replica of one shard stopped, once-only steps on
+    /// that shard fail closed while the others' still succeed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_a_cluster_the_wait_is_the_owning_shards() {
+        let mut cluster = RedisCluster::start_with_replicas(3, 1).await;
+        let target = RedisTarget::parse(&cluster.urls().join(",")).unwrap();
+        every_check!(in_sequence! { &target, one_replica() });
+
+        let store = RedisStore::connect(&target, DEFAULT_PREFIX)
+            .await
+            .unwrap()
+            .wait_for_replicas(one_replica())
+            .await
+            .unwrap();
+        // Ceremony keys are `<prefix>:ceremony:<id>`; ids that hash to different shards.
+        let ids: Vec<String> = (0..64).map(|i| format!("c{i}")).collect();
+        for id in &ids {
+            store.put_ceremony(id, b"state", NOW + 300).await.unwrap();
+        }
+        let stopped = store.keys().ceremony("c0");
+        cluster.stop_replicas_of_owner(&stopped).await;
+        let mut refused = 0;
+        let mut taken = 0;
+        for id in &ids {
+            match store.take_ceremony(id, NOW).await {
+                Ok(Some(_)) => taken += 1,
+                Err(StoreError::Unavailable(_)) => refused += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(
+            matches!(
+                store.take_ceremony("c0", NOW).await,
+                Err(StoreError::Unavailable(_))
+            ),
+            "the shard without its replica refuses"
+        );
+        assert!(
+            refused > 0 && taken > 0,
+            "{taken} taken on the shards with a replica, {refused} refused on the one without"
+        );
+    }
+
+    /// Decisions and token deliveries across a failover: a primary and a replica replicating
+    /// through a forwarder the test freezes; killing the primary and the link loses what the
+    /// replica had not received, and the replica is promoted.
+    mod failover {
+        use handsign_redis_harness::wait_for_replica;
+
+        use super::*;
+        use crate::*;
+
+        /// A request of an active agent, created and (with `approve`) approved on `store`.
+        async fn request(store: &RedisStore, approve: bool) -> ApprovalRecord {
+            let agent = active_agent(store, "a", "alice").await;
+            let request = approval(&agent, "alice", NOW, 300);
+            store.create_approval(&request, 10, NOW).await.unwrap();
+            if approve {
+                store
+                    .decide(&request.id, decision(&request, Decision::Approve, NOW), NOW)
+                    .await
+                    .unwrap();
+            }
+            request
+        }
+
+        /// Fails over and gives the promoted replica a replica of its own, so that writes on
+        /// it can be acknowledged; returns the new replica, to keep it running.
+        async fn fail_over_to_a_replicated_primary(redis: &mut ReplicatedRedis) -> RedisServer {
+            redis.fail_over().await;
+            let replica = RedisServer::start_replica_of(redis.replica.port()).await;
+            wait_for_replica(&redis.replica).await;
+            replica
+        }
+
+        fn delivered(collection: &Collection) -> bool {
+            matches!(collection, Collection::Deliver(_))
+        }
+
+        /// The failure the wait exists for, kept as a demonstration: without it, a delivery
+        /// the replica had not received is forgotten, and the token is delivered again.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn without_waiting_a_failover_delivers_a_token_twice() {
+            let mut redis = ReplicatedRedis::start().await;
+            let primary = store_on(redis.primary.url(), ReplicaWait::NONE).await;
+            let request = request(&primary, true).await;
+            redis.sync().await;
+
+            redis.link.freeze();
+            let first = primary.collect_token(&request.id, NOW + 1).await.unwrap();
+            redis.fail_over().await;
+            let promoted = store_on(redis.replica.url(), ReplicaWait::NONE).await;
+            let second = promoted.collect_token(&request.id, NOW + 2).await.unwrap();
+            assert!(
+                delivered(&first) && delivered(&second),
+                "{first:?} {second:?}"
+            );
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn waiting_a_token_is_delivered_at_most_once_across_a_failover() {
+            let mut redis = ReplicatedRedis::start().await;
+            let primary = store_on(redis.primary.url(), one_replica()).await;
+            let request = request(&primary, true).await;
+
+            redis.link.freeze();
+            let first = primary.collect_token(&request.id, NOW + 1).await;
+            assert!(
+                matches!(first, Err(StoreError::Unavailable(_))),
+                "{first:?}"
+            );
+            let _replica = fail_over_to_a_replicated_primary(&mut redis).await;
+            let promoted = store_on(redis.replica.url(), one_replica()).await;
+            let second = promoted.collect_token(&request.id, NOW + 2).await.unwrap();
+            let third = promoted.collect_token(&request.id, NOW + 3).await.unwrap();
+            assert!(delivered(&second), "{second:?}");
+            assert!(!delivered(&third), "{third:?}");
+        }
+
+        /// Control: a delivery the replica acknowledged survives the failover.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn an_acknowledged_delivery_survives_a_failover() {
+            let mut redis = ReplicatedRedis::start().await;
+            let primary = store_on(redis.primary.url(), one_replica()).await;
+            let request = request(&primary, true).await;
+            let first = primary.collect_token(&request.id, NOW + 1).await.unwrap();
+            assert!(delivered(&first), "{first:?}");
+
+            redis.link.freeze();
+            redis.fail_over().await;
+            let promoted = store_on(redis.replica.url(), ReplicaWait::NONE).await;
+            let second = promoted.collect_token(&request.id, NOW + 2).await.unwrap();
+            assert!(!delivered(&second), "{second:?}");
+        }
+
+        /// Demonstration: without the wait, a request approved on the primary is denied on
+        /// the promoted replica, which never had the approval.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn without_waiting_a_failover_decides_a_request_twice() {
+            let mut redis = ReplicatedRedis::start().await;
+            let primary = store_on(redis.primary.url(), ReplicaWait::NONE).await;
+            let request = request(&primary, false).await;
+            redis.sync().await;
+
+            redis.link.freeze();
+            let approve = decision(&request, Decision::Approve, NOW + 1);
+            primary.decide(&request.id, approve, NOW + 1).await.unwrap();
+            redis.fail_over().await;
+            let promoted = store_on(redis.replica.url(), ReplicaWait::NONE).await;
+            let deny = decision(&request, Decision::Deny, NOW + 2);
+            let second = promoted.decide(&request.id, deny, NOW + 2).await;
+            assert!(second.is_ok(), "decided a second time: {second:?}");
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn waiting_a_request_is_decided_once_across_a_failover() {
+            let mut redis = ReplicatedRedis::start().await;
+            let primary = store_on(redis.primary.url(), one_replica()).await;
+            let request = request(&primary, false).await;
+
+            redis.link.freeze();
+            let approve = decision(&request, Decision::Approve, NOW + 1);
+            let first = primary.decide(&request.id, approve, NOW + 1).await;
+            assert!(
+                matches!(first, Err(StoreError::Unavailable(_))),
+                "{first:?}"
+            );
+            let _replica = fail_over_to_a_replicated_primary(&mut redis).await;
+            let promoted = store_on(redis.replica.url(), one_replica()).await;
+            let deny = decision(&request, Decision::Deny, NOW + 2);
+            promoted.decide(&request.id, deny, NOW + 2).await.unwrap();
+            let approve = decision(&request, Decision::Approve, NOW + 3);
+            let third = promoted.decide(&request.id, approve, NOW + 3).await;
+            assert!(
+                matches!(third, Err(StoreError::NotPending(ApprovalStatus::Denied))),
+                "{third:?}"
+            );
+        }
+
+        /// Control: a decision the replica acknowledged survives the failover.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn an_acknowledged_decision_survives_a_failover() {
+            let mut redis = ReplicatedRedis::start().await;
+            let primary = store_on(redis.primary.url(), one_replica()).await;
+            let request = request(&primary, true).await;
+
+            redis.link.freeze();
+            redis.fail_over().await;
+            let promoted = store_on(redis.replica.url(), ReplicaWait::NONE).await;
+            let deny = decision(&request, Decision::Deny, NOW + 2);
+            let second = promoted.decide(&request.id, deny, NOW + 2).await;
+            assert!(
+                matches!(
+                    second,
+                    Err(StoreError::NotPending(ApprovalStatus::Approved))
+                ),
+                "{second:?}"
+            );
+        }
     }
 }
 

@@ -12,7 +12,9 @@ use crate::storage::Storage;
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
     init_logging(args.log_format);
-    let storage = Storage::open(&args.data_dir, args.redis_url.as_deref()).await?;
+    let replicas = args.redis_replicas.wait().map_err(anyhow::Error::msg)?;
+    let storage =
+        Storage::open_waiting(&args.data_dir, args.redis_url.as_deref(), replicas).await?;
     let store = storage.store.clone();
     let state = server::open(&args, &storage).await?;
     let listener =

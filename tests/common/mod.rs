@@ -51,6 +51,7 @@ pub fn serve_args(data_dir: &std::path::Path, public_url: &str) -> ServeArgs {
         connections: Default::default(),
         metrics: Default::default(),
         redis_url: None,
+        redis_replicas: Default::default(),
         log_format: LogFormat::Text,
         webhooks: Default::default(),
         push_subject: None,
@@ -113,7 +114,8 @@ impl TestGateway {
         let mut args = serve_args(data.path(), &url);
         args.redis_url = redis.as_ref().map(|redis| redis.url().to_owned());
         configure(&mut args);
-        let storage = Storage::open(&args.data_dir, args.redis_url.as_deref())
+        let replicas = args.redis_replicas.wait().unwrap();
+        let storage = Storage::open_waiting(&args.data_dir, args.redis_url.as_deref(), replicas)
             .await
             .unwrap();
         let store = storage.store.clone();

@@ -36,12 +36,12 @@ const ISSUER: &str = "https://gateway.example";
 const AUDIENCE: &str = "https://travel.example";
 const SERVICE: &str = "https://travel.example";
 
-struct Presentation {
+pub(crate) struct Presentation {
     token: String,
     proof: String,
 }
 
-fn body() -> Bytes {
+pub(crate) fn body() -> Bytes {
     let passengers: Vec<_> = (0..16)
         .map(|i| json!({"name": format!("Passenger {i}"), "seat": format!("{}C", 10 + i), "meal": null}))
         .collect();
@@ -55,7 +55,7 @@ fn body() -> Bytes {
     )
 }
 
-fn presentations(
+pub(crate) fn presentations(
     gateway: &SigningKey,
     agent: &SigningKey,
     body: &Bytes,
@@ -106,7 +106,7 @@ fn presentations(
 }
 
 /// A fresh token id: every presentation in the run must be a first use.
-fn random_jti() -> String {
+pub(crate) fn random_jti() -> String {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).unwrap();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -122,7 +122,7 @@ fn request(presentation: Option<&Presentation>, body: &Bytes) -> Request<Body> {
     builder.body(Body::from(body.clone())).unwrap()
 }
 
-fn guarded(gateway: &SigningKey, replay: Arc<dyn ReplayStore>) -> Router {
+pub(crate) fn guarded(gateway: &SigningKey, replay: Arc<dyn ReplayStore>) -> Router {
     let verifier = Verifier::builder()
         .issuer(ISSUER)
         .audience(AUDIENCE)
@@ -143,7 +143,11 @@ async fn handler(body: Bytes) -> StatusCode {
 }
 
 /// Time per request through `router` for `presentations` (each used once).
-async fn through(router: &Router, presentations: &[Presentation], body: &Bytes) -> Duration {
+pub(crate) async fn through(
+    router: &Router,
+    presentations: &[Presentation],
+    body: &Bytes,
+) -> Duration {
     let started = Instant::now();
     for p in presentations {
         let response = router

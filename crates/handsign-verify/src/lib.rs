@@ -105,6 +105,8 @@ pub mod metrics;
 mod redis_store;
 mod refusal;
 mod replay;
+#[cfg(feature = "redis")]
+pub mod replicas;
 
 pub use config::{
     BuildError, DEFAULT_BODY_LIMIT, DEFAULT_CLOCK_SKEW, DEFAULT_JWKS_MAX_AGE,
@@ -118,6 +120,8 @@ pub use metrics::VerifierMetrics;
 pub use redis_store::{DEFAULT_KEY_PREFIX, RedisReplayStore};
 pub use refusal::codes;
 pub use replay::{MemoryReplayStore, ReplayError, ReplayStore};
+#[cfg(feature = "redis")]
+pub use replicas::ReplicaWait;
 
 /// Unix seconds now; a clock before 1970 reads as 0, which fails every time check (closed).
 pub(crate) fn unix_now() -> i64 {

@@ -4,6 +4,9 @@
 //! commands one at a time, so of any number of instances presenting the same `jti` at once,
 //! exactly one gets `OK`; the others get nil and refuse the token as replayed. `EXAT` makes Redis
 //! forget the key when the token could no longer be accepted anyway.
+//!
+//! With replicas, [`RedisReplayStore::wait_for_replicas`] makes a first use count only once
+//! enough replicas have it (see [`ReplicaWait`]): a failover then cannot forget it.
 
 use std::time::Duration;
 
@@ -11,6 +14,7 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::replay::{ReplayError, ReplayStore};
+use crate::replicas::ReplicaWait;
 
 /// The key prefix used unless [`RedisReplayStore::with_prefix`] sets another.
 pub const DEFAULT_KEY_PREFIX: &str = "handsign:jti:";
@@ -24,12 +28,14 @@ pub const DEFAULT_KEY_PREFIX: &str = "handsign:jti:";
 pub struct RedisReplayStore {
     connection: ConnectionManager,
     prefix: String,
+    replicas: ReplicaWait,
 }
 
 impl std::fmt::Debug for RedisReplayStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisReplayStore")
             .field("prefix", &self.prefix)
+            .field("replicas", &self.replicas)
             .finish_non_exhaustive()
     }
 }
@@ -41,13 +47,20 @@ impl RedisReplayStore {
         RedisReplayStore {
             connection,
             prefix: DEFAULT_KEY_PREFIX.to_owned(),
+            replicas: ReplicaWait::NONE,
         }
     }
 
     /// Connects to `url` (`redis://host:port/db`) with short timeouts, so that a request waits
     /// about two seconds at most for an unreachable Redis before it is refused with `503`,
-    /// rather than hanging.
+    /// rather than hanging. Logs a warning if the server has replicas: without a wait for
+    /// them ([`connect_waiting`](Self::connect_waiting)) a failover can forget a token's use.
     pub async fn connect(url: &str) -> Result<Self, ReplayError> {
+        Self::connect_waiting(url, ReplicaWait::NONE).await
+    }
+
+    /// [`connect`](Self::connect), then [`wait_for_replicas`](Self::wait_for_replicas).
+    pub async fn connect_waiting(url: &str, wait: ReplicaWait) -> Result<Self, ReplayError> {
         let client =
             redis::Client::open(url).map_err(|e| ReplayError::Unavailable(e.to_string()))?;
         let config = ConnectionManagerConfig::new()
@@ -59,7 +72,24 @@ impl RedisReplayStore {
         let connection = ConnectionManager::new_with_config(client, config)
             .await
             .map_err(|e| ReplayError::Unavailable(e.to_string()))?;
-        Ok(Self::new(connection))
+        Self::new(connection).wait_for_replicas(wait).await
+    }
+
+    /// Records a first use only once `wait` holds (the replicas have it), on this store's
+    /// connection right after the write; when it does not, `consume` answers
+    /// [`ReplayError`] (`503`, the handler does not run) and the token stays used on the
+    /// primary. Checks the server at once: `Err` if it cannot do what `wait` asks (`WAITAOF`
+    /// on Redis before 7.2); logs a warning if it has replicas that `wait` does not count.
+    pub async fn wait_for_replicas(mut self, wait: ReplicaWait) -> Result<Self, ReplayError> {
+        let warnings = wait
+            .check_server(&mut self.connection)
+            .await
+            .map_err(ReplayError::Unavailable)?;
+        for warning in warnings {
+            tracing::warn!("replay store: {warning}");
+        }
+        self.replicas = wait;
+        Ok(self)
     }
 
     /// Puts the keys under another prefix, e.g. to share one Redis among several services or
@@ -75,15 +105,19 @@ impl RedisReplayStore {
 impl ReplayStore for RedisReplayStore {
     async fn consume(&self, jti: &str, expires_at: i64) -> Result<bool, ReplayError> {
         let mut connection = self.connection.clone();
-        let reply: Option<String> = redis::cmd("SET")
+        let mut set = redis::pipe();
+        set.cmd("SET")
             .arg(format!("{}{jti}", self.prefix))
             .arg(1)
             .arg("NX")
             .arg("EXAT")
-            .arg(expires_at)
-            .query_async(&mut connection)
+            .arg(expires_at);
+        let replies = self
+            .replicas
+            .send(&set, &mut connection)
             .await
             .map_err(|e| ReplayError::Unavailable(e.to_string()))?;
-        Ok(reply.is_some())
+        // `OK` for the first use, nil for a replay.
+        Ok(matches!(replies.first(), Some(reply) if *reply != redis::Value::Nil))
     }
 }

@@ -10,6 +10,10 @@
 //! package: `apt-get install -y redis-server`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod replication;
+
+pub use replication::{Forwarder, ReplicatedRedis, wait_for_replica};
+
 use std::io::{BufRead as _, BufReader};
 use std::net::TcpListener;
 use std::path::Path;
@@ -81,6 +85,8 @@ pub struct RedisServer {
     port: u16,
     url: String,
     mode: Mode,
+    /// Options after the mode's, e.g. `--replicaof`.
+    extra: Vec<String>,
     // Declared last: the directory is removed only after `Drop` killed the process using it.
     dir: TempDir,
 }
@@ -91,14 +97,21 @@ impl RedisServer {
     ///
     /// Panics if `redis-server` is not installed or does not start.
     pub async fn start() -> Self {
-        Self::start_mode(Mode::Plain).await
+        Self::start_mode(Mode::Plain, Vec::new()).await
+    }
+
+    /// Starts a server like [`start`](Self::start) that replicates the server on
+    /// `127.0.0.1:primary_port` (`--replicaof`); it answers `PING` before it has synced.
+    pub async fn start_replica_of(primary_port: u16) -> Self {
+        let extra = ["--replicaof", "127.0.0.1", &primary_port.to_string()].map(str::to_owned);
+        Self::start_mode(Mode::Plain, extra.to_vec()).await
     }
 
     /// Starts a server that writes every command to its append-only file and fsyncs it before
     /// answering (`--appendonly yes --appendfsync always`), so that data acknowledged before a
     /// [`stop`](Self::stop) (SIGKILL) is back after [`restart`](Self::restart).
     pub async fn start_persistent() -> Self {
-        Self::start_mode(Mode::Persistent).await
+        Self::start_mode(Mode::Persistent, Vec::new()).await
     }
 
     /// Whether `redis-server` can be run here, for callers (benchmarks) that skip Redis rather
@@ -164,7 +177,7 @@ impl RedisServer {
     /// ready. A killed server's port is free again at once: its listening socket closed with it.
     pub async fn restart(&mut self) {
         self.stop();
-        match launch(self.mode, self.port, self.dir.path()).await {
+        match launch(self.mode, &self.extra, self.port, self.dir.path()).await {
             Ok((child, cluster_ok)) => {
                 self.child = Some(child);
                 self.cluster_ok = cluster_ok;
@@ -177,7 +190,7 @@ impl RedisServer {
         }
     }
 
-    async fn start_mode(mode: Mode) -> Self {
+    async fn start_mode(mode: Mode, extra: Vec<String>) -> Self {
         let mut failures = Vec::new();
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port(mode == Mode::ClusterNode);
@@ -185,7 +198,7 @@ impl RedisServer {
                 .prefix("redis-harness-")
                 .tempdir()
                 .unwrap_or_else(|e| panic!("could not create a directory for redis-server: {e}"));
-            match launch(mode, port, dir.path()).await {
+            match launch(mode, &extra, port, dir.path()).await {
                 Ok((child, cluster_ok)) => {
                     let server = RedisServer {
                         child: Some(child),
@@ -193,6 +206,7 @@ impl RedisServer {
                         port,
                         url: format!("redis://127.0.0.1:{port}"),
                         mode,
+                        extra,
                         dir,
                     };
                     answers_ping(&server.url).await;
@@ -216,29 +230,137 @@ impl Drop for RedisServer {
     }
 }
 
-/// A Redis cluster of masters only, each a [`RedisServer`] in cluster mode with its own port and
+/// A Redis cluster, each node a [`RedisServer`] in cluster mode with its own port and
 /// directory, all slots assigned; stopped on drop.
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
+    replicas_per_master: usize,
 }
 
 impl RedisCluster {
     /// Starts `masters` nodes (at least 3, as `redis-cli --cluster create` requires), spreads the
     /// slots over them, and returns once every node reports `cluster_state:ok`.
     pub async fn start(masters: usize) -> Self {
+        Self::start_with_replicas(masters, 0).await
+    }
+
+    /// Like [`start`](Self::start), with `replicas_per_master` replicas of each master; returns
+    /// once every replica's link to its master is up.
+    pub async fn start_with_replicas(masters: usize, replicas_per_master: usize) -> Self {
         assert!(
             masters >= 3,
             "a Redis cluster needs at least 3 masters (redis-cli --cluster create refuses fewer), \
              asked for {masters}"
         );
-        let mut nodes = Vec::with_capacity(masters);
-        for _ in 0..masters {
-            nodes.push(RedisServer::start_mode(Mode::ClusterNode).await);
+        let count = masters * (1 + replicas_per_master);
+        let mut nodes = Vec::with_capacity(count);
+        for _ in 0..count {
+            nodes.push(RedisServer::start_mode(Mode::ClusterNode, Vec::new()).await);
         }
-        let mut cluster = RedisCluster { nodes };
+        let mut cluster = RedisCluster {
+            nodes,
+            replicas_per_master,
+        };
         cluster.assign_slots().await;
         cluster.wait_until_ok().await;
+        cluster.wait_for_replica_links().await;
         cluster
+    }
+
+    /// Stops (SIGKILL) the replicas of the master that owns `key`'s slot, so that writes to that
+    /// shard can no longer be acknowledged by a replica while the other shards' still can.
+    pub async fn stop_replicas_of_owner(&mut self, key: &str) {
+        let mut connection = self.nodes[0]
+            .client()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap_or_else(|e| panic!("could not connect to a cluster node: {e}"));
+        let slot: u16 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query_async(&mut connection)
+            .await
+            .unwrap_or_else(|e| panic!("CLUSTER KEYSLOT failed: {e}"));
+        let nodes: String = redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query_async(&mut connection)
+            .await
+            .unwrap_or_else(|e| panic!("CLUSTER NODES failed: {e}"));
+        // `<id> <ip:port@bus> <flags> <master id or -> ... <slot ranges>`
+        let lines: Vec<Vec<&str>> = nodes
+            .lines()
+            .map(|line| line.split_whitespace().collect())
+            .collect();
+        let owner = lines
+            .iter()
+            .find(|fields| {
+                fields.iter().skip(8).any(|range| {
+                    let (start, end) = range.split_once('-').unwrap_or((range, range));
+                    match (start.parse::<u16>(), end.parse::<u16>()) {
+                        (Ok(start), Ok(end)) => (start..=end).contains(&slot),
+                        _ => false,
+                    }
+                })
+            })
+            .unwrap_or_else(|| panic!("no master owns slot {slot}:\n{nodes}"));
+        let replica_ports: Vec<u16> = lines
+            .iter()
+            .filter(|fields| fields.get(3) == Some(&owner[0]))
+            .map(|fields| {
+                let address = fields[1].split('@').next().unwrap_or_default();
+                address
+                    .rsplit(':')
+                    .next()
+                    .and_then(|port| port.parse().ok())
+                    .unwrap_or_else(|| panic!("unreadable node address {address:?}"))
+            })
+            .collect();
+        assert!(
+            !replica_ports.is_empty(),
+            "the owner of slot {slot} has no replica:\n{nodes}"
+        );
+        for node in &mut self.nodes {
+            if replica_ports.contains(&node.port) {
+                node.stop();
+            }
+        }
+    }
+
+    /// Waits until every replica reports its link to its master up (polling `INFO
+    /// replication`: a replica logs its sync, but not to the stream the harness watches after
+    /// it is ready).
+    async fn wait_for_replica_links(&self) {
+        if self.replicas_per_master == 0 {
+            return;
+        }
+        let give_up = tokio::time::Instant::now() + STARTUP_TIMEOUT;
+        for node in &self.nodes {
+            let mut connection = node
+                .client()
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap_or_else(|e| panic!("could not connect to cluster node {}: {e}", node.url));
+            loop {
+                let info: String = redis::cmd("INFO")
+                    .arg("replication")
+                    .query_async(&mut connection)
+                    .await
+                    .unwrap_or_else(|e| panic!("INFO replication failed on {}: {e}", node.url));
+                let is_master = info.lines().any(|line| line.trim() == "role:master");
+                let linked = info
+                    .lines()
+                    .any(|line| line.trim() == "master_link_status:up");
+                if is_master || linked {
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < give_up,
+                    "replica {} did not sync with its master within {STARTUP_TIMEOUT:?}:\n{info}",
+                    node.url
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
     }
 
     /// The nodes' URLs, `redis://127.0.0.1:PORT` each: the seeds for a `ClusterClient`.
@@ -252,13 +374,16 @@ impl RedisCluster {
             .iter()
             .map(|node| format!("127.0.0.1:{}", node.port))
             .collect();
+        let replicas = self.replicas_per_master;
         let output = tokio::task::spawn_blocking({
             let addresses = addresses.clone();
             move || {
                 Command::new("redis-cli")
                     .args(["--cluster", "create"])
                     .args(&addresses)
-                    .args(["--cluster-replicas", "0", "--cluster-yes"])
+                    .arg("--cluster-replicas")
+                    .arg(replicas.to_string())
+                    .arg("--cluster-yes")
                     .stdin(Stdio::null())
                     .output()
             }
@@ -327,6 +452,7 @@ struct Failure {
 /// it is not installed or neither happens within [`STARTUP_TIMEOUT`].
 async fn launch(
     mode: Mode,
+    extra: &[String],
     port: u16,
     dir: &Path,
 ) -> Result<(Child, Option<oneshot::Receiver<()>>), Failure> {
@@ -336,6 +462,7 @@ async fn launch(
         .arg("--dir")
         .arg(dir)
         .args(mode.args())
+        .args(extra)
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

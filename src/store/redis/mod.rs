@@ -11,6 +11,11 @@
 //!
 //! Every Redis failure is [`StoreError::Unavailable`], on which the gateway fails closed. The
 //! connection reconnects by itself, so the gateway recovers when Redis comes back.
+//!
+//! The once-only steps (taking a ceremony, deciding, delivering a token, remembering a DPoP
+//! `jti`, redeeming an invitation) count only once the replicas asked for have them
+//! ([`ReplicaWait`], sent after the script on the same connection): a failover then cannot
+//! forget one and let it happen twice.
 
 mod connection;
 pub mod keys;
@@ -23,6 +28,8 @@ use std::fmt::Display;
 
 use async_trait::async_trait;
 use futures_util::future::try_join_all;
+use handsign_verify::ReplicaWait;
+use handsign_verify::replicas::WaitFailure;
 use redis::AsyncCommands as _;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -51,6 +58,7 @@ pub struct RedisStore {
     connection: Connection,
     keys: Keys,
     target: RedisTarget,
+    replicas: ReplicaWait,
 }
 
 impl RedisStore {
@@ -65,7 +73,24 @@ impl RedisStore {
             connection,
             keys,
             target: target.clone(),
+            replicas: ReplicaWait::NONE,
         })
+    }
+
+    /// Makes every once-only step wait as `wait` says. Checks the server (every primary of a
+    /// cluster) at once: `Err` if it cannot do what `wait` asks; logs a warning if it has
+    /// replicas that `wait` does not count, or fewer than it needs.
+    pub async fn wait_for_replicas(mut self, wait: ReplicaWait) -> Result<Self, StoreError> {
+        let mut connection = self.connection.clone();
+        let warnings = wait
+            .check_server(&mut connection)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("redis: {e}")))?;
+        for warning in warnings {
+            tracing::warn!("{warning}");
+        }
+        self.replicas = wait;
+        Ok(self)
     }
 
     pub fn keys(&self) -> &Keys {
@@ -108,15 +133,43 @@ impl RedisStore {
         invocation: &redis::ScriptInvocation<'_>,
     ) -> Result<(String, Vec<Vec<u8>>), StoreError> {
         let mut connection = self.connection.clone();
-        let mut answer: Vec<Vec<u8>> = invocation
+        let answer: Vec<Vec<u8>> = invocation
             .invoke_async(&mut connection)
             .await
             .map_err(unavailable)?;
-        if answer.is_empty() {
-            return Err(StoreError::Unavailable("redis: empty script answer".into()));
+        script_outcome(answer)
+    }
+
+    /// Runs a once-only script: like [`run`](Self::run), and its answer counts only once the
+    /// replicas have what it wrote (the wait follows it in one pipeline, on one connection).
+    /// Fewer replicas in time is [`StoreError::Unavailable`]; what the script wrote stays on
+    /// the primary.
+    async fn run_once(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<(String, Vec<Vec<u8>>), StoreError> {
+        let mut connection = self.connection.clone();
+        let mut pipeline = redis::pipe();
+        pipeline.invoke_script(invocation);
+        let replies = match self.replicas.send(&pipeline, &mut connection).await {
+            // A server that has not seen the script yet (a new or promoted one) ran nothing.
+            Err(WaitFailure::Redis(e))
+                if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+            {
+                invocation
+                    .load_async(&mut connection)
+                    .await
+                    .map_err(unavailable)?;
+                self.replicas.send(&pipeline, &mut connection).await
+            }
+            sent => sent,
         }
-        let outcome = String::from_utf8(answer.remove(0)).map_err(unavailable)?;
-        Ok((outcome, answer))
+        .map_err(unavailable)?;
+        let answer = replies
+            .into_iter()
+            .next()
+            .ok_or_else(|| StoreError::Unavailable("redis: no script answer".into()))?;
+        script_outcome(redis::from_redis_value(answer).map_err(unavailable)?)
     }
 
     /// The user a request or an agent belongs to, from its pointer.
@@ -249,6 +302,15 @@ impl RedisStore {
             other => Err(unexpected(other)),
         }
     }
+}
+
+/// A script's answer: the outcome and the rest of the array.
+fn script_outcome(mut answer: Vec<Vec<u8>>) -> Result<(String, Vec<Vec<u8>>), StoreError> {
+    if answer.is_empty() {
+        return Err(StoreError::Unavailable("redis: empty script answer".into()));
+    }
+    let outcome = String::from_utf8(answer.remove(0)).map_err(unavailable)?;
+    Ok((outcome, answer))
 }
 
 /// A record's hash fields.
@@ -408,7 +470,7 @@ impl Store for RedisStore {
             return Err(StoreError::InvalidInvitation);
         }
         let (outcome, _) = self
-            .run(
+            .run_once(
                 scripts::REDEEM_INVITATION
                     .key(self.keys.invitation(code_sha256))
                     .key(self.keys.users())
@@ -615,7 +677,7 @@ impl Store for RedisStore {
 
     async fn take_ceremony(&self, id: &str, now: i64) -> Result<Option<Vec<u8>>, StoreError> {
         let (outcome, mut rest) = self
-            .run(scripts::TAKE_EXPIRING.key(self.keys.ceremony(id)).arg(now))
+            .run_once(scripts::TAKE_EXPIRING.key(self.keys.ceremony(id)).arg(now))
             .await?;
         match outcome.as_str() {
             "ok" => Ok(rest.pop()),
@@ -846,7 +908,7 @@ impl Store for RedisStore {
         };
         let created = self.existing(id).await?;
         let (outcome, rest) = self
-            .run(
+            .run_once(
                 scripts::DECIDE
                     .key(self.keys.decision(&created.user, id))
                     .arg(self.keys.user_slot(&created.user))
@@ -872,7 +934,7 @@ impl Store for RedisStore {
     async fn collect_token(&self, id: &ApprovalId, now: i64) -> Result<Collection, StoreError> {
         let created = self.existing(id).await?;
         let (outcome, rest) = self
-            .run(
+            .run_once(
                 scripts::COLLECT_TOKEN
                     .key(self.keys.decision(&created.user, id))
                     .key(self.keys.agent(&created.user, &created.agent))
@@ -971,7 +1033,7 @@ impl Store for RedisStore {
 
     async fn remember_jti(&self, key: &str, expires_at: i64, now: i64) -> Result<bool, StoreError> {
         let (outcome, _) = self
-            .run(
+            .run_once(
                 scripts::REMEMBER_JTI
                     .key(self.keys.jti(key))
                     .arg(now)

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Parser;
 use handsign_example_travel::{ServiceConfig, service};
+use handsign_verify::replicas::ReplicaArgs;
 use handsign_verify::{MemoryReplayStore, RedisReplayStore, ReplayStore};
 
 #[derive(Debug, Parser)]
@@ -27,18 +28,24 @@ struct Args {
     /// Share the used-token store with other instances through this Redis server.
     #[arg(long)]
     redis_url: Option<String>,
+    /// With Redis replicas: how a token's first use waits for them.
+    #[command(flatten)]
+    replicas: ReplicaArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
     let replay: Arc<dyn ReplayStore> = match &args.redis_url {
         Some(url) => {
-            let client = redis::Client::open(url.as_str()).context("invalid --redis-url")?;
-            let connection = redis::aio::ConnectionManager::new(client)
+            let wait = args.replicas.wait()?;
+            let store = RedisReplayStore::connect_waiting(url, wait)
                 .await
-                .with_context(|| format!("cannot reach Redis at {url}"))?;
-            Arc::new(RedisReplayStore::new(connection))
+                .with_context(|| format!("cannot use Redis at {url}"))?;
+            Arc::new(store)
         }
         None => Arc::new(MemoryReplayStore::new()),
     };
