@@ -16,7 +16,8 @@ async fn without_a_replica_acknowledging_nothing_is_decided_or_handed_out() {
     let gateway = TestGateway::start_with(|args| {
         args.redis_url = Some(redis.primary.url().to_owned());
         args.redis_replicas.redis_min_replicas = 1;
-        args.redis_replicas.redis_replica_timeout_ms = 200;
+        // The longest allowed: a loaded machine can be slow to acknowledge.
+        args.redis_replicas.redis_replica_timeout_ms = 1000;
     })
     .await;
     let mut person = gateway.register("alice").await;

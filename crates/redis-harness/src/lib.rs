@@ -270,97 +270,111 @@ impl RedisCluster {
     /// Stops (SIGKILL) the replicas of the master that owns `key`'s slot, so that writes to that
     /// shard can no longer be acknowledged by a replica while the other shards' still can.
     pub async fn stop_replicas_of_owner(&mut self, key: &str) {
-        let mut connection = self.nodes[0]
-            .client()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap_or_else(|e| panic!("could not connect to a cluster node: {e}"));
-        let slot: u16 = redis::cmd("CLUSTER")
-            .arg("KEYSLOT")
-            .arg(key)
-            .query_async(&mut connection)
-            .await
-            .unwrap_or_else(|e| panic!("CLUSTER KEYSLOT failed: {e}"));
-        let nodes: String = redis::cmd("CLUSTER")
-            .arg("NODES")
-            .query_async(&mut connection)
-            .await
-            .unwrap_or_else(|e| panic!("CLUSTER NODES failed: {e}"));
-        // `<id> <ip:port@bus> <flags> <master id or -> ... <slot ranges>`
-        let lines: Vec<Vec<&str>> = nodes
-            .lines()
-            .map(|line| line.split_whitespace().collect())
-            .collect();
-        let owner = lines
+        let slot = self.slot_of(key).await;
+        let topology = self.topology().await;
+        let owner = topology
             .iter()
-            .find(|fields| {
-                fields.iter().skip(8).any(|range| {
-                    let (start, end) = range.split_once('-').unwrap_or((range, range));
-                    match (start.parse::<u16>(), end.parse::<u16>()) {
-                        (Ok(start), Ok(end)) => (start..=end).contains(&slot),
-                        _ => false,
-                    }
-                })
-            })
-            .unwrap_or_else(|| panic!("no master owns slot {slot}:\n{nodes}"));
-        let replica_ports: Vec<u16> = lines
+            .find(|node| node.owns(slot))
+            .unwrap_or_else(|| panic!("no master owns slot {slot}"));
+        let replicas: Vec<u16> = topology
             .iter()
-            .filter(|fields| fields.get(3) == Some(&owner[0]))
-            .map(|fields| {
-                let address = fields[1].split('@').next().unwrap_or_default();
-                address
-                    .rsplit(':')
-                    .next()
-                    .and_then(|port| port.parse().ok())
-                    .unwrap_or_else(|| panic!("unreadable node address {address:?}"))
-            })
+            .filter(|node| node.master.as_deref() == Some(owner.id.as_str()))
+            .map(|node| node.port)
             .collect();
         assert!(
-            !replica_ports.is_empty(),
-            "the owner of slot {slot} has no replica:\n{nodes}"
+            !replicas.is_empty(),
+            "the owner of slot {slot} has no replica"
         );
         for node in &mut self.nodes {
-            if replica_ports.contains(&node.port) {
+            if replicas.contains(&node.port) {
                 node.stop();
             }
         }
     }
 
-    /// Waits until every replica reports its link to its master up (polling `INFO
-    /// replication`: a replica logs its sync, but not to the stream the harness watches after
-    /// it is ready).
+    /// Waits until each master's replicas have acknowledged a write on it
+    /// ([`wait_for_replica`] with a key of that master's slots).
     async fn wait_for_replica_links(&self) {
         if self.replicas_per_master == 0 {
             return;
         }
-        let give_up = tokio::time::Instant::now() + STARTUP_TIMEOUT;
-        for node in &self.nodes {
-            let mut connection = node
-                .client()
-                .get_multiplexed_async_connection()
-                .await
-                .unwrap_or_else(|e| panic!("could not connect to cluster node {}: {e}", node.url));
-            loop {
-                let info: String = redis::cmd("INFO")
-                    .arg("replication")
-                    .query_async(&mut connection)
-                    .await
-                    .unwrap_or_else(|e| panic!("INFO replication failed on {}: {e}", node.url));
-                let is_master = info.lines().any(|line| line.trim() == "role:master");
-                let linked = info
-                    .lines()
-                    .any(|line| line.trim() == "master_link_status:up");
-                if is_master || linked {
-                    break;
+        for master in self
+            .topology()
+            .await
+            .iter()
+            .filter(|node| !node.slots.is_empty())
+        {
+            let mut tag = 0u32;
+            let key = loop {
+                let key = format!("redis-harness:sync:{{{tag}}}");
+                if master.owns(self.slot_of(&key).await) {
+                    break key;
                 }
-                assert!(
-                    tokio::time::Instant::now() < give_up,
-                    "replica {} did not sync with its master within {STARTUP_TIMEOUT:?}:\n{info}",
-                    node.url
-                );
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
+                tag += 1;
+                assert!(tag < 100_000, "no key found for the slots of {}", master.id);
+            };
+            let node = self
+                .nodes
+                .iter()
+                .find(|node| node.port == master.port)
+                .unwrap_or_else(|| panic!("master {} is not one of the nodes", master.id));
+            replication::acknowledged_write(node, &key).await;
         }
+    }
+
+    async fn slot_of(&self, key: &str) -> u16 {
+        let mut connection = self.nodes[0]
+            .client()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap_or_else(|e| panic!("could not connect to a cluster node: {e}"));
+        redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query_async(&mut connection)
+            .await
+            .unwrap_or_else(|e| panic!("CLUSTER KEYSLOT failed: {e}"))
+    }
+
+    /// The cluster's nodes as one of them sees them (`CLUSTER NODES`).
+    async fn topology(&self) -> Vec<ClusterNode> {
+        let mut connection = self.nodes[0]
+            .client()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap_or_else(|e| panic!("could not connect to a cluster node: {e}"));
+        let nodes: String = redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query_async(&mut connection)
+            .await
+            .unwrap_or_else(|e| panic!("CLUSTER NODES failed: {e}"));
+        // `<id> <ip:port@bus> <flags> <master id or -> <ping> <pong> <epoch> <link> <slots>...`
+        nodes
+            .lines()
+            .map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let address = fields[1].split('@').next().unwrap_or_default();
+                let port = address
+                    .rsplit(':')
+                    .next()
+                    .and_then(|port| port.parse().ok())
+                    .unwrap_or_else(|| panic!("unreadable node address in {line:?}"));
+                let slots = fields
+                    .iter()
+                    .skip(8)
+                    .filter_map(|range| {
+                        let (start, end) = range.split_once('-').unwrap_or((range, range));
+                        Some((start.parse().ok()?, end.parse().ok()?))
+                    })
+                    .collect();
+                ClusterNode {
+                    id: fields[0].to_owned(),
+                    port,
+                    master: (fields[3] != "-").then(|| fields[3].to_owned()),
+                    slots,
+                }
+            })
+            .collect()
     }
 
     /// The nodes' URLs, `redis://127.0.0.1:PORT` each: the seeds for a `ClusterClient`.
@@ -439,6 +453,24 @@ impl RedisCluster {
                 node.url
             );
         }
+    }
+}
+
+/// A line of `CLUSTER NODES`.
+struct ClusterNode {
+    id: String,
+    port: u16,
+    /// For a replica, its master's id.
+    master: Option<String>,
+    /// For a master, the slot ranges it serves.
+    slots: Vec<(u16, u16)>,
+}
+
+impl ClusterNode {
+    fn owns(&self, slot: u16) -> bool {
+        self.slots
+            .iter()
+            .any(|(start, end)| (*start..=*end).contains(&slot))
     }
 }
 

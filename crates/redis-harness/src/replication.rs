@@ -190,6 +190,11 @@ impl ReplicatedRedis {
 /// stream is in order, so the replica then has every earlier write too). Also waits for a
 /// replica that is still connecting or syncing.
 pub async fn wait_for_replica(primary: &RedisServer) {
+    acknowledged_write(primary, "redis-harness:sync").await;
+}
+
+/// Writes `key` on `primary` and waits until a replica acknowledges it.
+pub(crate) async fn acknowledged_write(primary: &RedisServer, key: &str) {
     // The wait may take as long as a replica's first sync: longer than the default response
     // timeout.
     let config = redis::AsyncConnectionConfig::new()
@@ -202,7 +207,7 @@ pub async fn wait_for_replica(primary: &RedisServer) {
     let timeout_ms = u64::try_from(STARTUP_TIMEOUT.as_millis()).unwrap_or(u64::MAX);
     let (_, acknowledged): ((), i64) = redis::pipe()
         .cmd("SET")
-        .arg("redis-harness:sync")
+        .arg(key)
         .arg(1)
         .cmd("WAIT")
         .arg(1)
