@@ -1886,6 +1886,8 @@ mod redis {
             let mut redis = ReplicatedRedis::start().await;
             let primary = store_on(redis.primary.url(), one_replica()).await;
             let request = request(&primary, false).await;
+            // Creating a request is no once-only write: nothing waited for the replica yet.
+            redis.sync().await;
 
             redis.link.freeze();
             let approve = decision(&request, Decision::Approve, NOW + 1);
