@@ -24,7 +24,7 @@ from handsign import (
     _jws,
 )
 from handsign.canonical import canonicalize, params_sha256
-from handsign.dpop import create_proof, verify_proof
+from handsign.dpop import access_token_hash, create_proof, verify_proof
 
 from conftest import REPO
 
@@ -165,6 +165,7 @@ def test_a_json_route_refuses_other_content_types_before_using_the_token(s: Setu
         [("content-type", "text/plain")],
         [("content-type", "application/x-www-form-urlencoded")],
         [("content-type", "application/jsonx")],
+        [("content-type", "application/geojson")],
         [("content-type", "text/json")],
     ]:
         refusal = s.refused(auth_and_proof + content_type)
@@ -247,6 +248,18 @@ def test_dpop_checks(s: Setup) -> None:
     assert s.refused(s.headers(token) + [s.headers(token)[1]]).code == "invalid_dpop"
     unbound = mint(s.gateway, claims(s.agent, cnf=None))
     assert s.refused(s.headers(unbound)).code == "dpop_required"
+    lone_surrogate = _jws.sign(
+        s.agent,
+        {"typ": "dpop+jwt", "alg": "EdDSA", "jwk": s.agent.public_jwk()},
+        {
+            "jti": "\ud800",
+            "htm": "POST",
+            "htu": "https://travel.example/book",
+            "iat": NOW + 1,
+            "ath": access_token_hash(token),
+        },
+    )
+    assert s.refused([auth, ("dpop", lone_surrogate), JSON]).code == "invalid_dpop"
     assert len(s.store) == 0, "no refused proof is recorded"
     assert s.check(s.headers(token)), "none of the refusals used the token up"
 

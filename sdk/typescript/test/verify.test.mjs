@@ -107,6 +107,11 @@ test("expiry follows the verifier's clock; DPoP checks", async () => {
   assert.equal(await s.code([auth, (await s.headers(other))[1], JSON_TYPE]), "invalid_dpop");
   const unbound = await mint(s.gateway, claims(s.agent, { cnf: null }));
   assert.equal(await s.code(await s.headers(unbound)), "dpop_required");
+  const proofHeader = b64(JSON.stringify({ typ: "dpop+jwt", alg: "EdDSA", jwk: s.agent.publicJwk() }));
+  const proofClaims = b64(JSON.stringify({ jti: "\ud800", htm: "POST", htu: "https://travel.example/book", iat: NOW + 1, ath: createHash("sha256").update(token).digest("base64url") }));
+  const loneSurrogate = `${proofHeader}.${proofClaims}.${b64(await s.agent.sign(Buffer.from(`${proofHeader}.${proofClaims}`)))}`;
+  // The proof's jti is recorded as UTF-8: the strict JSON parser refuses a lone surrogate.
+  assert.equal(await s.code([auth, ["dpop", loneSurrogate], JSON_TYPE]), "invalid_dpop");
   assert.equal(s.store.size, 0, "no refused proof is recorded");
   assert.equal(await s.code([]), "missing_token");
   assert.equal(await s.code([auth, auth]), "missing_token");
@@ -164,7 +169,7 @@ test("a JSON route refuses other content types before using the token", async ()
   const s = await setup();
   const token = await mint(s.gateway, claims(s.agent));
   const authAndProof = (await s.headers(token)).slice(0, 2);
-  for (const type of [[], [["content-type", "text/plain"]], [["content-type", "application/x-www-form-urlencoded"]], [["content-type", "application/jsonx"]], [["content-type", "text/json"]]]) {
+  for (const type of [[], [["content-type", "text/plain"]], [["content-type", "application/x-www-form-urlencoded"]], [["content-type", "application/jsonx"]], [["content-type", "application/geojson"]], [["content-type", "text/json"]]]) {
     try {
       await s.check([...authAndProof, ...type]);
       assert.fail("accepted");
