@@ -57,7 +57,8 @@ def main() -> None:
 
     async def sdk(token: str, proof: str) -> None:
         await verifier.verify(action="flights.book", method="POST", path="/book",
-                              headers=[("authorization", f"Approval {token}"), ("dpop", proof)],
+                              headers=[("authorization", f"Approval {token}"), ("dpop", proof),
+                                       ("content-type", "application/json")],
                               body=BODY)
 
     async def floor(token: str, proof: str) -> None:

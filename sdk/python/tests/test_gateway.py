@@ -140,7 +140,10 @@ def test_async_client_and_the_decorator(gateway: Gateway, agent: Client, service
             approval = await pending.wait(timeout=30)
             async with httpx.AsyncClient() as http:
                 response = await http.post(
-                    f"{service.url}/book", content=json_of(**PARAMS), auth=client.auth(approval)
+                    f"{service.url}/book",
+                    content=json_of(**PARAMS),
+                    auth=client.auth(approval),
+                    headers={"content-type": "application/json"},
                 )
             assert response.status_code == 200
 

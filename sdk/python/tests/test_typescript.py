@@ -21,6 +21,7 @@ TS_DIR = Path(
     os.environ.get("HANDSIGN_TS_DIR", REPO / "target" / "test-env" / "sdk-typescript-clean")
 )
 BODY = json.dumps(PARAMS)
+JSON = {"content-type": "application/json"}
 
 
 @pytest.fixture(scope="module")
@@ -138,9 +139,9 @@ def test_python_agent_calls_the_typescript_service(
     pending = agent.request_approval("flights.book", PARAMS, ts_service.url)
     assert gateway.decide(pending.id, "approve").status_code == 200
     approval = pending.wait(timeout=30)
-    response = httpx.post(f"{ts_service.url}/book", content=BODY, auth=agent.auth(approval))
+    response = httpx.post(f"{ts_service.url}/book", content=BODY, auth=agent.auth(approval), headers=JSON)
     assert (response.status_code, response.text) == (200, pending.id)
-    again = httpx.post(f"{ts_service.url}/book", content=BODY, auth=agent.auth(approval))
+    again = httpx.post(f"{ts_service.url}/book", content=BODY, auth=agent.auth(approval), headers=JSON)
     assert again.json()["error"] == "token_replayed"
 
 

@@ -4,6 +4,7 @@ gateway key; time is the verifier's injected clock, never a sleep."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import re
@@ -23,7 +24,7 @@ from handsign import (
     _jws,
 )
 from handsign.canonical import canonicalize, params_sha256
-from handsign.dpop import create_proof
+from handsign.dpop import access_token_hash, create_proof, verify_proof
 
 from conftest import REPO
 
@@ -31,6 +32,7 @@ ISSUER = "https://gw.example"
 AUDIENCE = "https://travel.example"
 BODY = b'{"to": "LIS", "price": 120.5}'
 NOW = 1_800_000_000
+JSON = ("content-type", "application/json")
 
 
 class Clock:
@@ -88,7 +90,7 @@ class Setup:
         url: str = "https://travel.example/book",
     ) -> List[Tuple[str, str]]:
         proof = create_proof(agent or self.agent, method, url, int(self.clock.now), token)
-        return [("authorization", f"Approval {token}"), ("dpop", proof)]
+        return [("authorization", f"Approval {token}"), ("dpop", proof), JSON]
 
     def check(
         self, headers: List[Tuple[str, str]], body: bytes = BODY, action: str = "flights.book"
@@ -118,6 +120,74 @@ def test_a_good_request_passes_once(s: Setup) -> None:
     assert approved.claims.approval == "req1" and approved.body == BODY
     # Same token, fresh proof: refused as a replay.
     assert s.refused(s.headers(token)).code == "token_replayed"
+
+
+def test_a_dpop_proof_is_accepted_once(s: Setup) -> None:
+    token = mint(s.gateway, claims(s.agent))
+    headers = s.headers(token)
+    assert s.check(headers)
+    # The very same request again: its proof was recorded with the token.
+    refusal = s.refused(headers)
+    assert (refusal.code, refusal.status) == ("dpop_replayed", 401)
+    # Recorded as the Rust middleware records it, until the proof is stale (iat + 61).
+    proof = verify_proof(
+        headers[1][1], method="POST", url="https://travel.example/book", now=NOW + 1
+    )
+    digest = hashlib.sha256(f"{proof.jkt}:{proof.jti}".encode()).digest()
+    assert s.store._seen["dpop:" + _b64.encode(digest)] == proof.iat + 61
+    s.store._clock = Clock(proof.iat + 60)
+    assert s.store.consume_now("other", NOW + 100)
+    assert "dpop:" + _b64.encode(digest) in s.store._seen
+    s.store._clock = Clock(proof.iat + 61)
+    assert s.store.consume_now("another", NOW + 100)
+    assert "dpop:" + _b64.encode(digest) not in s.store._seen
+
+
+def test_a_token_issued_before_the_memory_store_began_is_refused() -> None:
+    """A memory store knows nothing of what the process before it accepted: a token that could
+    have been accepted by then (nbf - skew <= start) is refused with its own code, unused."""
+    s = Setup()
+    s.store.started_at = NOW
+    for nbf in (NOW - 10, NOW, NOW + 5):
+        token = mint(s.gateway, claims(s.agent, iat=nbf, nbf=nbf, exp=nbf + 30))
+        refusal = s.refused(s.headers(token))
+        assert (refusal.code, refusal.status) == ("issued_before_start", 401), nbf
+    assert len(s.store) == 0, "the refusal records neither the token nor the proof"
+    token = mint(s.gateway, claims(s.agent, iat=NOW + 6, nbf=NOW + 6, exp=NOW + 36))
+    assert s.check(s.headers(token))
+
+
+def test_a_json_route_refuses_other_content_types_before_using_the_token(s: Setup) -> None:
+    token = mint(s.gateway, claims(s.agent))
+    auth_and_proof = s.headers(token)[:2]
+    for content_type in [
+        [],
+        [("content-type", "text/plain")],
+        [("content-type", "application/x-www-form-urlencoded")],
+        [("content-type", "application/jsonx")],
+        [("content-type", "application/geojson")],
+        [("content-type", "text/json")],
+    ]:
+        refusal = s.refused(auth_and_proof + content_type)
+        assert (refusal.code, refusal.status) == ("unsupported_media_type", 415), content_type
+        assert refusal.headers() == []
+    assert len(s.store) == 0, "the token and the proof are still unused"
+    for content_type in ["Application/JSON; charset=utf-8", "application/merge-patch+json"]:
+        token = mint(s.gateway, claims(s.agent))
+        assert s.check(s.headers(token)[:2] + [("content-type", content_type)]), content_type
+    # Params given in code are not the body: the body's type is the route's business.
+    token = mint(s.gateway, claims(s.agent))
+    approved = asyncio.run(
+        s.verifier.verify(
+            action="flights.book",
+            method="POST",
+            path="/book",
+            headers=s.headers(token)[:2],
+            body=b"",
+            params=BODY,
+        )
+    )
+    assert approved.claims.approval == "req1"
 
 
 def test_params_are_compared_canonically(s: Setup) -> None:
@@ -168,16 +238,29 @@ def test_expiry_follows_the_verifiers_clock(s: Setup) -> None:
 def test_dpop_checks(s: Setup) -> None:
     token = mint(s.gateway, claims(s.agent))
     auth = ("authorization", f"Approval {token}")
-    assert s.refused([auth]).code == "dpop_required"
+    assert s.refused([auth, JSON]).code == "dpop_required"
     assert s.refused(s.headers(token, agent=AgentKey.generate())).code == "dpop_key_mismatch"
     assert s.refused(s.headers(token, method="GET")).code == "invalid_dpop"
     assert s.refused(s.headers(token, url="https://travel.example/other")).code == "invalid_dpop"
     other_token = mint(s.gateway, claims(s.agent))
     proof_for_other = s.headers(other_token)[1]
-    assert s.refused([auth, proof_for_other]).code == "invalid_dpop"
+    assert s.refused([auth, proof_for_other, JSON]).code == "invalid_dpop"
     assert s.refused(s.headers(token) + [s.headers(token)[1]]).code == "invalid_dpop"
     unbound = mint(s.gateway, claims(s.agent, cnf=None))
     assert s.refused(s.headers(unbound)).code == "dpop_required"
+    lone_surrogate = _jws.sign(
+        s.agent,
+        {"typ": "dpop+jwt", "alg": "EdDSA", "jwk": s.agent.public_jwk()},
+        {
+            "jti": "\ud800",
+            "htm": "POST",
+            "htu": "https://travel.example/book",
+            "iat": NOW + 1,
+            "ath": access_token_hash(token),
+        },
+    )
+    assert s.refused([auth, ("dpop", lone_surrogate), JSON]).code == "invalid_dpop"
+    assert len(s.store) == 0, "no refused proof is recorded"
     assert s.check(s.headers(token)), "none of the refusals used the token up"
 
 
@@ -191,11 +274,9 @@ def test_missing_token_and_body_limit(s: Setup) -> None:
     assert (refusal.code, refusal.status) == ("body_too_large", 413)
 
 
-def test_memory_store_refuses_tokens_from_before_it_started() -> None:
-    store = MemoryReplayStore(Clock(NOW))
-    assert not store.consume_now("a", NOW + 35, NOW - 5)
-    assert not store.consume_now("b", NOW + 35, NOW)
-    assert store.consume_now("c", NOW + 36, NOW + 1)
+def test_memory_store_says_when_its_record_began() -> None:
+    assert MemoryReplayStore(Clock(NOW)).records_since() == NOW
+    assert MemoryReplayStore(Clock(NOW), record_began_at=NOW - 60).records_since() == NOW - 60
 
 
 def test_memory_store_forgets_expired_entries() -> None:
@@ -203,9 +284,10 @@ def test_memory_store_forgets_expired_entries() -> None:
     store = MemoryReplayStore(Clock(NOW - 100))
     store._clock = clock
     for i in range(100):
-        assert store.consume_now(f"t{i}", NOW + 30, NOW)
+        assert store.consume_now(f"t{i}", NOW + 30)
+    assert not store.consume_now("t0", NOW + 30)
     clock.now = NOW + 31
-    assert store.consume_now("new", NOW + 60, NOW)
+    assert store.consume_now("new", NOW + 60)
     assert len(store) == 1
 
 
@@ -228,6 +310,7 @@ def test_the_code_table_is_the_rust_one() -> None:
     rust.discard("approval_layer_missing")
     assert rust == set(REFUSALS)
     status = {
+        "unsupported_media_type": 415,
         "body_too_large": 413,
         "invalid_body": 400,
         "keys_unavailable": 503,

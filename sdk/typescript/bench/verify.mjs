@@ -43,7 +43,7 @@ const variants = {
     await jwtVerify(proof, EmbeddedJWK, { algorithms: ["EdDSA"], typ: "dpop+jwt" });
   },
   sdk: async ([token, proof]) => {
-    await verifier.verify({ action: "flights.book", method: "POST", path: "/book", headers: [["authorization", `Approval ${token}`], ["dpop", proof]], body });
+    await verifier.verify({ action: "flights.book", method: "POST", path: "/book", headers: [["authorization", `Approval ${token}`], ["dpop", proof], ["content-type", "application/json"]], body });
   },
 };
 

@@ -1,22 +1,31 @@
 /**
  * Every check a request passes before a service acts on it, in the order of the Rust middleware
  * (`handsign-verify`), so that no stateful or expensive work is done for a request already
- * refused: the `Authorization: Approval` header; the token's header; an announced body length
- * over the limit; the key for `kid` (the JWKS fetched only for an unknown `kid`, at most once per
- * refresh interval); the body; the params, canonicalized strictly, and their hash; the token;
- * the DPoP proof of a key-bound token; and last, the only write, the `jti` consumed. A refused
- * request never uses up a token.
+ * refused: the `Authorization: Approval` header; the token's header; when the params are the
+ * body, a JSON `Content-Type` (`unsupported_media_type`: the handler could not read anything
+ * else); an announced body length over the limit; the key for `kid` (the JWKS fetched only for
+ * an unknown `kid`, at most once per refresh interval); the body; the params, canonicalized
+ * strictly, and their hash; the token; the DPoP proof of a key-bound token; a token that could
+ * have been accepted before the replay store's record began (`issued_before_start`: a memory
+ * store after a restart may have forgotten its use); and last, the only writes, the proof's
+ * `jti` consumed until the proof is stale (`dpop_replayed`), then the token's `jti` until
+ * `exp + skew` (`token_replayed`). A refused request never uses up a token.
+ *
+ * Only a proof that verified, with a token that verified, is recorded, so a caller who is not
+ * the token's agent cannot make the service store anything; the record's key is a hash of the
+ * agent's key and the `jti`, so its size does not depend on what the agent sent.
  *
  * `verifyApproval` makes a guard usable as Express middleware and with any Web-standard
  * `Request` handler (Hono, Next.js route handlers).
  */
 
+import { createHash } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { canonicalize, canonicalizeValue, CanonicalError, DEFAULT_LIMITS, type Limits, paramsSha256 } from "./canonical.js";
-import { ApprovalRefused } from "./errors.js";
+import { ApprovalRefused, type RefusalCode } from "./errors.js";
 import { KeySet } from "./keys.js";
 import { MemoryReplayStore, type ReplayStore, ReplayStoreUnavailableError } from "./replay.js";
-import { type ApprovalClaims, DpopError, MAX_SKEW_SECS, normalizeUrl, tokenKid, verifyProof, verifyToken } from "./token.js";
+import { type ApprovalClaims, DpopError, MAX_PROOF_AGE_SECS, MAX_SKEW_SECS, normalizeUrl, tokenKid, verifyProof, verifyToken } from "./token.js";
 
 export const DEFAULT_BODY_LIMIT = 256 * 1024;
 const MAX_JWKS_BYTES = 256 * 1024;
@@ -176,6 +185,7 @@ export class Verifier {
   async verify(request: RequestParts): Promise<Approved> {
     const token = approvalToken(request.headers);
     const kid = tokenKid(token);
+    if (request.params === undefined) checkJsonContentType(request.headers);
     for (const value of values(request.headers, "content-length")) {
       if (/^\s*\d+\s*$/.test(value) && Number(value) > this.bodyLimit) throw tooLarge(this.bodyLimit);
     }
@@ -204,26 +214,57 @@ export class Verifier {
       now,
       skew: this.skew,
     });
-    await this.checkKeyBinding(request, token, claims, now);
+    const proof = await this.checkKeyBinding(request, token, claims, now);
+    this.checkReplayRecordCovers(claims);
+    if (proof !== undefined) {
+      await this.consume(
+        proofRecordId(proof),
+        proof.iat + MAX_PROOF_AGE_SECS + 1,
+        "dpop_replayed",
+        "this DPoP proof was used already: make a new proof for every request",
+      );
+    }
+    await this.consume(
+      claims.jti,
+      claims.exp + this.skew,
+      "token_replayed",
+      "this token was used already: an approval is good for one request; ask for a new approval",
+    );
+    return { claims, body };
+  }
+
+  /** Refuses a token the replay store cannot vouch for: one that could have been accepted (its
+   * `nbf` less the skew had come) by the time the store's record began, by a previous process
+   * whose record is gone. Tokens from the first `skew + 1` seconds after a start are refused
+   * too, since the gateway's clock may be ahead of this one by up to the skew. */
+  private checkReplayRecordCovers(claims: ApprovalClaims): void {
+    const since = this.replayStore.recordsSince?.();
+    if (since !== undefined && claims.nbf - this.skew <= since) {
+      throw new ApprovalRefused(
+        "issued_before_start",
+        "this token was issued before the service started, and the service's record of used tokens (in memory) began then: whether it was used already cannot be known; ask for a new approval",
+      );
+    }
+  }
+
+  /** Records `id` as used until `expiresAt`; refuses with `code` and `message` when it was
+   * recorded already, and with 503 when the store cannot say. */
+  private async consume(id: string, expiresAt: number, code: RefusalCode, message: string): Promise<void> {
     let firstUse: boolean;
     try {
-      firstUse = await this.replayStore.consume(claims.jti, claims.exp + this.skew, claims.nbf - this.skew);
+      firstUse = await this.replayStore.consume(id, expiresAt);
     } catch (error) {
       if (!(error instanceof ReplayStoreUnavailableError)) throw error;
       throw new ApprovalRefused("replay_store_unavailable", "the service cannot record the token's use right now; try again with a new approval");
     }
-    if (!firstUse) {
-      throw new ApprovalRefused(
-        "token_replayed",
-        "this token was used already (or may have been, before this service's record of used tokens began): an approval is good for one request; ask for a new approval",
-      );
-    }
-    return { claims, body };
+    if (!firstUse) throw new ApprovalRefused(code, message);
   }
 
-  private async checkKeyBinding(request: RequestParts, token: string, claims: ApprovalClaims, now: number): Promise<void> {
+  /** The DPoP proof for a key-bound token, verified; an unbound token (no proof) only if the
+   * service allows it. */
+  private async checkKeyBinding(request: RequestParts, token: string, claims: ApprovalClaims, now: number): Promise<VerifiedProof | undefined> {
     if (!claims.cnf) {
-      if (this.allowUnboundTokens) return;
+      if (this.allowUnboundTokens) return undefined;
       throw new ApprovalRefused("dpop_required", "the token is not bound to an agent key (no cnf.jkt), and this service accepts key-bound tokens only");
     }
     const proofs = values(request.headers, "dpop");
@@ -234,17 +275,44 @@ export class Verifier {
       );
     }
     if (proofs.length > 1) throw new ApprovalRefused("invalid_dpop", "send exactly one DPoP header");
-    let jkt: string;
+    let proof: VerifiedProof;
     try {
-      ({ jkt } = await verifyProof(proofs[0]!, { method: request.method, url: this.publicUrl + request.path, now, accessToken: token }));
+      proof = await verifyProof(proofs[0]!, { method: request.method, url: this.publicUrl + request.path, now, accessToken: token });
     } catch (error) {
       if (!(error instanceof DpopError)) throw error;
       throw new ApprovalRefused("invalid_dpop", error.message);
     }
-    if (jkt !== claims.cnf.jkt) {
-      throw new ApprovalRefused("dpop_key_mismatch", `the DPoP proof is made with key ${jkt}, but the token is bound to key ${claims.cnf.jkt}`);
+    if (proof.jkt !== claims.cnf.jkt) {
+      throw new ApprovalRefused("dpop_key_mismatch", `the DPoP proof is made with key ${proof.jkt}, but the token is bound to key ${claims.cnf.jkt}`);
     }
+    return proof;
   }
+}
+
+type VerifiedProof = Awaited<ReturnType<typeof verifyProof>>;
+
+/** The replay store's id for a proof, as the Rust middleware makes it: `dpop:` and base64url
+ * SHA-256 of the agent's key thumbprint, `:` and the proof's `jti`, so that agents cannot
+ * collide and the record's size is fixed whatever the `jti`'s length. Token `jti`s, chosen by
+ * the gateway, never start with `dpop:`. */
+function proofRecordId(proof: VerifiedProof): string {
+  return "dpop:" + createHash("sha256").update(`${proof.jkt}:${proof.jti}`, "utf8").digest("base64url");
+}
+
+/** Refuses a body that the route reads as JSON but that is not sent as JSON (`application/json`
+ * or `application/*+json`): the handler's JSON parsing would refuse it after the token was
+ * used. */
+function checkJsonContentType(headers: [string, string][]): void {
+  const contentType = values(headers, "content-type")[0] ?? "";
+  const essence = contentType.split(";")[0]!.trim().toLowerCase();
+  const subtype = essence.startsWith("application/") ? essence.slice("application/".length) : undefined;
+  if (subtype !== undefined && (subtype === "json" || subtype.endsWith("+json"))) return;
+  throw new ApprovalRefused(
+    "unsupported_media_type",
+    contentType
+      ? `this route's params are the JSON body, but the Content-Type is ${JSON.stringify([...contentType].slice(0, 100).join(""))}: send application/json`
+      : "this route's params are the JSON body: send it with Content-Type: application/json",
+  );
 }
 
 function approvalToken(headers: [string, string][]): string {

@@ -3,7 +3,7 @@
 // node:http/Express middleware and as a Web Request handler, and the Redis store.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { spawn } from "node:child_process";
@@ -19,6 +19,7 @@ const AUDIENCE = "https://travel.example";
 const BODY = Buffer.from('{"to": "LIS", "price": 120.5}');
 const NOW = 1_800_000_000;
 const b64 = (s) => Buffer.from(s).toString("base64url");
+const JSON_TYPE = ["content-type", "application/json"];
 
 async function mint(key, claims, header = {}) {
   const head = Object.fromEntries(Object.entries({ alg: "EdDSA", typ: "handsign-approval+jwt", kid: key.id, ...header }).filter(([, v]) => v !== null));
@@ -43,7 +44,7 @@ async function setup() {
   const keys = await KeySet.fromJwks({ keys: [{ ...gateway.publicJwk(), kid: gateway.id }] });
   const verifier = new Verifier({ issuer: ISSUER, audience: AUDIENCE, publicUrl: "https://travel.example", keys, replayStore: store, clock: () => clock.now });
   const headers = async (token, { key = agent, method = "POST", url = "https://travel.example/book" } = {}) =>
-    [["authorization", `Approval ${token}`], ["dpop", await createProof(key, method, url, Math.floor(clock.now), token)]];
+    [["authorization", `Approval ${token}`], ["dpop", await createProof(key, method, url, Math.floor(clock.now), token)], JSON_TYPE];
   const check = (hdrs, body = BODY, action = "flights.book") =>
     verifier.verify({ action, method: "POST", path: "/book", headers: hdrs, body: new Uint8Array(body) });
   const code = async (hdrs, body) => {
@@ -98,14 +99,20 @@ test("expiry follows the verifier's clock; DPoP checks", async () => {
   assert.equal(await s.code(await s.headers(token)), "expired");
   s.clock.now = NOW + 1;
   const auth = ["authorization", `Approval ${token}`];
-  assert.equal(await s.code([auth]), "dpop_required");
+  assert.equal(await s.code([auth, JSON_TYPE]), "dpop_required");
   assert.equal(await s.code(await s.headers(token, { key: await AgentKey.generate() })), "dpop_key_mismatch");
   assert.equal(await s.code(await s.headers(token, { method: "GET" })), "invalid_dpop");
   assert.equal(await s.code(await s.headers(token, { url: "https://travel.example/other" })), "invalid_dpop");
   const other = await mint(s.gateway, claims(s.agent));
-  assert.equal(await s.code([auth, (await s.headers(other))[1]]), "invalid_dpop");
+  assert.equal(await s.code([auth, (await s.headers(other))[1], JSON_TYPE]), "invalid_dpop");
   const unbound = await mint(s.gateway, claims(s.agent, { cnf: null }));
   assert.equal(await s.code(await s.headers(unbound)), "dpop_required");
+  const proofHeader = b64(JSON.stringify({ typ: "dpop+jwt", alg: "EdDSA", jwk: s.agent.publicJwk() }));
+  const proofClaims = b64(JSON.stringify({ jti: "\ud800", htm: "POST", htu: "https://travel.example/book", iat: NOW + 1, ath: createHash("sha256").update(token).digest("base64url") }));
+  const loneSurrogate = `${proofHeader}.${proofClaims}.${b64(await s.agent.sign(Buffer.from(`${proofHeader}.${proofClaims}`)))}`;
+  // The proof's jti is recorded as UTF-8: the strict JSON parser refuses a lone surrogate.
+  assert.equal(await s.code([auth, ["dpop", loneSurrogate], JSON_TYPE]), "invalid_dpop");
+  assert.equal(s.store.size, 0, "no refused proof is recorded");
   assert.equal(await s.code([]), "missing_token");
   assert.equal(await s.code([auth, auth]), "missing_token");
   const big = [...(await s.headers(token)), ["content-length", String(300 * 1024)]];
@@ -113,11 +120,73 @@ test("expiry follows the verifier's clock; DPoP checks", async () => {
   assert.equal(await s.code(await s.headers(token)), "accepted", "none of the refusals used the token up");
 });
 
-test("the memory store refuses tokens from before it started", () => {
-  const store = new MemoryReplayStore(() => NOW);
-  assert.equal(store.consumeNow("a", NOW + 35, NOW), false);
-  assert.equal(store.consumeNow("b", NOW + 36, NOW + 1), true);
-  assert.equal(store.consumeNow("b", NOW + 36, NOW + 1), false);
+test("the memory store says when its record began, and forgets expired entries", () => {
+  assert.equal(new MemoryReplayStore(() => NOW).recordsSince(), NOW);
+  assert.equal(new MemoryReplayStore(() => NOW, NOW - 60).recordsSince(), NOW - 60);
+  const clock = { now: NOW };
+  const store = new MemoryReplayStore(() => clock.now);
+  assert.equal(store.consumeNow("proof", NOW + 61), true);
+  assert.equal(store.consumeNow("token", NOW + 35), true);
+  assert.equal(store.consumeNow("token", NOW + 35), false);
+  // Expired behind a longer-lived entry: not swept yet, but no longer a record.
+  clock.now = NOW + 35;
+  assert.equal(store.consumeNow("token", NOW + 70), true);
+  assert.equal(store.consumeNow("proof", NOW + 61), false);
+  clock.now = NOW + 70;
+  assert.equal(store.consumeNow("new", NOW + 100), true);
+  assert.equal(store.size, 1);
+});
+
+test("a token issued before the memory store began is refused, unused", async () => {
+  // A memory store knows nothing of what the process before it accepted: a token that could
+  // have been accepted by then (nbf - skew <= start) is refused with its own code.
+  const s = await setup();
+  s.verifier.replayStore = new MemoryReplayStore(() => s.clock.now, NOW);
+  for (const nbf of [NOW - 10, NOW, NOW + 5]) {
+    const token = await mint(s.gateway, claims(s.agent, { iat: nbf, nbf, exp: nbf + 30 }));
+    assert.equal(await s.code(await s.headers(token)), "issued_before_start", String(nbf));
+  }
+  assert.equal(s.verifier.replayStore.size, 0, "the refusal records neither the token nor the proof");
+  const token = await mint(s.gateway, claims(s.agent, { iat: NOW + 6, nbf: NOW + 6, exp: NOW + 36 }));
+  assert.equal(await s.code(await s.headers(token)), "accepted");
+  assert.equal(REFUSALS.issued_before_start, 401);
+});
+
+test("a DPoP proof is accepted once, recorded until it is stale", async () => {
+  const s = await setup();
+  const token = await mint(s.gateway, claims(s.agent));
+  const headers = await s.headers(token);
+  assert.equal(await s.code(headers), "accepted");
+  // The very same request again: its proof was recorded with the token.
+  assert.equal(await s.code(headers), "dpop_replayed");
+  assert.equal(new ApprovalRefused("dpop_replayed", "x").status, 401);
+  const proof = await verifyProof(headers[1][1], { method: "POST", url: "https://travel.example/book", now: NOW + 1 });
+  const id = "dpop:" + createHash("sha256").update(`${proof.jkt}:${proof.jti}`).digest("base64url");
+  assert.equal(s.store.seen.get(id), proof.iat + 61);
+});
+
+test("a JSON route refuses other content types before using the token", async () => {
+  const s = await setup();
+  const token = await mint(s.gateway, claims(s.agent));
+  const authAndProof = (await s.headers(token)).slice(0, 2);
+  for (const type of [[], [["content-type", "text/plain"]], [["content-type", "application/x-www-form-urlencoded"]], [["content-type", "application/jsonx"]], [["content-type", "application/geojson"]], [["content-type", "text/json"]]]) {
+    try {
+      await s.check([...authAndProof, ...type]);
+      assert.fail("accepted");
+    } catch (e) {
+      assert.ok(e instanceof ApprovalRefused, String(e));
+      assert.deepEqual([e.code, e.status, e.headers()["www-authenticate"]], ["unsupported_media_type", 415, undefined], JSON.stringify(type));
+    }
+  }
+  assert.equal(s.store.size, 0, "the token and the proof are still unused");
+  for (const type of ["Application/JSON; charset=utf-8", "application/merge-patch+json"]) {
+    const fresh = await mint(s.gateway, claims(s.agent));
+    assert.equal(await s.code([...(await s.headers(fresh)).slice(0, 2), ["content-type", type]]), "accepted", type);
+  }
+  // Params given in code are not the body: the body's type is the route's business.
+  const other = await mint(s.gateway, claims(s.agent));
+  const approved = await s.verifier.verify({ action: "flights.book", method: "POST", path: "/book", headers: (await s.headers(other)).slice(0, 2), body: new Uint8Array(), params: new Uint8Array(BODY) });
+  assert.equal(approved.claims.approval, "req1");
 });
 
 test("the code table is the Rust one", () => {
@@ -140,7 +209,9 @@ test("node:http middleware and Web handlers run once with the verified bytes", a
   const url = `http://127.0.0.1:${server.address().port}/book`;
   try {
     const token = await mint(s.gateway, claims(s.agent));
-    const post = async () => fetch(url, { method: "POST", body: BODY, headers: Object.fromEntries(await s.headers(token)) });
+    const post = async (type = "application/json") => fetch(url, { method: "POST", body: BODY, headers: { ...Object.fromEntries(await s.headers(token)), "content-type": type } });
+    const refused = await post("text/plain");
+    assert.deepEqual([refused.status, (await refused.json()).error], [415, "unsupported_media_type"]);
     const first = await post();
     assert.equal(first.status, 200);
     assert.equal(await first.text(), "req1");
@@ -155,6 +226,10 @@ test("node:http middleware and Web handlers run once with the verified bytes", a
   const handler = guard.wrap((request, approved) => new Response(Buffer.from(approved.body)));
   const token = await mint(s.gateway, claims(s.agent));
   const request = async () => new Request("https://travel.example/book", { method: "POST", body: BODY, headers: await s.headers(token) });
+  // A string body without a Content-Type is sent as text/plain.
+  const asText = new Request("https://travel.example/book", { method: "POST", body: BODY.toString(), headers: (await s.headers(token)).slice(0, 2) });
+  const refused = await handler(asText);
+  assert.deepEqual([refused.status, (await refused.json()).error], [415, "unsupported_media_type"]);
   const ok = await handler(await request());
   assert.equal(await ok.text(), BODY.toString());
   const replayed = await handler(await request());
@@ -180,8 +255,22 @@ test("the Redis store is shared and fails closed", async () => {
     }
     const clients = await Promise.all([1, 2].map(() => createClient({ url: `redis://127.0.0.1:${port}` }).connect()));
     const stores = clients.map((c) => new RedisReplayStore(c, "t:"));
-    const results = await Promise.all(Array.from({ length: 10 }, (_, i) => stores[i % 2].consume("jti-1", NOW + 1e6, NOW)));
+    const results = await Promise.all(Array.from({ length: 10 }, (_, i) => stores[i % 2].consume("jti-1", NOW + 1e6)));
     assert.deepEqual(results.filter(Boolean).length, 1);
+    // Redis outlives the process, so no token is refused for the service's start; a proof
+    // accepted on one instance is refused on another, and kept until it is stale.
+    const shared = await setup();
+    shared.verifier.replayStore = stores[0];
+    const token = await mint(shared.gateway, claims(shared.agent));
+    const headers = await shared.headers(token);
+    assert.equal(await shared.code(headers), "accepted");
+    shared.verifier.replayStore = stores[1];
+    assert.equal(await shared.code(headers), "dpop_replayed");
+    const proof = await verifyProof(headers[1][1], { method: "POST", url: "https://travel.example/book", now: NOW + 1 });
+    const id = "dpop:" + createHash("sha256").update(`${proof.jkt}:${proof.jti}`).digest("base64url");
+    assert.equal(await clients[0].sendCommand(["EXPIRETIME", `t:${id}`]), proof.iat + 61);
+    const jti = JSON.parse(Buffer.from(token.split(".")[1], "base64url")).jti;
+    assert.equal(await clients[0].sendCommand(["EXPIRETIME", `t:${jti}`]), NOW + 35);
     const s = await setup();
     s.verifier.replayStore = new RedisReplayStore({ sendCommand: () => Promise.reject(new Error("connection refused")) });
     assert.equal(await s.code(await s.headers(await mint(s.gateway, claims(s.agent)))), "replay_store_unavailable");

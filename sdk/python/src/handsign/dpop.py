@@ -121,6 +121,9 @@ def verify_proof(
         or not isinstance(ath, (str, type(None)))
     ):
         raise DpopError("malformed DPoP proof: the payload is not valid JSON of the expected shape")
+    if not _is_unicode(jti):
+        # The service records the jti as UTF-8; Rust's JSON parser refuses lone surrogates too.
+        raise DpopError("malformed DPoP proof: the jti holds a lone surrogate")
     if htm != method:
         raise DpopError(f"DPoP proof is for method {htm!r}, the request is {method!r}")
     wanted = normalize_url(url)
@@ -133,3 +136,12 @@ def verify_proof(
     if access_token is not None and ath != access_token_hash(access_token):
         raise DpopError("DPoP proof ath does not match the token sent with it")
     return VerifiedProof(jkt=thumbprint(raw), jti=jti, iat=iat)
+
+
+def _is_unicode(text: str) -> bool:
+    """False for a string holding a lone surrogate, which `json.loads` lets through."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

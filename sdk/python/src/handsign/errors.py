@@ -40,7 +40,10 @@ __all__ = [
     "DpopRequired",
     "InvalidDpop",
     "DpopKeyMismatch",
+    "DpopReplayed",
+    "IssuedBeforeStart",
     "TokenReplayed",
+    "UnsupportedMediaType",
     "BodyTooLarge",
     "InvalidBody",
     "KeysUnavailable",
@@ -199,11 +202,34 @@ class DpopKeyMismatch(ApprovalRefused):
     status = 401
 
 
+class DpopReplayed(ApprovalRefused):
+    """The DPoP proof was accepted once already. (401)"""
+
+    code = "dpop_replayed"
+    status = 401
+
+
+class IssuedBeforeStart(ApprovalRefused):
+    """The token could have been accepted before the replay store's record began (a store in
+    memory, emptied when the service started), so its single use cannot be vouched for. (401)"""
+
+    code = "issued_before_start"
+    status = 401
+
+
 class TokenReplayed(ApprovalRefused):
     """The token was accepted once already. (401)"""
 
     code = "token_replayed"
     status = 401
+
+
+class UnsupportedMediaType(ApprovalRefused):
+    """The params are the JSON body, and the `Content-Type` is not JSON (`application/json` or
+    `application/*+json`). (415)"""
+
+    code = "unsupported_media_type"
+    status = 415
 
 
 class BodyTooLarge(ApprovalRefused):
@@ -255,7 +281,10 @@ REFUSALS: Dict[str, Type[ApprovalRefused]] = {
     "dpop_required": DpopRequired,
     "invalid_dpop": InvalidDpop,
     "dpop_key_mismatch": DpopKeyMismatch,
+    "dpop_replayed": DpopReplayed,
+    "issued_before_start": IssuedBeforeStart,
     "token_replayed": TokenReplayed,
+    "unsupported_media_type": UnsupportedMediaType,
     "body_too_large": BodyTooLarge,
     "invalid_body": InvalidBody,
     "keys_unavailable": KeysUnavailable,

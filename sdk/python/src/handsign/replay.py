@@ -1,13 +1,16 @@
-"""Consuming a token's `jti` exactly once.
+"""Consuming a token's `jti` exactly once, and a DPoP proof's too.
 
 A token is good for 30 seconds, plenty of time to present it twice: to this process, to another
 instance, or from a copy taken off the wire. Only a record of the `jti`s already accepted can
 tell; `consume` is that record and must be one atomic test-and-set. A `jti` is kept until the
-token's `exp` plus the skew, after which the token is refused as expired anyway.
+token's `exp` plus the skew, after which the token is refused as expired anyway. The proofs that
+came with accepted tokens are recorded in the same store (under `dpop:` and a hash of the
+agent's key and the proof's `jti`) for as long as they are fresh, so no proof is accepted twice.
 
-`MemoryReplayStore` serves one process. It cannot know which tokens an earlier process accepted,
-so it refuses every token that could have been accepted before it started. Several instances of
-a service must share one `RedisReplayStore`.
+`MemoryReplayStore` serves one process, and only from the moment it was made: what an earlier
+process accepted is gone with it. It reports when its record began (`records_since`), and the
+verifier refuses every token that could have been accepted before then (`issued_before_start`).
+Several instances of a service must share one `RedisReplayStore`, which outlives the process.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import heapq
 import threading
 import time
-from typing import Any, Callable, Dict, List, Protocol, Tuple
+from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
 
 __all__ = ["MemoryReplayStore", "RedisReplayStore", "ReplayStore", "ReplayStoreUnavailableError"]
 
@@ -25,19 +28,30 @@ class ReplayStoreUnavailableError(Exception):
 
 
 class ReplayStore(Protocol):
-    async def consume(self, jti: str, expires_at: int, not_before: int) -> bool:
+    async def consume(self, jti: str, expires_at: int) -> bool:
         """Records `jti` as used until `expires_at` (unix seconds) unless it is recorded
-        already; `not_before` is the first second any verifier could have accepted the token
-        (its `nbf` minus the skew). True for the first use, False for a replay."""
+        already. True for the first use, False for a replay."""
+        ...
+
+    def records_since(self) -> Optional[int]:
+        """The unix second from which the store holds every id consumed through it, for a
+        store that knows nothing of earlier uses (one in process memory); the verifier refuses
+        tokens that could have been accepted before then. None for a store that outlives the
+        process."""
         ...
 
 
 class MemoryReplayStore:
-    """A record in this process's memory, dropping entries once expired (oldest first)."""
+    """A record in this process's memory, dropping entries once expired (oldest first). Its
+    record begins when it is made (or at `record_began_at`, for a service that knows no other
+    process accepted its tokens since then), so after each start the verifier refuses the tokens
+    issued before it and in its first `skew + 1` seconds."""
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.time, record_began_at: Optional[int] = None
+    ) -> None:
         self._clock = clock
-        self.started_at = int(clock())
+        self.started_at = int(clock()) if record_began_at is None else record_began_at
         self._seen: Dict[str, int] = {}
         self._expiries: List[Tuple[int, str]] = []
         self._lock = threading.Lock()
@@ -45,12 +59,12 @@ class MemoryReplayStore:
     def __len__(self) -> int:
         return len(self._seen)
 
-    def consume_now(self, jti: str, expires_at: int, not_before: int) -> bool:
+    def records_since(self) -> Optional[int]:
+        return self.started_at
+
+    def consume_now(self, jti: str, expires_at: int) -> bool:
         """`consume` without awaiting, for synchronous callers."""
         now = int(self._clock())
-        if not_before <= self.started_at:
-            # The token could have been accepted by a process that ran before this record began.
-            return False
         with self._lock:
             while self._expiries and self._expiries[0][0] <= now:
                 expiry, old = heapq.heappop(self._expiries)
@@ -62,8 +76,8 @@ class MemoryReplayStore:
             heapq.heappush(self._expiries, (expires_at, jti))
             return True
 
-    async def consume(self, jti: str, expires_at: int, not_before: int) -> bool:
-        return self.consume_now(jti, expires_at, not_before)
+    async def consume(self, jti: str, expires_at: int) -> bool:
+        return self.consume_now(jti, expires_at)
 
 
 DEFAULT_KEY_PREFIX = "handsign:jti:"
@@ -89,7 +103,10 @@ class RedisReplayStore:
         )
         return cls(client, prefix)
 
-    async def consume(self, jti: str, expires_at: int, not_before: int) -> bool:
+    def records_since(self) -> Optional[int]:
+        return None
+
+    async def consume(self, jti: str, expires_at: int) -> bool:
         try:
             reply = await self._redis.set(self._prefix + jti, 1, nx=True, exat=expires_at)
         except Exception as error:  # any client failure: we cannot tell, so refuse

@@ -4,20 +4,30 @@ refused:
 
 1. `Authorization: Approval <token>` (`missing_token`);
 2. the token's header: `alg`, `typ`, `kid` (no cryptography yet);
-3. an announced `Content-Length` over the body limit (`body_too_large`);
-4. the key for `kid` (the JWKS is fetched only for an unknown `kid`, at most once per refresh
+3. when the params are the body, a JSON `Content-Type` (`unsupported_media_type`), since the
+   handler could not read anything else;
+4. an announced `Content-Length` over the body limit (`body_too_large`);
+5. the key for `kid` (the JWKS is fetched only for an unknown `kid`, at most once per refresh
    interval; `keys_unavailable`);
-5. the body, up to the limit;
-6. the params (the body unless given), canonicalized strictly (`invalid_params`), and their hash;
-7. the token: signature, claims, issuer, audience, time, lifetime, action, params hash;
-8. the DPoP proof for a key-bound token: method, URL, `ath`, key equal to `cnf.jkt`;
-9. last, the only write: the `jti` consumed until `exp + skew` (`token_replayed`,
-   `replay_store_unavailable`). A refused request never uses up a token.
+6. the body, up to the limit;
+7. the params (the body unless given), canonicalized strictly (`invalid_params`), and their hash;
+8. the token: signature, claims, issuer, audience, time, lifetime, action, params hash;
+9. the DPoP proof for a key-bound token: method, URL, `ath`, key equal to `cnf.jkt`;
+10. a token that could have been accepted before the replay store's record began (a store in
+    memory, after a restart) is refused (`issued_before_start`): its use may have been forgotten;
+11. last, the only writes: the proof's `jti` consumed until the proof is stale
+    (`dpop_replayed`), then the token's `jti` until `exp + skew` (`token_replayed`;
+    `replay_store_unavailable`). A refused request never uses up a token.
+
+Only a proof that verified, with a token that verified, is recorded, so a caller who is not the
+token's agent cannot make the service store anything; the record's key is a hash of the agent's
+key and the `jti`, so its size does not depend on what the agent sent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 import time
@@ -25,18 +35,22 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Iterable, List, Optional, Tuple, Union
 from urllib.parse import urlsplit
 
-from . import canonical
-from .dpop import DpopError, normalize_url, verify_proof
+from . import _b64, canonical
+from .dpop import MAX_PROOF_AGE_SECS, DpopError, VerifiedProof, normalize_url, verify_proof
 from .errors import (
+    ApprovalRefused,
     BodyTooLarge,
     DpopKeyMismatch,
+    DpopReplayed,
     DpopRequired,
     InvalidDpop,
     InvalidParams,
+    IssuedBeforeStart,
     KeysUnavailable,
     MissingToken,
     ReplayStoreUnavailable,
     TokenReplayed,
+    UnsupportedMediaType,
 )
 from .keys import KeySet
 from .replay import MemoryReplayStore, ReplayStore, ReplayStoreUnavailableError
@@ -227,6 +241,8 @@ class Verifier:
         headers = list(headers)
         token = _approval_token(headers)
         kid = token_kid(token)
+        if params is _BODY:
+            _check_json_content_type(headers)
         for value in _values(headers, "content-length"):
             if value.strip().isdigit() and int(value) > self.body_limit:
                 raise BodyTooLarge(
@@ -261,21 +277,51 @@ class Verifier:
             now=now,
             skew=self.skew,
         )
-        self._check_key_binding(headers, method, path, token, claims, now)
-        try:
-            first_use = await self.replay_store.consume(
-                claims.jti, claims.exp + self.skew, claims.nbf - self.skew
+        proof = self._check_key_binding(headers, method, path, token, claims, now)
+        self._check_replay_record_covers(claims)
+        if proof is not None:
+            await self._consume(
+                _proof_record_id(proof),
+                proof.iat + MAX_PROOF_AGE_SECS + 1,
+                DpopReplayed(
+                    "this DPoP proof was used already: make a new proof for every request"
+                ),
             )
+        await self._consume(
+            claims.jti,
+            claims.exp + self.skew,
+            TokenReplayed(
+                "this token was used already: an approval is good for one request; ask for a "
+                "new approval"
+            ),
+        )
+        return Approved(claims=claims, body=data)
+
+    def _check_replay_record_covers(self, claims: ApprovalClaims) -> None:
+        """Refuses a token the replay store cannot vouch for: one that could have been accepted
+        (its `nbf` less the skew had come) by the time the store's record began, by a previous
+        process whose record is gone. Tokens from the first `skew + 1` seconds after a start
+        are refused too, since the gateway's clock may be ahead of this one by up to the
+        skew."""
+        since = self.replay_store.records_since()
+        if since is not None and claims.nbf - self.skew <= since:
+            raise IssuedBeforeStart(
+                "this token was issued before the service started, and the service's record of "
+                "used tokens (in memory) began then: whether it was used already cannot be "
+                "known; ask for a new approval"
+            )
+
+    async def _consume(self, record_id: str, expires_at: int, replayed: ApprovalRefused) -> None:
+        """Records `record_id` as used until `expires_at`; raises `replayed` when it was
+        recorded already, and 503 when the store cannot say."""
+        try:
+            first_use = await self.replay_store.consume(record_id, expires_at)
         except ReplayStoreUnavailableError:
             raise ReplayStoreUnavailable(
                 "the service cannot record the token's use right now; try again with a new approval"
             ) from None
         if not first_use:
-            raise TokenReplayed(
-                "this token was used already (or may have been, before this service's record of "
-                "used tokens began): an approval is good for one request; ask for a new approval"
-            )
-        return Approved(claims=claims, body=data)
+            raise replayed
 
     def _check_key_binding(
         self,
@@ -285,10 +331,12 @@ class Verifier:
         token: str,
         claims: ApprovalClaims,
         now: int,
-    ) -> None:
+    ) -> Optional[VerifiedProof]:
+        """The DPoP proof for a key-bound token, verified; an unbound token (no proof) only if
+        the service allows it."""
         if claims.jkt is None:
             if self.allow_unbound_tokens:
-                return
+                return None
             raise DpopRequired(
                 "the token is not bound to an agent key (no cnf.jkt), and this service accepts "
                 "key-bound tokens only"
@@ -316,6 +364,37 @@ class Verifier:
                 f"the DPoP proof is made with key {verified.jkt}, but the token is bound to key "
                 f"{claims.jkt}"
             )
+        return verified
+
+
+def _proof_record_id(proof: VerifiedProof) -> str:
+    """The replay store's id for a proof, as the Rust middleware makes it: `dpop:` and base64url
+    SHA-256 of the agent's key thumbprint, `:` and the proof's `jti`, so that agents cannot
+    collide and the record's size is fixed whatever the `jti`'s length. Token `jti`s, chosen by
+    the gateway, never start with `dpop:`."""
+    digest = hashlib.sha256(f"{proof.jkt}:{proof.jti}".encode()).digest()
+    return "dpop:" + _b64.encode(digest)
+
+
+def _check_json_content_type(headers: List[Tuple[str, str]]) -> None:
+    """Refuses a body that the route reads as JSON but that is not sent as JSON
+    (`application/json` or `application/*+json`): the handler's JSON parsing would refuse it
+    after the token was used."""
+    found = _values(headers, "content-type")
+    content_type = found[0] if found else ""
+    essence = content_type.split(";", 1)[0].strip().lower()
+    subtype = essence[len("application/") :] if essence.startswith("application/") else None
+    if subtype is not None and (subtype == "json" or subtype.endswith("+json")):
+        return
+    if not content_type:
+        raise UnsupportedMediaType(
+            "this route's params are the JSON body: send it with Content-Type: application/json"
+        )
+    shown = json.dumps(content_type[:100])
+    raise UnsupportedMediaType(
+        f"this route's params are the JSON body, but the Content-Type is {shown}: send "
+        "application/json"
+    )
 
 
 def _approval_token(headers: List[Tuple[str, str]]) -> str:
