@@ -13,7 +13,7 @@ use handsign_protocol::dpop;
 use handsign_protocol::keys::{KeySet, SigningKey};
 use handsign_protocol::params::CanonicalParams;
 use handsign_protocol::token::{self, Actor, ApprovalClaims, Confirmation};
-use handsign_verify::{Approved, Keys, Verifier, VerifierBuilder};
+use handsign_verify::{Approved, Keys, MemoryReplayStore, Verifier, VerifierBuilder};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -118,12 +118,18 @@ impl Service {
 }
 
 /// A verifier for `url` trusting `gateway`, for `configure` to adjust.
+///
+/// Its replay store's record goes back an hour: `gateway` is the test's own key, so no earlier
+/// process can have accepted its tokens, and tokens minted right after the start are accepted.
 pub fn verifier_builder(url: &str, gateway: &SigningKey) -> VerifierBuilder {
     Verifier::builder()
         .issuer(ISSUER)
         .audience(AUDIENCE)
         .public_url(url)
         .keys(Keys::fixed(KeySet::from_signing_keys([gateway])))
+        .replay_store(Arc::new(
+            MemoryReplayStore::new().record_began_at(now() - 3600),
+        ))
 }
 
 /// Starts a service trusting `gateway`, with the builder adjusted by `configure`.
