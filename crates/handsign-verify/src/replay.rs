@@ -59,7 +59,8 @@ pub enum ReplayError {
 }
 
 /// A replay store in this process's memory: right for a service that runs as one process and
-/// can refuse the tokens issued up to its start (about six seconds' worth after each restart).
+/// can refuse, after each start, the tokens issued before it and in its first `skew + 1`
+/// seconds (six with the default skew).
 ///
 /// Entries are dropped once expired: every call first removes the entries whose time has
 /// passed (oldest first, from a heap ordered by expiry), so memory holds only the tokens of the
