@@ -11,7 +11,7 @@
 //!    keys cannot be had);
 //! 6. the body, buffered up to the route's limit (`413`);
 //! 7. the route's params from the request, canonicalized strictly (`invalid_params`), and their
-//!    hash;
+//!    hash; and the body as the handler reads it, when the route says how (`invalid_body`);
 //! 8. [`token::verify`]: signature, claims, issuer, audience, time window, lifetime, action and
 //!    params hash, each with its own code;
 //! 9. the DPoP proof when the token is key-bound: this method, this URL, the token's hash
@@ -64,6 +64,11 @@ pub(crate) async fn check(
     let (mut parts, body) = request.into_parts();
     let body = read_body(body, route.body_limit).await?;
     let params_sha256 = params_hash(&route.params, &parts, &body, &verifier.params_limits)?;
+    if let Some(body_check) = &route.body_check {
+        body_check(&body).map_err(|error| Refusal::InvalidBody {
+            message: format!("the body is not what this route reads: {error}"),
+        })?;
+    }
 
     let now = verifier.clock.now();
     let claims = token::verify(

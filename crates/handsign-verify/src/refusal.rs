@@ -41,7 +41,8 @@ pub mod codes {
     pub const UNSUPPORTED_MEDIA_TYPE: &str = "unsupported_media_type";
     /// 413: the body is larger than the route's limit.
     pub const BODY_TOO_LARGE: &str = "body_too_large";
-    /// 400: the body could not be read (the client broke off).
+    /// 400: the body could not be read (the client broke off), or is not what the route's
+    /// handler reads ([`ApprovalLayer::body_parses_as`](crate::ApprovalLayer::body_parses_as)).
     pub const INVALID_BODY: &str = "invalid_body";
     /// 503: the gateway's keys could not be fetched while the token names a key not yet known.
     pub const KEYS_UNAVAILABLE: &str = "keys_unavailable";

@@ -747,3 +747,28 @@ async fn a_body_not_sent_as_json_is_refused_before_the_token_is_used() {
     assert_eq!(answer.status(), StatusCode::OK);
     assert_eq!(s.service.seen.runs(), 1);
 }
+
+#[tokio::test]
+async fn a_body_the_handler_cannot_read_is_refused_before_the_token_is_used() {
+    let s = setup().await;
+    let no_seats = r#"{"from": "SFO", "to": "NYC", "date": "2026-12-01"}"#;
+    let token = s.token(BOOK, no_seats);
+    let typed = s.service.at("/typed");
+    let answer = post_approved(&s.client, &typed, &token, &s.agent, no_seats).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{answer:?}");
+    assert_eq!(answer.json()["error"], codes::INVALID_BODY);
+    assert!(
+        answer.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("missing field `seats`"),
+        "{answer:?}"
+    );
+    assert_eq!(s.service.seen.runs(), 0);
+    // Unused: a route that reads any JSON accepts it.
+    assert_eq!(s.book(&token, no_seats).await.status, StatusCode::OK);
+
+    let token = s.token(BOOK, FLIGHT);
+    let answer = post_approved(&s.client, &typed, &token, &s.agent, FLIGHT).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+}

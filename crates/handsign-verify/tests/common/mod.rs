@@ -25,6 +25,15 @@ pub const BOOK: &str = "flights.book";
 pub const SEARCH: &str = "flights.search";
 pub const FLIGHT: &str = r#"{ "to": "NYC",  "from": "SFO", "date": "2026-12-01", "seats": 2 }"#;
 
+/// What a handler of `/typed` reads: [`FLIGHT`] is one.
+#[derive(serde::Deserialize)]
+pub struct Flight {
+    from: String,
+    to: String,
+    date: String,
+    seats: u32,
+}
+
 pub fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -135,7 +144,8 @@ pub fn verifier_builder(url: &str, gateway: &SigningKey) -> VerifierBuilder {
 /// Starts a service trusting `gateway`, with the builder adjusted by `configure`.
 ///
 /// Routes: `POST /bookings` (`flights.book`, params the JSON body), `POST /v2/bookings` (the
-/// same in a nested router), `POST /small` (`flights.book`, body limit 64 bytes),
+/// same in a nested router), `POST /small` (`flights.book`, body limit 64 bytes), `POST /typed`
+/// (`flights.book`, the body must read as a [`Flight`]),
 /// `GET /flights` (`flights.search`, params the query string as an object of strings), and
 /// `POST /unguarded` (a handler asking for `Approved` without the layer).
 pub async fn spawn_service(
@@ -176,6 +186,10 @@ pub fn serve(listener: TcpListener, url: String, verifier: &Verifier) -> Service
         .route(
             "/small",
             post(handler.clone()).layer(verifier.require(BOOK).unwrap().body_limit(64)),
+        )
+        .route(
+            "/typed",
+            post(handler.clone()).layer(verifier.require(BOOK).unwrap().body_parses_as::<Flight>()),
         )
         .route(
             "/flights",
