@@ -347,10 +347,14 @@ mod receipts {
     use handsign_protocol::base64url;
     use handsign_protocol::keys::{Jwks, SigningKey};
     use handsign_protocol::params::CanonicalParams;
+    use handsign_protocol::receipt::{Credential, Evidence, ReceiptBody};
     use handsign_protocol::statement::{Decision, STATEMENT_VERSION, Statement};
+    use handsign_protocol::webauthn::CredentialPublicKey;
     use serde_json::json;
 
-    use super::support::{ORIGIN, SoftAuthenticator, UP_UV, issue_receipt};
+    use super::support::{
+        ORIGIN, RP_ID, SoftAuthenticator, UP_UV, client_data_json, issue_receipt,
+    };
     use super::{handsign, stdout};
 
     fn write_receipt(dir: &std::path::Path, gateway: &SigningKey) -> String {
@@ -389,10 +393,16 @@ mod receipts {
         )
         .unwrap();
 
+        // Without a trust anchor: self-consistent, but not evidence of anything.
         let output = handsign(&["receipt", "verify", &receipt], "");
-        assert!(output.status.success(), "{}", stdout(&output));
-        assert!(stdout(&output).starts_with("valid: alice decided approve on flights.book"));
-        assert!(stdout(&output).contains("gateway signature: not checked"));
+        assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+        assert!(
+            stdout(&output).starts_with(
+                "unverified: the receipt is self-consistent: alice decided approve on flights.book"
+            ),
+            "{}",
+            stdout(&output)
+        );
 
         let output = handsign(
             &[
@@ -405,10 +415,152 @@ mod receipts {
             "",
         );
         assert!(output.status.success(), "{}", stdout(&output));
+        assert!(stdout(&output).starts_with("valid: alice decided approve on flights.book"));
         assert!(stdout(&output).contains(&format!(
-            "gateway signature: verified (kid {})",
+            "and the gateway's signature (kid {}) attests that this passkey is registered to alice",
             gateway.kid()
         )));
+    }
+
+    /// alice's passkey public key as a JWK, as an auditor would have it pinned.
+    fn alice_key() -> String {
+        let cose = SoftAuthenticator::p256(21).cose_key();
+        CredentialPublicKey::from_cose(&cose)
+            .unwrap()
+            .to_jwk()
+            .to_string()
+    }
+
+    #[test]
+    fn receipt_verify_with_a_pinned_credential_says_what_it_verified() {
+        let dir = tempfile::tempdir().unwrap();
+        let receipt = write_receipt(dir.path(), &SigningKey::from_seed(&[31; 32]));
+        let key_file = dir.path().join("alice.jwk");
+        std::fs::write(&key_file, alice_key()).unwrap();
+        for key in [alice_key(), key_file.to_str().unwrap().to_owned()] {
+            let output = handsign(
+                &[
+                    "receipt",
+                    "verify",
+                    &receipt,
+                    "--credential-key",
+                    &key,
+                    "--rp-id",
+                    RP_ID,
+                    "--origin",
+                    ORIGIN,
+                ],
+                "",
+            );
+            assert!(output.status.success(), "{}", stdout(&output));
+            assert!(stdout(&output).starts_with("valid: alice decided approve"));
+            assert!(stdout(&output).contains(&format!(
+                "verified: the pinned credential key signed exactly this statement and these \
+                 params, for RP ID {RP_ID} at origin {ORIGIN}"
+            )));
+        }
+        let output = handsign(
+            &[
+                "receipt",
+                "verify",
+                &receipt,
+                "--credential-key",
+                &alice_key(),
+            ],
+            "",
+        );
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "--rp-id and --origin are required"
+        );
+    }
+
+    /// A receipt made from scratch by an attacker: their own passkey, RP ID, origin and
+    /// "gateway" key, over a statement saying alice approved.
+    fn write_forged_receipt(dir: &std::path::Path) -> String {
+        let params = json!({"from": "SFO", "to": "NYC"});
+        let statement = Statement {
+            v: STATEMENT_VERSION.into(),
+            id: "apr_forged".into(),
+            iss: "https://evil.example".into(),
+            sub: "alice".into(),
+            act: "agent-1".into(),
+            aud: "https://travel.example".into(),
+            action: "flights.book".into(),
+            params_sha256: CanonicalParams::from_value(&params, &Default::default())
+                .unwrap()
+                .hash(),
+            decision: Decision::Approve,
+            nonce: base64url::encode([2u8; 32]),
+            iat: 1_800_000_000,
+        };
+        let (rp_id, origin) = ("evil.example", "https://evil.example");
+        let mut attacker = SoftAuthenticator::p256(66);
+        let cose = attacker.cose_key();
+        let authenticator_data = attacker.authenticator_data_head(rp_id, UP_UV);
+        let client_data =
+            client_data_json("webauthn.get", &statement.digest().unwrap(), origin, "");
+        let assertion = attacker.assert_raw(authenticator_data, client_data);
+        let receipt = ReceiptBody {
+            v: "handsign-receipt/1".into(),
+            statement,
+            params,
+            evidence: Evidence {
+                credential_id: base64url::encode(&attacker.credential_id),
+                authenticator_data: base64url::encode(&assertion.authenticator_data),
+                client_data_json: base64url::encode(&assertion.client_data_json),
+                signature: base64url::encode(&assertion.signature),
+                user_handle: None,
+            },
+            credential: Credential {
+                public_key_cose: base64url::encode(&cose),
+                public_key_jwk: CredentialPublicKey::from_cose(&cose).unwrap().to_jwk(),
+            },
+            rp_id: rp_id.into(),
+            origins: vec![origin.into()],
+        }
+        .sign(&SigningKey::from_seed(&[66; 32]))
+        .unwrap();
+        let path = dir.join("forged.json");
+        std::fs::write(&path, serde_json::to_vec_pretty(&receipt).unwrap()).unwrap();
+        path.to_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn a_receipt_made_from_scratch_is_never_valid() {
+        let dir = tempfile::tempdir().unwrap();
+        let forged = write_forged_receipt(dir.path());
+        let gateway = SigningKey::from_seed(&[31; 32]);
+        let jwks = dir.path().join("jwks.json");
+        std::fs::write(
+            &jwks,
+            serde_json::to_vec(&Jwks::from_signing_keys([&gateway])).unwrap(),
+        )
+        .unwrap();
+        let anchors: [&[&str]; 3] = [
+            &[],
+            &["--jwks", jwks.to_str().unwrap()],
+            &[
+                "--credential-key",
+                &alice_key(),
+                "--rp-id",
+                RP_ID,
+                "--origin",
+                ORIGIN,
+            ],
+        ];
+        for anchor in anchors {
+            let mut args = vec!["receipt", "verify", &forged];
+            args.extend_from_slice(anchor);
+            let output = handsign(&args, "");
+            let text = stdout(&output);
+            assert_eq!(output.status.code(), Some(1), "{anchor:?}: {text}");
+            assert!(!text.starts_with("valid"), "{anchor:?}: {text}");
+        }
+        // Without an anchor it says why it cannot tell.
+        let output = handsign(&["receipt", "verify", &forged], "");
+        assert!(stdout(&output).contains("not verified: who made it"));
     }
 
     #[test]

@@ -7,7 +7,7 @@ mod common;
 use common::{TestGateway, flight};
 use handsign_protocol::canonical::Limits;
 use handsign_protocol::params::CanonicalParams;
-use handsign_protocol::receipt::{GatewaySignature, Receipt};
+use handsign_protocol::receipt::{Anchored, Receipt, TrustAnchor};
 use handsign_protocol::statement::Decision;
 use handsign_protocol::token::{self, Expected};
 use reqwest::{Method, StatusCode};
@@ -92,12 +92,12 @@ async fn approve_collect_once_and_verify_token_and_receipt() {
         .await;
     assert_eq!(status, StatusCode::OK, "{receipt}");
     let receipt = Receipt::parse(&serde_json::to_vec(&receipt).unwrap()).unwrap();
-    let verified = receipt.verify(Some(&keys)).unwrap();
+    let verified = receipt.verify(TrustAnchor::Gateway(&keys)).unwrap();
     assert_eq!(verified.decision, Decision::Approve);
     assert_eq!(verified.user, "alice");
     assert!(matches!(
-        verified.gateway_signature,
-        GatewaySignature::Verified { .. }
+        verified.anchored,
+        Anchored::GatewaySignature { .. }
     ));
 }
 
@@ -134,7 +134,7 @@ async fn a_denied_request_gives_no_token_and_a_receipt_of_the_denial() {
     let receipt = Receipt::parse(&serde_json::to_vec(&receipt).unwrap()).unwrap();
     assert_eq!(
         receipt
-            .verify(Some(&gateway.keys().await))
+            .verify(TrustAnchor::Gateway(&gateway.keys().await))
             .unwrap()
             .decision,
         Decision::Deny

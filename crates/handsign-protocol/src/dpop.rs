@@ -158,7 +158,9 @@ pub fn verify(proof: &str, expected: &Expected<'_>) -> Result<VerifiedProof, Dpo
             found: claims.htu,
         });
     }
-    if (claims.iat - expected.now).abs() > MAX_PROOF_AGE_SECS {
+    // `abs_diff`: any `iat` is representable, and `iat - now` or its absolute value would
+    // overflow for extreme ones (a panic in debug builds, a wrapped "fresh" in release builds).
+    if claims.iat.abs_diff(expected.now) > MAX_PROOF_AGE_SECS.unsigned_abs() {
         return Err(DpopError::Stale {
             iat: claims.iat,
             now: expected.now,
@@ -233,6 +235,20 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn an_extreme_iat_is_stale_not_an_overflow() {
+        let key = SigningKey::from_seed(&[5; 32]);
+        let now = 1_800_000_000;
+        // i64::MIN + now makes `iat - now` exactly i64::MIN, whose absolute value overflows.
+        for iat in [i64::MIN, i64::MIN + now, i64::MAX, -now] {
+            let proof = create(&key, "POST", URL, iat, None).unwrap();
+            assert!(
+                matches!(verify(&proof, &expected(now)), Err(DpopError::Stale { .. })),
+                "iat {iat}"
+            );
         }
     }
 

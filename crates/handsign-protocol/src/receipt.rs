@@ -3,10 +3,13 @@
 //! A receipt holds the statement, the exact params, the WebAuthn assertion the person made over the
 //! statement's digest, and the credential's public key as registered, all signed by the gateway.
 //! [`Receipt::verify`] needs no network and no database: it recomputes the params hash and the
-//! statement digest and checks the assertion against the public key itself. The passkey signature
-//! proves that the holder of that key approved those exact bytes; the gateway's signature adds that
-//! the key was registered to the statement's user, so it is checked whenever the gateway's keys are
-//! at hand.
+//! statement digest and checks the assertion against the public key itself.
+//!
+//! All of that only shows the receipt is self-consistent: anyone can make one from scratch with
+//! their own passkey, RP ID and origin. It becomes evidence against a [`TrustAnchor`], something
+//! the auditor trusts apart from the receipt: the gateway's keys (its signature attests that the
+//! passkey was registered to the statement's user, at the receipt's RP ID and origins), or a
+//! credential key the auditor knows to be the user's, with the RP ID and origin it was used at.
 
 use serde::{Deserialize, Serialize};
 
@@ -111,13 +114,40 @@ struct SignatureHeader {
     kid: Option<String>,
 }
 
-/// Whether the gateway's signature was checked.
+/// What a receipt is checked against besides itself.
+#[derive(Debug, Clone, Copy)]
+pub enum TrustAnchor<'a> {
+    /// Nothing: only that the receipt is self-consistent, which proves nothing about who
+    /// approved, since anyone can make such a receipt with their own passkey.
+    None,
+    /// The gateway's keys: the receipt must carry a valid signature by one of them.
+    Gateway(&'a KeySet),
+    /// A credential the auditor knows: the receipt's passkey must be this key, and its
+    /// assertion must be for this RP ID and made at this origin.
+    Credential(&'a PinnedCredential),
+}
+
+/// A passkey credential known to the auditor apart from any receipt.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GatewaySignature {
-    /// Verified under the key with this `kid`.
-    Verified { kid: String },
-    /// No gateway keys were given, so only the passkey evidence was checked.
-    NotChecked,
+pub struct PinnedCredential {
+    /// The credential's public key as a JWK (`kty` EC, OKP or RSA). Members a key does not
+    /// consist of (`kid`, `alg`, `use`, ...) are not compared.
+    pub public_key_jwk: serde_json::Value,
+    /// The RP ID the credential is registered for, e.g. `handsign.example.com`.
+    pub rp_id: String,
+    /// The origin the assertion must have been made at, e.g. `https://handsign.example.com`.
+    pub origin: String,
+}
+
+/// What a receipt was verified against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Anchored {
+    /// Nothing beyond the receipt: self-consistent, not evidence.
+    Unverified,
+    /// The gateway's signature, by the key with this `kid`.
+    GatewaySignature { kid: String },
+    /// The pinned credential: its key made the assertion, for this RP ID at this origin.
+    PinnedCredential { rp_id: String, origin: String },
 }
 
 /// What a valid receipt shows.
@@ -129,7 +159,7 @@ pub struct VerifiedReceipt {
     pub action: String,
     pub audience: String,
     pub params_sha256: ParamsHash,
-    pub gateway_signature: GatewaySignature,
+    pub anchored: Anchored,
 }
 
 /// Why a receipt does not hold; the message names the check.
@@ -168,6 +198,10 @@ pub enum ReceiptError {
         "gateway signature does not verify: the receipt was altered or not signed by the gateway"
     )]
     BadGatewaySignature,
+    #[error("the receipt's passkey is not the pinned credential key")]
+    NotPinnedKey,
+    #[error("the receipt is for RP ID {found:?}, the pinned credential for {pinned:?}")]
+    NotPinnedRpId { pinned: String, found: String },
 }
 
 impl ReceiptBody {
@@ -215,9 +249,11 @@ impl Receipt {
         Ok(Receipt { body, signature })
     }
 
-    /// Checks the receipt: params hash, statement digest, the passkey assertion over it, and, when
-    /// `gateway_keys` is given, the gateway's signature.
-    pub fn verify(&self, gateway_keys: Option<&KeySet>) -> Result<VerifiedReceipt, ReceiptError> {
+    /// Checks the receipt: params hash, statement digest, the passkey assertion over it, and
+    /// then `anchor`: the gateway's signature, or that the passkey, RP ID and origin are the
+    /// pinned credential's. With [`TrustAnchor::None`] a receipt made from scratch passes too:
+    /// the answer says [`Anchored::Unverified`].
+    pub fn verify(&self, anchor: TrustAnchor<'_>) -> Result<VerifiedReceipt, ReceiptError> {
         let body = &self.body;
         if body.v != RECEIPT_VERSION {
             return Err(ReceiptError::UnsupportedVersion(body.v.clone()));
@@ -243,9 +279,29 @@ impl Receipt {
             "credential.public_key_cose",
         )?;
         let key = CredentialPublicKey::from_cose(&cose).map_err(ReceiptError::CredentialKey)?;
-        if key.to_jwk() != body.credential.public_key_jwk {
+        let jwk = key.to_jwk();
+        if jwk != body.credential.public_key_jwk {
             return Err(ReceiptError::JwkMismatch);
         }
+        // A pinned credential's RP ID and origin replace the receipt's own in the assertion
+        // check; the receipt must name the same RP ID.
+        let pinned_origin;
+        let (rp_id, origins) = match anchor {
+            TrustAnchor::Credential(pinned) => {
+                if !same_key(&jwk, &pinned.public_key_jwk) {
+                    return Err(ReceiptError::NotPinnedKey);
+                }
+                if body.rp_id != pinned.rp_id {
+                    return Err(ReceiptError::NotPinnedRpId {
+                        pinned: pinned.rp_id.clone(),
+                        found: body.rp_id.clone(),
+                    });
+                }
+                pinned_origin = [pinned.origin.clone()];
+                (pinned.rp_id.as_str(), &pinned_origin[..])
+            }
+            TrustAnchor::None | TrustAnchor::Gateway(_) => (body.rp_id.as_str(), &body.origins[..]),
+        };
         let evidence = &body.evidence;
         let assertion = Assertion {
             authenticator_data: decode(&evidence.authenticator_data, "authenticator_data")?,
@@ -254,15 +310,19 @@ impl Receipt {
         };
         let expected = AssertionExpectations {
             challenge: &digest,
-            rp_id: &body.rp_id,
-            allowed_origins: &body.origins,
+            rp_id,
+            allowed_origins: origins,
             require_user_verified: true,
         };
         verify_assertion(&key, &assertion, &expected).map_err(ReceiptError::Assertion)?;
 
-        let gateway_signature = match gateway_keys {
-            Some(keys) => self.verify_gateway_signature(keys)?,
-            None => GatewaySignature::NotChecked,
+        let anchored = match anchor {
+            TrustAnchor::None => Anchored::Unverified,
+            TrustAnchor::Gateway(keys) => self.verify_gateway_signature(keys)?,
+            TrustAnchor::Credential(pinned) => Anchored::PinnedCredential {
+                rp_id: pinned.rp_id.clone(),
+                origin: pinned.origin.clone(),
+            },
         };
         Ok(VerifiedReceipt {
             decision: statement.decision,
@@ -271,11 +331,11 @@ impl Receipt {
             action: statement.action.clone(),
             audience: statement.aud.clone(),
             params_sha256: statement.params_sha256.clone(),
-            gateway_signature,
+            anchored,
         })
     }
 
-    fn verify_gateway_signature(&self, keys: &KeySet) -> Result<GatewaySignature, ReceiptError> {
+    fn verify_gateway_signature(&self, keys: &KeySet) -> Result<Anchored, ReceiptError> {
         let malformed = |reason: String| ReceiptError::GatewaySignatureMalformed(reason);
         let jws = CompactJws::parse(&self.signature).map_err(|e| malformed(e.to_string()))?;
         let header: SignatureHeader = jws.header().map_err(|e| malformed(e.to_string()))?;
@@ -294,8 +354,19 @@ impl Receipt {
         if !jws.verify_detached(key, &self.body.signed_bytes()?) {
             return Err(ReceiptError::BadGatewaySignature);
         }
-        Ok(GatewaySignature::Verified { kid })
+        Ok(Anchored::GatewaySignature { kid })
     }
+}
+
+/// Whether `pinned` is the key `jwk` (as [`CredentialPublicKey::to_jwk`] writes it): every
+/// member of `jwk` equal in `pinned`, whatever else `pinned` carries.
+fn same_key(jwk: &serde_json::Value, pinned: &serde_json::Value) -> bool {
+    jwk.as_object().is_some_and(|members| {
+        !members.is_empty()
+            && members
+                .iter()
+                .all(|(name, value)| pinned.get(name) == Some(value))
+    })
 }
 
 fn decode(text: &str, member: &'static str) -> Result<Vec<u8>, ReceiptError> {

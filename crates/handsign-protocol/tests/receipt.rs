@@ -8,11 +8,11 @@ use handsign_protocol::base64url;
 use handsign_protocol::canonical::Limits;
 use handsign_protocol::keys::{KeySet, SigningKey};
 use handsign_protocol::params::CanonicalParams;
-use handsign_protocol::receipt::{GatewaySignature, Receipt, ReceiptError};
+use handsign_protocol::receipt::{Anchored, PinnedCredential, Receipt, ReceiptError, TrustAnchor};
 use handsign_protocol::statement::{Decision, STATEMENT_VERSION, Statement};
 use handsign_protocol::webauthn::{AssertionError, AttestedCredential};
 use serde_json::{Value, json};
-use support::{ORIGIN, SoftAuthenticator, UP, UP_UV, issue_receipt};
+use support::{ORIGIN, RP_ID, SoftAuthenticator, UP, UP_UV, issue_receipt};
 
 fn params() -> Value {
     json!({"from": "SFO", "to": "NYC", "date": "2026-12-01", "passenger": {"name": "Alice Ng"}})
@@ -57,7 +57,7 @@ fn verify_edited(
     let mut value = serde_json::to_value(receipt).unwrap();
     edit(&mut value);
     let keys = KeySet::from_signing_keys([&gateway()]);
-    Receipt::parse(&serde_json::to_vec(&value).unwrap())?.verify(Some(&keys))
+    Receipt::parse(&serde_json::to_vec(&value).unwrap())?.verify(TrustAnchor::Gateway(&keys))
 }
 
 #[test]
@@ -70,16 +70,16 @@ fn receipts_from_p256_and_ed25519_passkeys_verify_offline() {
             assert_eq!(verified.user, "alice");
             assert_eq!(verified.action, "flights.book");
             assert_eq!(
-                verified.gateway_signature,
-                GatewaySignature::Verified {
+                verified.anchored,
+                Anchored::GatewaySignature {
                     kid: gateway().kid().into()
                 }
             );
             let unchecked = Receipt::parse(&serde_json::to_vec(&receipt).unwrap())
                 .unwrap()
-                .verify(None)
+                .verify(TrustAnchor::None)
                 .unwrap();
-            assert_eq!(unchecked.gateway_signature, GatewaySignature::NotChecked);
+            assert_eq!(unchecked.anchored, Anchored::Unverified);
         }
     }
 }
@@ -294,4 +294,66 @@ fn receipts_are_read_strictly() {
     assert_ne!(duplicated, text);
     let error = Receipt::parse(duplicated.as_bytes()).unwrap_err();
     assert!(error.to_string().contains("duplicate"), "{error}");
+}
+
+#[test]
+fn a_pinned_credential_anchors_only_its_own_key_rp_id_and_origin() {
+    let mut alice = SoftAuthenticator::p256(5);
+    let receipt = issue(&mut alice, Decision::Approve, UP_UV, &gateway());
+    let mut jwk = receipt.body.credential.public_key_jwk.clone();
+    jwk["kid"] = json!("alice's laptop");
+    let pinned = PinnedCredential {
+        public_key_jwk: jwk,
+        rp_id: RP_ID.into(),
+        origin: ORIGIN.into(),
+    };
+    let verified = receipt.verify(TrustAnchor::Credential(&pinned)).unwrap();
+    assert_eq!(
+        verified.anchored,
+        Anchored::PinnedCredential {
+            rp_id: RP_ID.into(),
+            origin: ORIGIN.into()
+        }
+    );
+
+    // A receipt made from scratch with another passkey (and another gateway key) is
+    // self-consistent, and nothing more.
+    let forged = issue(
+        &mut SoftAuthenticator::p256(6),
+        Decision::Approve,
+        UP_UV,
+        &SigningKey::from_seed(&[66; 32]),
+    );
+    assert_eq!(
+        forged.verify(TrustAnchor::None).unwrap().anchored,
+        Anchored::Unverified
+    );
+    let error = forged.verify(TrustAnchor::Credential(&pinned)).unwrap_err();
+    assert!(matches!(error, ReceiptError::NotPinnedKey), "{error}");
+
+    let elsewhere = PinnedCredential {
+        rp_id: "handsign.example.com".into(),
+        ..pinned.clone()
+    };
+    let error = receipt
+        .verify(TrustAnchor::Credential(&elsewhere))
+        .unwrap_err();
+    assert!(
+        matches!(error, ReceiptError::NotPinnedRpId { .. }),
+        "{error}"
+    );
+    let other_origin = PinnedCredential {
+        origin: "https://evil.example".into(),
+        ..pinned
+    };
+    let error = receipt
+        .verify(TrustAnchor::Credential(&other_origin))
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            ReceiptError::Assertion(AssertionError::OriginNotAllowed { .. })
+        ),
+        "{error}"
+    );
 }

@@ -217,7 +217,12 @@ async fn main() {
     let agent = SigningKey::from_seed(&[2; 32]);
     let keys = KeySet::from_signing_keys([&gateway]);
     let body = body();
-    let memory = guarded(&gateway, Arc::new(MemoryReplayStore::new()));
+    // The bench's gateway key is its own: no earlier process accepted its tokens, so the
+    // memory store's record may begin at 0 and tokens minted right away are accepted.
+    let memory = guarded(
+        &gateway,
+        Arc::new(MemoryReplayStore::new().record_began_at(0)),
+    );
     // A throwaway redis-server on a free port, stopped on drop; skipped when not installed.
     let redis = if RedisServer::installed() {
         Some(RedisServer::start().await)

@@ -4,35 +4,44 @@
 //! 1. `Authorization: Approval <token>` is there (`missing_token`);
 //! 2. the token's header is well formed, `alg` EdDSA, `typ` right, `kid` present (no
 //!    cryptography yet);
-//! 3. an announced `Content-Length` over the route's body limit (`413`);
-//! 4. the key for `kid` (a JWKS fetch only for an unknown `kid`, rate limited; `503` when the
+//! 3. for a route whose params are the JSON body, a JSON `Content-Type` (`415`
+//!    `unsupported_media_type`), since the handler could not read anything else;
+//! 4. an announced `Content-Length` over the route's body limit (`413`);
+//! 5. the key for `kid` (a JWKS fetch only for an unknown `kid`, rate limited; `503` when the
 //!    keys cannot be had);
-//! 5. the body, buffered up to the route's limit (`413`);
-//! 6. the route's params from the request, canonicalized strictly (`invalid_params`), and their
-//!    hash;
-//! 7. [`token::verify`]: signature, claims, issuer, audience, time window, lifetime, action and
+//! 6. the body, buffered up to the route's limit (`413`);
+//! 7. the route's params from the request, canonicalized strictly (`invalid_params`), and their
+//!    hash; and the body as the handler reads it, when the route says how (`invalid_body`);
+//! 8. [`token::verify`]: signature, claims, issuer, audience, time window, lifetime, action and
 //!    params hash, each with its own code;
-//! 8. the DPoP proof when the token is key-bound: this method, this URL, the token's hash
+//! 9. the DPoP proof when the token is key-bound: this method, this URL, the token's hash
 //!    (`ath`), made with the token's `cnf.jkt`; an unbound token only when the configuration
 //!    explicitly allows it;
-//! 9. last, the only write: the `jti` consumed in the replay store until `exp + skew`
-//!    (`token_replayed`; `503` when the store cannot be reached). A request refused by any
-//!    earlier check leaves the token unused, so a mistaken request does not burn the approval.
+//! 10. a token that could have been accepted before the replay store's record began (an
+//!     in-memory store after a restart) is refused (`issued_before_start`): its use may have
+//!     been forgotten;
+//! 11. last, the only writes: the proof's `jti` consumed until the proof is stale
+//!     (`dpop_replayed`), then the token's `jti` until `exp + skew` (`token_replayed`); `503`
+//!     when the store cannot be reached. A request refused by any earlier check leaves the
+//!     token unused, so a mistaken request does not burn the approval.
 //!
-//! Proof `jti`s are not recorded: a proof names its token in `ath`, and the token is accepted
-//! once, so a replayed proof arrives with a token that is already consumed.
+//! Only a proof that verified, with a token that verified, is recorded: a caller who is not
+//! the token's agent cannot make the service store anything. The record's key is a hash of the
+//! agent's key and the `jti`, so its size does not depend on what the agent sent.
 
 use axum::body::Body;
 use axum::extract::OriginalUri;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Request, header};
 use bytes::Bytes;
+use handsign_protocol::base64url;
 use handsign_protocol::canonical::Limits;
-use handsign_protocol::dpop;
+use handsign_protocol::dpop::{self, MAX_PROOF_AGE_SECS, VerifiedProof};
 use handsign_protocol::jws::CompactJws;
 use handsign_protocol::params::{CanonicalParams, ParamsHash};
 use handsign_protocol::token::{self, ApprovalClaims, TOKEN_TYP, TokenError, TokenHeader};
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
+use sha2::{Digest as _, Sha256};
 
 use crate::config::VerifierInner;
 use crate::layer::{Params, ParamsSource, Route};
@@ -47,13 +56,21 @@ pub(crate) async fn check(
 ) -> Result<Request<Body>, Refusal> {
     let token = approval_token(request.headers())?.to_owned();
     let kid = token_kid(&token)?;
+    if matches!(route.params, ParamsSource::Body) {
+        check_json_content_type(request.headers())?;
+    }
     check_announced_length(request.headers(), route.body_limit)?;
     let keys = verifier.keys.for_kid(&kid).await?;
     let (mut parts, body) = request.into_parts();
     let body = read_body(body, route.body_limit).await?;
     let params_sha256 = params_hash(&route.params, &parts, &body, &verifier.params_limits)?;
+    if let Some(body_check) = &route.body_check {
+        body_check(&body).map_err(|error| Refusal::InvalidBody {
+            message: format!("the body is not what this route reads: {error}"),
+        })?;
+    }
 
-    let now = crate::unix_now();
+    let now = verifier.clock.now();
     let claims = token::verify(
         &token,
         &keys,
@@ -66,31 +83,122 @@ pub(crate) async fn check(
             skew: verifier.skew,
         },
     )?;
-    check_key_binding(verifier, &parts, &token, &claims, now)?;
+    let proof = check_key_binding(verifier, &parts, &token, &claims, now)?;
+    check_replay_record_covers(verifier, &claims)?;
 
-    let expires_at = claims.exp.saturating_add(verifier.skew);
-    match verifier.replay.consume(&claims.jti, expires_at).await {
-        Ok(true) => {}
-        Ok(false) => {
-            return Err(Refusal::unauthorized(
-                codes::TOKEN_REPLAYED,
-                "this token was used already: an approval is good for one request; ask for a \
-                 new approval",
-            ));
+    if let Some(proof) = proof {
+        consume(
+            verifier,
+            &proof_record_id(&proof),
+            proof.iat.saturating_add(MAX_PROOF_AGE_SECS + 1),
+            codes::DPOP_REPLAYED,
+            "this DPoP proof was used already: make a new proof for every request",
+        )
+        .await?;
+    }
+    consume(
+        verifier,
+        &claims.jti,
+        claims.exp.saturating_add(verifier.skew),
+        codes::TOKEN_REPLAYED,
+        "this token was used already: an approval is good for one request; ask for a new \
+         approval",
+    )
+    .await?;
+
+    parts.extensions.insert(claims);
+    Ok(Request::from_parts(parts, Body::from(body)))
+}
+
+/// Refuses a token the replay store cannot vouch for: one that could have been accepted (its
+/// `nbf` less the skew had come) by the time the store's record began, by a previous process
+/// whose record is gone. Tokens from the first `skew + 1` seconds after a start are refused
+/// too, since the gateway's clock may be ahead of this one by up to the skew.
+fn check_replay_record_covers(
+    verifier: &VerifierInner,
+    claims: &ApprovalClaims,
+) -> Result<(), Refusal> {
+    match verifier.replay.records_since() {
+        Some(since) if claims.nbf.saturating_sub(verifier.skew) <= since => {
+            Err(Refusal::unauthorized(
+                codes::ISSUED_BEFORE_START,
+                "this token was issued before the service started, and the service's record \
+                 of used tokens (in memory) began then: whether it was used already cannot be \
+                 known; ask for a new approval",
+            ))
         }
+        _ => Ok(()),
+    }
+}
+
+/// Records `id` as used until `expires_at`; refuses with `code` and `message` when it was
+/// recorded already, and with `503` when the store cannot say.
+async fn consume(
+    verifier: &VerifierInner,
+    id: &str,
+    expires_at: i64,
+    code: &'static str,
+    message: &'static str,
+) -> Result<(), Refusal> {
+    match verifier.replay.consume(id, expires_at).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Refusal::unauthorized(code, message)),
         Err(error) => {
             tracing::warn!(%error, "the replay store cannot be reached; refusing the request");
-            return Err(Refusal::Unavailable {
+            Err(Refusal::Unavailable {
                 code: codes::REPLAY_STORE_UNAVAILABLE,
                 message: "the service cannot record the token's use right now; try again \
                           with a new approval",
                 retry_after_secs: 1,
-            });
+            })
         }
     }
+}
 
-    parts.extensions.insert(claims);
-    Ok(Request::from_parts(parts, Body::from(body)))
+/// The replay store's id for a proof: `dpop:` and base64url SHA-256 of the agent's key
+/// thumbprint and the proof's `jti`, so that agents cannot collide and the record's size is
+/// fixed whatever the `jti`'s length. Token `jti`s, chosen by the gateway, never start with
+/// `dpop:`.
+fn proof_record_id(proof: &VerifiedProof) -> String {
+    let digest = Sha256::new()
+        .chain_update(proof.jkt.as_bytes())
+        .chain_update(b":")
+        .chain_update(proof.jti.as_bytes())
+        .finalize();
+    format!("dpop:{}", base64url::encode(digest))
+}
+
+/// Refuses a body that the route reads as JSON but that is not sent as JSON: the handler's
+/// JSON extractor would refuse it after the token was used.
+fn check_json_content_type(headers: &HeaderMap) -> Result<(), Refusal> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let is_json = essence
+        .strip_prefix("application/")
+        .is_some_and(|subtype| subtype == "json" || subtype.ends_with("+json"));
+    if is_json {
+        return Ok(());
+    }
+    Err(Refusal::UnsupportedMediaType {
+        message: if content_type.is_empty() {
+            "this route's params are the JSON body: send it with Content-Type: application/json"
+                .to_owned()
+        } else {
+            format!(
+                "this route's params are the JSON body, but the Content-Type is {:?}: send \
+                 application/json",
+                content_type.chars().take(100).collect::<String>()
+            )
+        },
+    })
 }
 
 /// The token of the single `Authorization: Approval <token>` header.
@@ -183,17 +291,18 @@ fn params_hash(
     })
 }
 
-/// The DPoP proof for a key-bound token; an unbound token only if the service allows it.
+/// The DPoP proof for a key-bound token, verified; an unbound token (no proof) only if the
+/// service allows it.
 fn check_key_binding(
     verifier: &VerifierInner,
     parts: &Parts,
     token: &str,
     claims: &ApprovalClaims,
     now: i64,
-) -> Result<(), Refusal> {
+) -> Result<Option<VerifiedProof>, Refusal> {
     let Some(cnf) = &claims.cnf else {
         if verifier.allow_unbound_tokens {
-            return Ok(());
+            return Ok(None);
         }
         return Err(Refusal::unauthorized(
             codes::DPOP_REQUIRED,
@@ -240,7 +349,7 @@ fn check_key_binding(
             ),
         ));
     }
-    Ok(())
+    Ok(Some(verified))
 }
 
 /// The URL the agent addressed: the configured public URL plus the request's path as the

@@ -10,6 +10,7 @@ use handsign_protocol::canonical::Limits;
 use handsign_protocol::keys::KeySet;
 use handsign_protocol::token::MAX_SKEW_SECS;
 
+use crate::clock::Clock;
 use crate::key_source::{JwksCache, KeySource};
 use crate::layer::ApprovalLayer;
 use crate::metrics::{Counters, VerifierMetrics};
@@ -104,6 +105,7 @@ pub(crate) struct VerifierInner {
     pub(crate) params_limits: Limits,
     pub(crate) body_limit: usize,
     pub(crate) allow_unbound_tokens: bool,
+    pub(crate) clock: Clock,
     /// What the layers decided, for [`Verifier::metrics`].
     pub(crate) counters: Counters,
 }
@@ -165,6 +167,7 @@ pub struct VerifierBuilder {
     http_client: Option<reqwest::Client>,
     allow_unbound_tokens: bool,
     allow_insecure_jwks_url: bool,
+    clock: Clock,
 }
 
 impl Default for VerifierBuilder {
@@ -183,6 +186,7 @@ impl Default for VerifierBuilder {
             http_client: None,
             allow_unbound_tokens: false,
             allow_insecure_jwks_url: false,
+            clock: Clock::system(),
         }
     }
 }
@@ -234,7 +238,9 @@ impl VerifierBuilder {
     }
 
     /// Where consumed token ids are recorded (default: a [`MemoryReplayStore`] for this
-    /// process). Every instance of a service must share one store.
+    /// process, which refuses tokens issued before it started). Every instance of a service
+    /// must share one store; a store outliving the process (Redis) also accepts the tokens
+    /// issued just before a restart.
     pub fn replay_store(mut self, store: Arc<dyn ReplayStore>) -> Self {
         self.replay_store = Some(store);
         self
@@ -272,6 +278,14 @@ impl VerifierBuilder {
     /// connect, 10 s in all, no redirects).
     pub fn jwks_http_client(mut self, client: reqwest::Client) -> Self {
         self.http_client = Some(client);
+        self
+    }
+
+    /// The clock the time checks read (default: the system clock), so that tests can set the
+    /// time rather than wait for it. A [`MemoryReplayStore`] given with
+    /// [`replay_store`](Self::replay_store) should read the same clock.
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
         self
     }
 
@@ -328,9 +342,10 @@ impl VerifierBuilder {
                 ))
             }
         };
+        let clock = self.clock;
         let replay = self
             .replay_store
-            .unwrap_or_else(|| Arc::new(MemoryReplayStore::new()));
+            .unwrap_or_else(|| Arc::new(MemoryReplayStore::with_clock(clock.clone())));
         Ok(Verifier {
             inner: Arc::new(VerifierInner {
                 issuer,
@@ -342,6 +357,7 @@ impl VerifierBuilder {
                 params_limits: self.params_limits,
                 body_limit: self.body_limit,
                 allow_unbound_tokens: self.allow_unbound_tokens,
+                clock,
                 counters: Counters::default(),
             }),
         })

@@ -56,6 +56,7 @@ impl From<String> for Params {
 }
 
 type ParamsFn = dyn Fn(&Parts, &Bytes) -> Result<Params, String> + Send + Sync;
+type BodyCheck = dyn Fn(&Bytes) -> Result<(), String> + Send + Sync;
 
 /// Where a route's params come from.
 #[derive(Clone)]
@@ -71,6 +72,8 @@ pub(crate) struct Route {
     pub(crate) action: String,
     pub(crate) params: ParamsSource,
     pub(crate) body_limit: usize,
+    /// What the handler reads the body as, checked before the token is used.
+    pub(crate) body_check: Option<Arc<BodyCheck>>,
 }
 
 /// Guards one route: see [`Verifier::require`](crate::Verifier::require).
@@ -104,6 +107,7 @@ impl ApprovalLayer {
                 action,
                 params: ParamsSource::Body,
                 body_limit,
+                body_check: None,
             },
         }
     }
@@ -121,6 +125,18 @@ impl ApprovalLayer {
     {
         self.route.params = ParamsSource::Custom(Arc::new(move |parts: &Parts, body: &Bytes| {
             extract(parts, body).map(Into::into)
+        }));
+        self
+    }
+
+    /// Refuses, before the token is used, a body that does not deserialize as `T` (JSON), with
+    /// `400 invalid_body`: give the type the handler's `Json<T>` reads, so that a body the
+    /// handler would refuse does not use up the approval first.
+    pub fn body_parses_as<T: serde::de::DeserializeOwned>(mut self) -> Self {
+        self.route.body_check = Some(Arc::new(|body: &Bytes| {
+            serde_json::from_slice::<T>(body)
+                .map(drop)
+                .map_err(|error| error.to_string())
         }));
         self
     }

@@ -6,11 +6,17 @@
 //! gateway) and, for a token bound to its key (`cnf.jkt`), a `DPoP` proof for this method and
 //! URL naming the token. For every request the [`ApprovalLayer`] checks the token's signature
 //! against the gateway's keys, its issuer, audience, time window, action, and the SHA-256 of the
-//! request's own params in RFC 8785 form; the DPoP proof; and then consumes the token's `jti` in
-//! a [`ReplayStore`]. Only then does the handler run, and the [`Approved`] extractor gives it
-//! the verified claims. Every refusal is a `401` with
+//! request's own params in RFC 8785 form; the DPoP proof; and then consumes the proof's and the
+//! token's `jti` in a [`ReplayStore`]. Only then does the handler run, and the [`Approved`]
+//! extractor gives it the verified claims. Every refusal of the token is a `401` with
 //! `WWW-Authenticate: Approval error="<code>", error_description="<message>"` (see [`codes`]);
-//! a replay store or key source that cannot be reached gives `503`, never an unchecked request.
+//! a body the route cannot read (not JSON, too large) is refused before the token is used; a
+//! replay store or key source that cannot be reached gives `503`, never an unchecked request.
+//!
+//! The default [`MemoryReplayStore`] lives and dies with the process, so it refuses every token
+//! issued before the process started (`issued_before_start`): after a restart it cannot know
+//! whether such a token was used. Use a `RedisReplayStore` (feature `redis`) when several
+//! instances serve one audience, or when a restart must not refuse the tokens still valid.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -35,7 +41,8 @@
 //!         .audience("https://travel.example")
 //!         .public_url("https://travel.example")
 //!         .keys(Keys::jwks_url("https://handsign.example/.well-known/jwks.json"))
-//!         // One process; several instances share a RedisReplayStore (feature `redis`).
+//!         // One process, refusing tokens issued before it started; several instances share
+//!         // a RedisReplayStore (feature `redis`).
 //!         .replay_store(Arc::new(MemoryReplayStore::new()))
 //!         .build()?;
 //!
@@ -96,6 +103,7 @@
 //! [`VerifierMetrics`] in its own collector instead.
 
 mod check;
+mod clock;
 mod config;
 mod extract;
 mod key_source;
@@ -108,6 +116,7 @@ mod replay;
 #[cfg(feature = "redis")]
 pub mod replicas;
 
+pub use clock::Clock;
 pub use config::{
     BuildError, DEFAULT_BODY_LIMIT, DEFAULT_CLOCK_SKEW, DEFAULT_JWKS_MAX_AGE,
     DEFAULT_JWKS_REFRESH_INTERVAL, Keys, Verifier, VerifierBuilder,
@@ -122,10 +131,3 @@ pub use refusal::codes;
 pub use replay::{MemoryReplayStore, ReplayError, ReplayStore};
 #[cfg(feature = "redis")]
 pub use replicas::ReplicaWait;
-
-/// Unix seconds now; a clock before 1970 reads as 0, which fails every time check (closed).
-pub(crate) fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}

@@ -10,7 +10,7 @@ use crate::refusal::codes;
 
 /// Every code the layer refuses with, as [`VerifierMetrics::refused`] lists them: the token
 /// checks' codes, the middleware's own, and last [`OTHER`].
-pub const REFUSAL_CODES: [&str; 24] = [
+pub const REFUSAL_CODES: [&str; 27] = [
     codes::MISSING_TOKEN,
     "malformed_token",
     "wrong_alg",
@@ -29,7 +29,10 @@ pub const REFUSAL_CODES: [&str; 24] = [
     codes::DPOP_REQUIRED,
     codes::INVALID_DPOP,
     codes::DPOP_KEY_MISMATCH,
+    codes::DPOP_REPLAYED,
+    codes::ISSUED_BEFORE_START,
     codes::TOKEN_REPLAYED,
+    codes::UNSUPPORTED_MEDIA_TYPE,
     codes::BODY_TOO_LARGE,
     codes::INVALID_BODY,
     codes::KEYS_UNAVAILABLE,

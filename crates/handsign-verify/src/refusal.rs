@@ -28,11 +28,21 @@ pub mod codes {
     pub const INVALID_DPOP: &str = "invalid_dpop";
     /// 401: the DPoP proof is valid but made with another key than the token's `cnf.jkt`.
     pub const DPOP_KEY_MISMATCH: &str = "dpop_key_mismatch";
+    /// 401: the DPoP proof was accepted once already (with this token, which is then used up).
+    pub const DPOP_REPLAYED: &str = "dpop_replayed";
+    /// 401: the token could have been accepted before the replay store's record began (a
+    /// store in memory, emptied when the service started), so its single use cannot be
+    /// vouched for.
+    pub const ISSUED_BEFORE_START: &str = "issued_before_start";
     /// 401: the token was accepted once already.
     pub const TOKEN_REPLAYED: &str = "token_replayed";
+    /// 415: the route takes its params from a JSON body, and the request's `Content-Type` is
+    /// not JSON (`application/json` or `application/*+json`).
+    pub const UNSUPPORTED_MEDIA_TYPE: &str = "unsupported_media_type";
     /// 413: the body is larger than the route's limit.
     pub const BODY_TOO_LARGE: &str = "body_too_large";
-    /// 400: the body could not be read (the client broke off).
+    /// 400: the body could not be read (the client broke off), or is not what the route's
+    /// handler reads ([`ApprovalLayer::body_parses_as`](crate::ApprovalLayer::body_parses_as)).
     pub const INVALID_BODY: &str = "invalid_body";
     /// 503: the gateway's keys could not be fetched while the token names a key not yet known.
     pub const KEYS_UNAVAILABLE: &str = "keys_unavailable";
@@ -53,6 +63,8 @@ pub(crate) enum Refusal {
     Unauthorized { code: &'static str, message: String },
     /// 413.
     BodyTooLarge { limit: usize },
+    /// 415.
+    UnsupportedMediaType { message: String },
     /// 400.
     InvalidBody { message: String },
     /// 503 with `Retry-After`; the message is for the client and never holds internals.
@@ -75,15 +87,16 @@ impl Refusal {
         match self {
             Refusal::Unauthorized { code, .. } | Refusal::Unavailable { code, .. } => code,
             Refusal::BodyTooLarge { .. } => codes::BODY_TOO_LARGE,
+            Refusal::UnsupportedMediaType { .. } => codes::UNSUPPORTED_MEDIA_TYPE,
             Refusal::InvalidBody { .. } => codes::INVALID_BODY,
         }
     }
 
     fn message(&self) -> String {
         match self {
-            Refusal::Unauthorized { message, .. } | Refusal::InvalidBody { message } => {
-                message.clone()
-            }
+            Refusal::Unauthorized { message, .. }
+            | Refusal::InvalidBody { message }
+            | Refusal::UnsupportedMediaType { message } => message.clone(),
             Refusal::BodyTooLarge { limit } => {
                 format!("the request body is larger than this route's limit of {limit} bytes")
             }
@@ -120,6 +133,9 @@ impl IntoResponse for Refusal {
                     .into_response()
             }
             Refusal::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, body).into_response(),
+            Refusal::UnsupportedMediaType { .. } => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, body).into_response()
+            }
             Refusal::InvalidBody { .. } => (StatusCode::BAD_REQUEST, body).into_response(),
             Refusal::Unavailable {
                 retry_after_secs, ..

@@ -14,7 +14,7 @@ use futures_util::StreamExt as _;
 use handsign_protocol::keys::SigningKey;
 use handsign_redis_harness::RedisServer;
 use handsign_verify::{RedisReplayStore, codes};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use tokio::net::TcpListener;
 
 /// An instance of the service using `redis` for its replay store, under the given key prefix.
@@ -122,4 +122,72 @@ async fn without_redis_the_service_answers_503_and_the_handler_does_not_run() {
         assert_eq!(answer.headers["retry-after"], "1");
     }
     assert_eq!(service.seen.runs(), 1);
+}
+
+/// An instance behind the public URL `PUBLIC_URL` (as behind a load balancer), using `redis`.
+async fn instance_behind_balancer(
+    gateway: &SigningKey,
+    redis: &RedisServer,
+    prefix: &str,
+) -> Service {
+    let store = RedisReplayStore::connect(redis.url())
+        .await
+        .unwrap()
+        .with_prefix(prefix);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let verifier = verifier_builder(PUBLIC_URL, gateway)
+        .replay_store(Arc::new(store))
+        .build()
+        .unwrap();
+    serve(listener, url, &verifier)
+}
+
+const PUBLIC_URL: &str = "https://travel.test";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_a_restart_forgets_no_use_and_refuses_no_unused_token() {
+    let redis = RedisServer::start().await;
+    let gateway = SigningKey::generate().unwrap();
+    let agent = SigningKey::generate().unwrap();
+    let prefix = format!("test-{}:jti:", random_id());
+    let client = client();
+    let public = format!("{PUBLIC_URL}/bookings");
+    let send = async |service: &Service, token: &str, proof: String| {
+        Call {
+            method: Method::POST,
+            url: service.at("/bookings"),
+            token: Some(token),
+            proof: Some(proof),
+            body: Some(FLIGHT.into()),
+        }
+        .send(&client)
+        .await
+    };
+
+    let before = instance_behind_balancer(&gateway, &redis, &prefix).await;
+    let used = mint(&gateway, &claims(&agent, BOOK, FLIGHT));
+    let unused = mint(&gateway, &claims(&agent, BOOK, FLIGHT));
+    let captured = proof(&agent, "POST", &public, Some(&used));
+    let answer = send(&before, &used, captured.clone()).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+
+    drop(before);
+    let after = instance_behind_balancer(&gateway, &redis, &prefix).await;
+    // The captured pair, and the used token with a new proof: both refused.
+    send(&after, &used, captured)
+        .await
+        .assert_refused(codes::DPOP_REPLAYED);
+    send(&after, &used, proof(&agent, "POST", &public, Some(&used)))
+        .await
+        .assert_refused(codes::TOKEN_REPLAYED);
+    // A token issued before the restart and never used: accepted, since Redis remembers.
+    let answer = send(
+        &after,
+        &unused,
+        proof(&agent, "POST", &public, Some(&unused)),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    assert_eq!(after.seen.runs(), 1);
 }

@@ -6,11 +6,14 @@
 mod common;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use async_trait::async_trait;
 use common::*;
-use handsign_protocol::keys::SigningKey;
-use handsign_verify::{ReplayError, ReplayStore, codes};
+use handsign_protocol::dpop;
+use handsign_protocol::keys::{KeySet, SigningKey};
+use handsign_protocol::token::ApprovalClaims;
+use handsign_verify::{Clock, Keys, ReplayError, ReplayStore, Verifier, codes};
 use reqwest::{Method, StatusCode};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -402,7 +405,7 @@ async fn a_chunked_body_over_the_limit_is_refused_with_413() {
     let (first, second) = big.split_at(50);
     let request = format!(
         "POST /small HTTP/1.1\r\nhost: x\r\nauthorization: Approval {token}\r\ndpop: {proof}\r\n\
-         transfer-encoding: chunked\r\nconnection: close\r\n\r\n\
+         content-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n\
          {:x}\r\n{first}\r\n{:x}\r\n{second}\r\n0\r\n\r\n",
         first.len(),
         second.len()
@@ -578,4 +581,194 @@ async fn metrics_count_the_accepted_token_and_the_replay_by_code() {
         1
     )));
     assert_eq!(samples.iter().map(|(_, v)| v).sum::<u64>(), 2, "{text}");
+}
+
+/// A clock the test sets, starting at `start`.
+fn settable_clock(start: i64) -> (Arc<AtomicI64>, Clock) {
+    let time = Arc::new(AtomicI64::new(start));
+    let clock = {
+        let time = time.clone();
+        Clock::from_fn(move || time.load(Ordering::SeqCst))
+    };
+    (time, clock)
+}
+
+/// A service started at `clock`'s now with the builder's default replay store (in memory).
+async fn start_with_default_store(gateway: &SigningKey, clock: &Clock) -> Service {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let verifier = Verifier::builder()
+        .issuer(ISSUER)
+        .audience(AUDIENCE)
+        .public_url(&url)
+        .keys(Keys::fixed(KeySet::from_signing_keys([gateway])))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    serve(listener, url, &verifier)
+}
+
+/// Claims minted at `iat` (the gateway's clock), good for 30 s.
+fn claims_at(agent: &SigningKey, iat: i64) -> ApprovalClaims {
+    let mut claims = claims(agent, BOOK, FLIGHT);
+    (claims.iat, claims.nbf, claims.exp) = (iat, iat, iat + 30);
+    claims
+}
+
+/// `POST /bookings` with `token` and a proof made at `iat`.
+async fn book_at(service: &Service, agent: &SigningKey, token: &str, iat: i64) -> Answer {
+    let url = service.at("/bookings");
+    Call {
+        method: Method::POST,
+        url: url.clone(),
+        token: Some(token),
+        proof: Some(dpop::create(agent, "POST", &url, iat, Some(token)).unwrap()),
+        body: Some(FLIGHT.into()),
+    }
+    .send(&client())
+    .await
+}
+
+#[tokio::test]
+async fn a_token_accepted_before_a_restart_is_refused_after_it() {
+    let gateway = SigningKey::generate().unwrap();
+    let agent = SigningKey::generate().unwrap();
+    let t0 = now();
+    let (time, clock) = settable_clock(t0 - 100);
+    let before = start_with_default_store(&gateway, &clock).await;
+
+    // 100 s after the start, a token is accepted and its use recorded in memory.
+    time.store(t0, Ordering::SeqCst);
+    let token = mint(&gateway, &claims_at(&agent, t0));
+    let answer = book_at(&before, &agent, &token, t0).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    assert_eq!(before.seen.runs(), 1);
+
+    // The service restarts a second later, with an empty memory: the token, still within its
+    // 30 seconds, is refused for what it is, not accepted a second time.
+    drop(before);
+    time.store(t0 + 1, Ordering::SeqCst);
+    let after = start_with_default_store(&gateway, &clock).await;
+    let answer = book_at(&after, &agent, &token, t0 + 1).await;
+    answer.assert_refused(codes::ISSUED_BEFORE_START);
+    assert!(
+        answer.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("new approval")
+    );
+
+    // A token minted after the start is refused while the gateway's clock may be up to the
+    // skew (5 s) ahead of the service's, so that the old process could have accepted it...
+    time.store(t0 + 6, Ordering::SeqCst);
+    let token = mint(&gateway, &claims_at(&agent, t0 + 6));
+    book_at(&after, &agent, &token, t0 + 6)
+        .await
+        .assert_refused(codes::ISSUED_BEFORE_START);
+    // ...and accepted from the next second on.
+    time.store(t0 + 7, Ordering::SeqCst);
+    let token = mint(&gateway, &claims_at(&agent, t0 + 7));
+    let answer = book_at(&after, &agent, &token, t0 + 7).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    assert_eq!(after.seen.runs(), 1);
+}
+
+#[tokio::test]
+async fn a_captured_token_and_proof_pair_is_refused_as_a_replayed_proof() {
+    let s = setup().await;
+    let token = s.token(BOOK, FLIGHT);
+    let captured = proof(&s.agent, "POST", &s.bookings(), Some(&token));
+    let send = || Call {
+        method: Method::POST,
+        url: s.bookings(),
+        token: Some(&token),
+        proof: Some(captured.clone()),
+        body: Some(FLIGHT.into()),
+    };
+    assert_eq!(send().send(&s.client).await.status, StatusCode::OK);
+    send()
+        .send(&s.client)
+        .await
+        .assert_refused(codes::DPOP_REPLAYED);
+    assert_eq!(s.service.seen.runs(), 1);
+}
+
+#[tokio::test]
+async fn a_body_not_sent_as_json_is_refused_before_the_token_is_used() {
+    let s = setup().await;
+    let token = s.token(BOOK, FLIGHT);
+    for content_type in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("application/jsonx"),
+        None,
+    ] {
+        let mut request = s
+            .client
+            .post(s.bookings())
+            .header("authorization", format!("Approval {token}"))
+            .header("dpop", proof(&s.agent, "POST", &s.bookings(), Some(&token)))
+            .body(FLIGHT);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let answer = request.send().await.unwrap();
+        assert_eq!(answer.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        let body: serde_json::Value = answer.json().await.unwrap();
+        assert_eq!(
+            body["error"],
+            codes::UNSUPPORTED_MEDIA_TYPE,
+            "{content_type:?}"
+        );
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("application/json")
+        );
+    }
+    assert_eq!(s.service.seen.runs(), 0);
+
+    // The token is still unused: the same request sent as JSON goes through. Any JSON media
+    // type will do.
+    let answer = s
+        .client
+        .post(s.bookings())
+        .header("authorization", format!("Approval {token}"))
+        .header("dpop", proof(&s.agent, "POST", &s.bookings(), Some(&token)))
+        .header(
+            "content-type",
+            "Application/Merge-Patch+JSON; charset=utf-8",
+        )
+        .body(FLIGHT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(s.service.seen.runs(), 1);
+}
+
+#[tokio::test]
+async fn a_body_the_handler_cannot_read_is_refused_before_the_token_is_used() {
+    let s = setup().await;
+    let no_seats = r#"{"from": "SFO", "to": "NYC", "date": "2026-12-01"}"#;
+    let token = s.token(BOOK, no_seats);
+    let typed = s.service.at("/typed");
+    let answer = post_approved(&s.client, &typed, &token, &s.agent, no_seats).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{answer:?}");
+    assert_eq!(answer.json()["error"], codes::INVALID_BODY);
+    assert!(
+        answer.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("missing field `seats`"),
+        "{answer:?}"
+    );
+    assert_eq!(s.service.seen.runs(), 0);
+    // Unused: a route that reads any JSON accepts it.
+    assert_eq!(s.book(&token, no_seats).await.status, StatusCode::OK);
+
+    let token = s.token(BOOK, FLIGHT);
+    let answer = post_approved(&s.client, &typed, &token, &s.agent, FLIGHT).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
 }

@@ -49,7 +49,10 @@ pub fn service(config: &ServiceConfig, replay: Arc<dyn ReplayStore>) -> Result<R
         .keys(Keys::jwks_url(format!("{gateway}/.well-known/jwks.json")))
         .replay_store(replay)
         .build()?;
-    Ok(Router::new().route("/bookings", post(book).layer(verifier.require(ACTION)?)))
+    // The body is checked as a Booking before the token is used, so a body `book` would
+    // refuse does not use up the approval.
+    let layer = verifier.require(ACTION)?.body_parses_as::<Booking>();
+    Ok(Router::new().route("/bookings", post(book).layer(layer)))
 }
 
 /// Books the flight. It runs only after the layer has checked the approval against these exact

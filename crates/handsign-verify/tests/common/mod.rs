@@ -13,7 +13,7 @@ use handsign_protocol::dpop;
 use handsign_protocol::keys::{KeySet, SigningKey};
 use handsign_protocol::params::CanonicalParams;
 use handsign_protocol::token::{self, Actor, ApprovalClaims, Confirmation};
-use handsign_verify::{Approved, Keys, Verifier, VerifierBuilder};
+use handsign_verify::{Approved, Keys, MemoryReplayStore, Verifier, VerifierBuilder};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -24,6 +24,15 @@ pub const AUDIENCE: &str = "https://travel.test";
 pub const BOOK: &str = "flights.book";
 pub const SEARCH: &str = "flights.search";
 pub const FLIGHT: &str = r#"{ "to": "NYC",  "from": "SFO", "date": "2026-12-01", "seats": 2 }"#;
+
+/// What a handler of `/typed` reads: [`FLIGHT`] is one.
+#[derive(serde::Deserialize)]
+pub struct Flight {
+    from: String,
+    to: String,
+    date: String,
+    seats: u32,
+}
 
 pub fn now() -> i64 {
     std::time::SystemTime::now()
@@ -118,18 +127,25 @@ impl Service {
 }
 
 /// A verifier for `url` trusting `gateway`, for `configure` to adjust.
+///
+/// Its replay store's record goes back an hour: `gateway` is the test's own key, so no earlier
+/// process can have accepted its tokens, and tokens minted right after the start are accepted.
 pub fn verifier_builder(url: &str, gateway: &SigningKey) -> VerifierBuilder {
     Verifier::builder()
         .issuer(ISSUER)
         .audience(AUDIENCE)
         .public_url(url)
         .keys(Keys::fixed(KeySet::from_signing_keys([gateway])))
+        .replay_store(Arc::new(
+            MemoryReplayStore::new().record_began_at(now() - 3600),
+        ))
 }
 
 /// Starts a service trusting `gateway`, with the builder adjusted by `configure`.
 ///
 /// Routes: `POST /bookings` (`flights.book`, params the JSON body), `POST /v2/bookings` (the
-/// same in a nested router), `POST /small` (`flights.book`, body limit 64 bytes),
+/// same in a nested router), `POST /small` (`flights.book`, body limit 64 bytes), `POST /typed`
+/// (`flights.book`, the body must read as a [`Flight`]),
 /// `GET /flights` (`flights.search`, params the query string as an object of strings), and
 /// `POST /unguarded` (a handler asking for `Approved` without the layer).
 pub async fn spawn_service(
@@ -170,6 +186,10 @@ pub fn serve(listener: TcpListener, url: String, verifier: &Verifier) -> Service
         .route(
             "/small",
             post(handler.clone()).layer(verifier.require(BOOK).unwrap().body_limit(64)),
+        )
+        .route(
+            "/typed",
+            post(handler.clone()).layer(verifier.require(BOOK).unwrap().body_parses_as::<Flight>()),
         )
         .route(
             "/flights",
