@@ -34,7 +34,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the gateway.
-    Serve(crate::config::ServeArgs),
+    Serve(Box<crate::config::ServeArgs>),
     /// Read one JSON document on stdin and write its RFC 8785 canonical form (no trailing newline).
     Canonicalize(canonicalize::Args),
     /// Approval tokens.
@@ -81,7 +81,7 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve::run(args).await,
+            Command::Serve(args) => serve::run(*args).await,
             Command::Canonicalize(args) => canonicalize::run(args).await,
             Command::Token(command) => token::run(command).await,
             Command::Receipt(command) => receipt::run(command).await,

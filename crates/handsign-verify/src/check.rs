@@ -36,7 +36,7 @@ use axum::http::{HeaderMap, Request, header};
 use bytes::Bytes;
 use handsign_protocol::base64url;
 use handsign_protocol::canonical::Limits;
-use handsign_protocol::dpop::{self, MAX_PROOF_AGE_SECS, VerifiedProof};
+use handsign_protocol::dpop::{self, VerifiedProof};
 use handsign_protocol::jws::CompactJws;
 use handsign_protocol::params::{CanonicalParams, ParamsHash};
 use handsign_protocol::token::{self, ApprovalClaims, TOKEN_TYP, TokenError, TokenHeader};
@@ -90,7 +90,7 @@ pub(crate) async fn check(
         consume(
             verifier,
             &proof_record_id(&proof),
-            proof.iat.saturating_add(MAX_PROOF_AGE_SECS + 1),
+            proof.fresh_until(),
             codes::DPOP_REPLAYED,
             "this DPoP proof was used already: make a new proof for every request",
         )
