@@ -86,25 +86,36 @@ pub(crate) async fn check(
     let proof = check_key_binding(verifier, &parts, &token, &claims, now)?;
     check_replay_record_covers(verifier, &claims)?;
 
-    if let Some(proof) = proof {
+    let use_token = || {
         consume(
+            verifier,
+            &claims.jti,
+            claims.exp.saturating_add(verifier.skew),
+            codes::TOKEN_REPLAYED,
+            "this token was used already: an approval is good for one request; ask for a new \
+             approval",
+        )
+    };
+    if let Some(proof) = proof {
+        let proof_used = consume(
             verifier,
             &proof_record_id(&proof),
             proof.fresh_until(),
             codes::DPOP_REPLAYED,
             "this DPoP proof was used already: make a new proof for every request",
         )
-        .await?;
+        .await;
+        if let Err(refusal) = proof_used {
+            // The store could not vouch for the proof (a replica did not confirm it, say):
+            // the token is recorded used all the same, as far as the store takes it, so that
+            // a request refused with 503 never has its token accepted later.
+            if refusal.is_unavailable() {
+                let _ = use_token().await;
+            }
+            return Err(refusal);
+        }
     }
-    consume(
-        verifier,
-        &claims.jti,
-        claims.exp.saturating_add(verifier.skew),
-        codes::TOKEN_REPLAYED,
-        "this token was used already: an approval is good for one request; ask for a new \
-         approval",
-    )
-    .await?;
+    use_token().await?;
 
     parts.extensions.insert(claims);
     Ok(Request::from_parts(parts, Body::from(body)))

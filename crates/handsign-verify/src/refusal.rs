@@ -83,6 +83,12 @@ impl Refusal {
         }
     }
 
+    /// Whether the request was refused because something could not be checked (503), rather
+    /// than because a check failed.
+    pub(crate) fn is_unavailable(&self) -> bool {
+        matches!(self, Refusal::Unavailable { .. })
+    }
+
     pub(crate) fn code(&self) -> &'static str {
         match self {
             Refusal::Unauthorized { code, .. } | Refusal::Unavailable { code, .. } => code,
