@@ -230,13 +230,7 @@ async fn a_person_is_asked_at_most_so_often_whatever_the_number_of_agents() {
 
 #[tokio::test]
 async fn nobody_but_the_browser_that_asked_can_take_a_decision_ceremony() {
-    let gateway = TestGateway::start().await;
-    let mut alice = gateway.register("alice").await;
-    let agent = gateway.agent("alice").await;
-    let id = agent.request(flight()).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (gateway, mut alice, _agent, id) = common::alice_asked().await;
     let assertion = gateway.assert(&mut alice, &id, "approve").await;
 
     // Someone who knows the request's id submits junk, with and without a guessed ceremony.
@@ -258,13 +252,7 @@ async fn nobody_but_the_browser_that_asked_can_take_a_decision_ceremony() {
 
 #[tokio::test]
 async fn an_agent_suspended_while_it_waits_gets_no_token() {
-    let gateway = TestGateway::start().await;
-    let mut alice = gateway.register("alice").await;
-    let agent = gateway.agent("alice").await;
-    let id = agent.request(flight()).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (gateway, mut alice, agent, id) = common::alice_asked().await;
 
     let parked = gateway.state.events.waiters();
     let waiting = tokio::spawn({

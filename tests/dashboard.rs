@@ -78,6 +78,36 @@ impl Browser {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// A new software passkey named `name` answers registration `options`, as the page does:
+    /// the finishing answer's status and body, and the passkey.
+    async fn finish_registration(
+        &self,
+        gateway: &TestGateway,
+        options: &Value,
+        name: &str,
+    ) -> (
+        StatusCode,
+        Value,
+        webauthn_authenticator_rs::softpasskey::SoftPasskey,
+    ) {
+        let ccr: webauthn_rs::prelude::CreationChallengeResponse =
+            serde_json::from_value(json!({"publicKey": options["publicKey"]})).unwrap();
+        let mut passkey = webauthn_authenticator_rs::softpasskey::SoftPasskey::new(true);
+        let credential = webauthn_authenticator_rs::WebauthnAuthenticator::do_registration(
+            &mut passkey,
+            gateway.origin(),
+            ccr,
+        )
+        .unwrap();
+        let (status, answer) = self
+            .post(
+                "/webauthn/register/finish",
+                &json!({"ceremony": options["ceremony"], "credential": credential, "name": name}),
+            )
+            .await;
+        (status, answer, passkey)
+    }
+
     /// `person`'s fresh passkey assertion in this browser for `purpose`.
     async fn step_up(&self, person: &mut common::Person, purpose: Value) -> Value {
         let client = common::GatewayClient::new(&self.url);
@@ -548,20 +578,8 @@ async fn a_logged_in_person_adds_a_passkey_without_a_code() {
         .post("/webauthn/register/options", &json!({"step_up": step_up}))
         .await;
     assert_eq!(status, StatusCode::OK, "{options}");
-    let ccr: webauthn_rs::prelude::CreationChallengeResponse =
-        serde_json::from_value(json!({"publicKey": options["publicKey"]})).unwrap();
-    let mut laptop = webauthn_authenticator_rs::softpasskey::SoftPasskey::new(true);
-    let credential = webauthn_authenticator_rs::WebauthnAuthenticator::do_registration(
-        &mut laptop,
-        gateway.origin(),
-        ccr,
-    )
-    .unwrap();
-    let (status, answer) = browser
-        .post(
-            "/webauthn/register/finish",
-            &json!({"ceremony": options["ceremony"], "credential": credential, "name": "laptop"}),
-        )
+    let (status, answer, _) = browser
+        .finish_registration(&gateway, &options, "laptop")
         .await;
     assert_eq!(status, StatusCode::CREATED, "{answer}");
     let (_, html) = browser.page("/").await;
@@ -650,20 +668,8 @@ async fn register_passkey_named(
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{options}");
-    let ccr: webauthn_rs::prelude::CreationChallengeResponse =
-        serde_json::from_value(json!({"publicKey": options["publicKey"]})).unwrap();
-    let mut passkey = webauthn_authenticator_rs::softpasskey::SoftPasskey::new(true);
-    let credential = webauthn_authenticator_rs::WebauthnAuthenticator::do_registration(
-        &mut passkey,
-        gateway.origin(),
-        ccr,
-    )
-    .unwrap();
-    let (status, answer) = browser
-        .post(
-            "/webauthn/register/finish",
-            &json!({"ceremony": options["ceremony"], "credential": credential, "name": passkey_name}),
-        )
+    let (status, answer, passkey) = browser
+        .finish_registration(gateway, &options, passkey_name)
         .await;
     let person = common::Person {
         name: user.to_owned(),

@@ -13,19 +13,6 @@ use handsign_protocol::token::{self, Expected};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-/// A gateway, alice with a software passkey, her agent, and the agent's pending request for a
-/// flight.
-async fn alice_asked() -> (TestGateway, common::Person, common::TestAgent, String) {
-    let gateway = TestGateway::start().await;
-    let alice = gateway.register("alice").await;
-    let agent = gateway.agent("alice").await;
-    let id = agent.request(flight()).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    (gateway, alice, agent, id)
-}
-
 fn params_hash(params: &Value) -> handsign_protocol::params::ParamsHash {
     CanonicalParams::from_value(params, &Limits::default())
         .unwrap()
@@ -103,7 +90,7 @@ async fn approve_collect_once_and_verify_token_and_receipt() {
 
 #[tokio::test]
 async fn a_waiting_agent_wakes_when_the_person_decides() {
-    let (gateway, mut alice, agent, id) = alice_asked().await;
+    let (gateway, mut alice, agent, id) = common::alice_asked().await;
 
     let waiting = {
         let agent = agent.clone();
@@ -120,7 +107,7 @@ async fn a_waiting_agent_wakes_when_the_person_decides() {
 
 #[tokio::test]
 async fn a_denied_request_gives_no_token_and_a_receipt_of_the_denial() {
-    let (gateway, mut alice, agent, id) = alice_asked().await;
+    let (gateway, mut alice, agent, id) = common::alice_asked().await;
 
     let (status, decided) = gateway.decide(&mut alice, &id, "deny").await;
     assert_eq!(status, StatusCode::OK, "{decided}");
@@ -143,7 +130,7 @@ async fn a_denied_request_gives_no_token_and_a_receipt_of_the_denial() {
 
 #[tokio::test]
 async fn the_same_assertion_decides_once() {
-    let (gateway, mut alice, _agent, id) = alice_asked().await;
+    let (gateway, mut alice, _agent, id) = common::alice_asked().await;
 
     let credential = gateway.assert(&mut alice, &id, "approve").await;
     let (first, _) = gateway.submit(&id, "approve", &credential).await;
@@ -154,7 +141,7 @@ async fn the_same_assertion_decides_once() {
 
 #[tokio::test]
 async fn concurrent_submissions_of_one_assertion_decide_once() {
-    let (gateway, mut alice, _agent, id) = alice_asked().await;
+    let (gateway, mut alice, _agent, id) = common::alice_asked().await;
     let credential = gateway.assert(&mut alice, &id, "approve").await;
 
     let gateway = std::sync::Arc::new(gateway);
@@ -240,7 +227,7 @@ async fn another_users_passkey_cannot_decide() {
 
 #[tokio::test]
 async fn a_decided_request_cannot_be_decided_again() {
-    let (gateway, mut alice, agent, id) = alice_asked().await;
+    let (gateway, mut alice, agent, id) = common::alice_asked().await;
     let deny = gateway.assert(&mut alice, &id, "deny").await;
     let (status, _) = gateway.decide(&mut alice, &id, "approve").await;
     assert_eq!(status, StatusCode::OK);
@@ -254,7 +241,7 @@ async fn a_decided_request_cannot_be_decided_again() {
 
 #[tokio::test]
 async fn the_token_is_delivered_to_exactly_one_of_concurrent_collectors() {
-    let (gateway, mut alice, agent, id) = alice_asked().await;
+    let (gateway, mut alice, agent, id) = common::alice_asked().await;
     let (status, _) = gateway.decide(&mut alice, &id, "approve").await;
     assert_eq!(status, StatusCode::OK);
 
@@ -349,7 +336,7 @@ async fn browser_endpoints_refuse_other_origins() {
 
 #[tokio::test]
 async fn the_event_stream_reports_pending_then_the_decision_with_the_token() {
-    let (gateway, mut alice, agent, id) = alice_asked().await;
+    let (gateway, mut alice, agent, id) = common::alice_asked().await;
     let states = agent
         .stream_states(&id, async || {
             let (status, _) = gateway.decide(&mut alice, &id, "approve").await;

@@ -477,6 +477,19 @@ impl TestAgent {
     }
 }
 
+/// A gateway, alice with a software passkey, her agent, and the agent's pending request for a
+/// flight.
+pub async fn alice_asked() -> (TestGateway, Person, TestAgent, String) {
+    let gateway = TestGateway::start().await;
+    let alice = gateway.register("alice").await;
+    let agent = gateway.agent("alice").await;
+    let id = agent.request(flight()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (gateway, alice, agent, id)
+}
+
 pub fn flight() -> Value {
     json!({"from": "SFO", "to": "NYC", "date": "2026-12-01", "passenger": "Alice Ng"})
 }
