@@ -175,11 +175,10 @@ pub struct PushSubscriptionRecord {
     pub user: UserId,
     /// What the person called the device.
     pub name: String,
-    /// The push service URL the browser gave (a capability: whoever knows it can push).
-    pub endpoint: String,
-    /// The browser's P-256 public key and auth secret (base64url), for message encryption.
-    pub p256dh: String,
-    pub auth: String,
+    /// The push service URL the browser gave (a capability: whoever knows it can push), and
+    /// the browser's keys the message is encrypted to.
+    #[serde(flatten)]
+    pub subscription: crate::notify::subscription::Subscription,
     pub created_at: i64,
 }
 

@@ -533,16 +533,21 @@ mod contract {
     pub async fn devices_belong_to_one_user_and_resubscribing_replaces(store: &dyn Store) {
         let alice = UserId::parse("alice").unwrap();
         let bob = UserId::parse("bob").unwrap();
-        let device =
-            |id: &str, user: &UserId, endpoint: &str| handsign::domain::PushSubscriptionRecord {
+        // The browser's keys from RFC 8291's example; only the endpoint tells devices apart.
+        let device = |id: &str, user: &UserId, endpoint: &str| {
+            handsign::domain::PushSubscriptionRecord {
                 id: id.into(),
                 user: user.clone(),
                 name: format!("{id} phone"),
-                endpoint: endpoint.into(),
-                p256dh: "key".into(),
-                auth: "auth".into(),
+                subscription: serde_json::from_value(serde_json::json!({
+                    "endpoint": endpoint,
+                    "p256dh": "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4",
+                    "auth": "BTBZMqHH6r4Tts7J_aSIgg",
+                }))
+                .unwrap(),
                 created_at: 1,
-            };
+            }
+        };
         store
             .add_push_subscription(&device("a1", &alice, "https://push.example/1"))
             .await

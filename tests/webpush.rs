@@ -1,7 +1,6 @@
 //! Web Push end to end against independent implementations: a local push-service receiver takes
 //! our request over HTTP; PyJWT checks its VAPID header and Python `http_ece` decrypts its body
-//! with the subscription's private key, as a browser would. In the other direction, `http_ece`
-//! encrypts (one record and several) and we decrypt.
+//! with the subscription's private key, as a browser would.
 //!
 //! The Python packages are installed by `scripts/test` into `target/test-env/python`
 //! (`HANDSIGN_TEST_PYTHON`); without them these tests fail saying so, never pass unchecked.
@@ -14,9 +13,9 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::{PushBrowser as Browser, push_service, webpush_check as python};
-use handsign::notify::webpush::{
-    self, PushOptions, Subscription, SubscriptionError, Urgency, VapidKey,
-};
+use handsign::notify::subscription::{Subscription, SubscriptionError};
+use handsign::notify::vapid::VapidKey;
+use handsign::notify::webpush::{self, PushOptions, Urgency};
 use serde_json::{Value, json};
 
 const SUBJECT: &str = "mailto:ops@gw.example";
@@ -113,40 +112,6 @@ async fn push_message_is_accepted_verified_and_decrypted_by_independent_code() {
     let stranger = Browser::new();
     let refused = python(&["decrypt", body_file.to_str().unwrap(), &stranger.d(), &auth]);
     assert!(refused.is_err());
-}
-
-#[test]
-fn http_ece_encryptions_decrypt_with_ours_single_and_multi_record() {
-    let dir = tempfile::tempdir().unwrap();
-    let browser = Browser::new();
-    let auth = URL_SAFE_NO_PAD.encode(browser.auth);
-    let message: Vec<u8> = (0..300u32)
-        .map(|i| b"abcdefghij"[(i % 10) as usize])
-        .collect();
-    let file = write_temp(dir.path(), "plain.bin", &message);
-    for rs in ["4096", "64", "18"] {
-        let body = python(&[
-            "encrypt",
-            file.to_str().unwrap(),
-            &browser.p256dh(),
-            &auth,
-            rs,
-        ])
-        .unwrap();
-        let body = b64(String::from_utf8(body).unwrap().trim());
-        assert_eq!(
-            webpush::decrypt(&browser.private, &browser.auth, &body).unwrap(),
-            message,
-            "rs {rs}"
-        );
-        // One flipped octet in the last record is caught.
-        let mut damaged = body.clone();
-        *damaged.last_mut().unwrap() ^= 1;
-        assert!(matches!(
-            webpush::decrypt(&browser.private, &browser.auth, &damaged),
-            Err(webpush::EceError::Authentication { .. })
-        ));
-    }
 }
 
 #[test]

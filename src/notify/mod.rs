@@ -6,7 +6,10 @@
 //! fails a request or a decision; a push service or webhook that fails loses that notification
 //! only. Devices whose push service says they are gone (404, 410) are removed.
 
+pub mod ece;
 pub mod endpoint;
+pub mod subscription;
+pub mod vapid;
 pub mod webhooks;
 pub mod webpush;
 
@@ -20,10 +23,10 @@ use crate::domain::{
 };
 use crate::events::{self, Events};
 use crate::store::Store;
+use subscription::Subscription;
+use vapid::VapidKey;
 use webhooks::{WebhookEvent, Webhooks, marked_line};
-use webpush::{
-    PushOptions, Subscription, SubscriptionJson, SubscriptionJsonKeys, Urgency, VapidKey,
-};
+use webpush::{PushOptions, Urgency};
 
 /// How long a push service may hold an undelivered message: a request rarely waits longer.
 const PUSH_TTL_SECS: u32 = 3600;
@@ -147,18 +150,7 @@ impl Notifier {
 
     async fn push(&self, device: &PushSubscriptionRecord, payload: &[u8]) {
         let result = async {
-            let subscription = Subscription::from_parts(
-                &SubscriptionJson {
-                    endpoint: device.endpoint.clone(),
-                    expiration_time: None,
-                    keys: SubscriptionJsonKeys {
-                        p256dh: device.p256dh.clone(),
-                        auth: device.auth.clone(),
-                    },
-                },
-                self.push.allow_http_endpoints,
-            )
-            .map_err(|e| e.to_string())?;
+            let subscription = &device.subscription;
             // Address literals here; names are checked by the push client's resolver, on the
             // very addresses it connects to.
             if !self.push.allow_private_endpoints {
@@ -170,9 +162,8 @@ impl Notifier {
                 urgency: Urgency::High,
                 now: clock::now(),
             };
-            let request =
-                webpush::build_request(&subscription, payload, &self.push.vapid, &options)
-                    .map_err(|e| e.to_string())?;
+            let request = webpush::build_request(subscription, payload, &self.push.vapid, &options)
+                .map_err(|e| e.to_string())?;
             let request = reqwest::Request::try_from(request).map_err(|e| e.to_string())?;
             let response = self
                 .http

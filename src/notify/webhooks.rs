@@ -63,6 +63,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use hmac::{Hmac, KeyInit as _, Mac as _};
+use jiff::Timestamp;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::Semaphore;
@@ -390,40 +391,11 @@ fn message_id() -> String {
     format!("msg_{}", handsign_protocol::base64url::encode(bytes))
 }
 
-/// RFC 3339 in UTC, e.g. `2026-03-01T12:00:00Z`, for unix seconds (clamped to years 0 to 9999).
+/// RFC 3339 in UTC, e.g. `2026-03-01T12:00:00Z`, for unix seconds (clamped to the years 0001 to
+/// 9999, which is all a timestamp field can hold).
 pub fn rfc3339(unix: i64) -> String {
-    let unix = unix.clamp(-62_167_219_200, 253_402_300_799);
-    let (days, secs) = (unix.div_euclid(86_400), unix.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
-}
-
-/// Year, month, day of a day count since 1970-01-01 (H. Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-/// Days since 1970-01-01 of a date (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    let (min, max) = (Timestamp::MIN.as_second(), Timestamp::MAX.as_second());
+    Timestamp::from_second(unix.clamp(min, max)).map_or_else(|_| String::new(), |t| t.to_string())
 }
 
 /// A Standard Webhooks signing secret: `whsec_` and the base64 of 24 to 64 random bytes.
@@ -802,36 +774,18 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// A `Retry-After` value: delay-seconds, or an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`)
-/// read against `now` (unix seconds).
+/// A `Retry-After` value: delay-seconds, or an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`, or
+/// one of the obsolete forms RFC 9110 asks recipients to accept) read against `now` (unix seconds).
 pub fn parse_retry_after(value: &str, now: i64) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
-    let parts: Vec<&str> = value.split_whitespace().collect();
-    let [_, day, month, year, time, "GMT"] = parts.as_slice() else {
-        return None;
-    };
-    let month = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ]
-    .iter()
-    .position(|m| m == month)?;
-    let day: i64 = day.parse().ok()?;
-    let year: i64 = year.parse().ok()?;
-    let mut hms = time.split(':').map(|p| p.parse::<i64>().ok());
-    let (Some(Some(h)), Some(Some(m)), Some(Some(s)), None) =
-        (hms.next(), hms.next(), hms.next(), hms.next())
-    else {
-        return None;
-    };
-    if !(1..=31).contains(&day) || !(0..24).contains(&h) || !(0..60).contains(&m) {
-        return None;
-    }
-    let month = i64::try_from(month).ok()? + 1;
-    let at = days_from_civil(year, month, day) * 86_400 + h * 3600 + m * 60 + s;
-    Some(Duration::from_secs(u64::try_from(at - now).unwrap_or(0)))
+    let at = httpdate::parse_http_date(value).ok()?;
+    let at = at.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    Some(Duration::from_secs(
+        at.saturating_sub(u64::try_from(now).unwrap_or(0)),
+    ))
 }
 
 /// The webhook targets and the deliveries to them, shared by the gateway. Cloning is cheap.
@@ -935,6 +889,7 @@ mod tests {
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(1_772_366_400), "2026-03-01T12:00:00Z");
         assert_eq!(rfc3339(-1), "1969-12-31T23:59:59Z");
+        assert_eq!(rfc3339(i64::MAX), "9999-12-30T22:00:00Z");
     }
 
     #[test]
@@ -948,7 +903,16 @@ mod tests {
             parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", 784_111_777 + 5),
             Some(Duration::ZERO)
         );
+        // The obsolete forms a recipient still accepts (RFC 9110 §5.6.7).
+        for obsolete in ["Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994"] {
+            assert_eq!(
+                parse_retry_after(obsolete, 784_111_777 - 30),
+                Some(Duration::from_secs(30)),
+                "{obsolete}"
+            );
+        }
         assert_eq!(parse_retry_after("soon", 0), None);
+        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 25:49:37 GMT", 0), None);
     }
 
     #[test]

@@ -32,6 +32,8 @@ use std::borrow::Cow;
 use serde_json::Value;
 use unicode_normalization::UnicodeNormalization;
 use unicode_script::{Script, UnicodeScript};
+use unicode_security::GeneralSecurityProfile as _;
+use unicode_security::general_security_profile::IdentifierType;
 
 /// A string as the page shows it: plain runs and markers, plus what is notable about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,9 +210,10 @@ fn flagged(c: char, note: Cow<'static, str>) -> Part {
 }
 
 /// What a visible character of the string's own script (or a symbol) could be mistaken for, if
-/// anything. Not Unicode's full confusables table, which is large: the kinds that fake ASCII.
-/// `dominant` is the string's dominant script group: fullwidth punctuation and digits are the
-/// norm in Chinese, Japanese and Korean text, and are not flagged there.
+/// anything: the kinds that fake ASCII. `dominant` is the string's dominant script group:
+/// fullwidth punctuation and digits are the norm in Chinese, Japanese and Korean text, and are
+/// not flagged there. Letters of other scripts are not looked up here: a letter outside the
+/// dominant script is flagged with its script, and a whole string in one is labelled with it.
 fn look_alike_note(c: char, dominant: Option<Script>) -> Option<Cow<'static, str>> {
     let cp = u32::from(c);
     // The ellipsis is everywhere in prose and plainly one character wide.
@@ -231,24 +234,33 @@ fn look_alike_note(c: char, dominant: Option<Script>) -> Option<Cow<'static, str
             "compatibility form".into()
         });
     }
-    let note = match cp {
-        0x2010..=0x2012 | 0x2212 | 0x2796 | 0xFE63 => "looks like -",
-        0x2044 | 0x2215 | 0x29F8 | 0x2571 | 0x27CB => "looks like /",
-        0x29F5 | 0x29F9 | 0x2572 | 0x27CD => "looks like \\",
-        0x0589 | 0x05C3 | 0x02D0 | 0x02F8 | 0x2236 | 0xA789 | 0x16EC | 0x1361 => "looks like :",
-        0x0701 | 0x0702 | 0xA4F8 => "looks like .",
-        // IPA and phonetic letters, clicks, small capitals and the later Latin extensions:
-        // rarely meant in data, and full of look-alikes of ASCII letters (ɑ, ɡ, ǀ, ᴀ).
-        0x01C0..=0x01C3
-        | 0x0250..=0x02AF
-        | 0x1D00..=0x1DBF
-        | 0xA720..=0xA7FF
-        | 0xAB30..=0xAB6F
-        | 0x10780..=0x107BF
-        | 0x1DF00..=0x1DFFF => "uncommon Latin letter",
-        _ => return None,
-    };
-    Some(note.into())
+    if !matches!(c.script(), Script::Common | Script::Latin) {
+        return None;
+    }
+    if let Some(ascii) = ascii_look_alike(c) {
+        return Some(format!("looks like {ascii}").into());
+    }
+    // IPA and phonetic letters, small capitals, obsolete and technical letters (UTS #39's
+    // identifier types other than Recommended): rarely meant in data, and full of look-alikes.
+    let common = matches!(
+        c.identifier_type(),
+        Some(IdentifierType::Recommended | IdentifierType::Inclusion)
+    );
+    (c.script() == Script::Latin && !common).then(|| "uncommon Latin letter".into())
+}
+
+/// The ASCII text `c` is confusable with in Unicode's confusables table (UTS #39 skeleton), when
+/// that is a letter, a digit, or punctuation that structures names and paths (`/ \ : . - @`).
+/// Quotes and dashes of prose are left alone: they do not change where a value points.
+fn ascii_look_alike(c: char) -> Option<String> {
+    let own = c.to_string();
+    let skeleton: String = unicode_security::skeleton(&own).collect();
+    let fakes = skeleton != own
+        && !skeleton.is_empty()
+        && skeleton
+            .chars()
+            .all(|s| s.is_ascii_alphanumeric() || "/\\:.-@".contains(s));
+    fakes.then_some(skeleton)
 }
 
 fn code_point(c: char) -> String {
@@ -426,7 +438,6 @@ fn hidden_name(c: char) -> Option<Cow<'static, str>> {
         0x2067 => "RIGHT-TO-LEFT ISOLATE",
         0x2068 => "FIRST STRONG ISOLATE",
         0x2069 => "POP DIRECTIONAL ISOLATE",
-        0x2065 | 0x206A..=0x206F => "FORMAT",
         0x2800 => "BRAILLE PATTERN BLANK",
         0x3000 => "IDEOGRAPHIC SPACE",
         0x3164 => "HANGUL FILLER",
@@ -448,7 +459,8 @@ fn hidden_name(c: char) -> Option<Cow<'static, str>> {
         0xE0100..=0xE01EF => {
             return Some(format!("VARIATION SELECTOR-{}", cp - 0xE0100 + 17).into());
         }
-        0xE01F0..=0xE0FFF => "DEFAULT IGNORABLE",
+        // Whatever else Unicode says renders as nothing (UTS #39 identifier type).
+        _ if c.identifier_type() == Some(IdentifierType::Default_Ignorable) => "DEFAULT IGNORABLE",
         _ => return None,
     };
     Some(name.into())
@@ -821,8 +833,13 @@ pub(crate) mod tests {
             ("\u{212A}elvin", "U+212A", "compatibility form of K"),
             ("\u{1D68A}", "U+1D68A", "compatibility form of a"),
             ("\u{FB01}le", "U+FB01", "compatibility form of fi"),
-            ("\u{0251}pple", "U+0251", "uncommon Latin letter"),
+            ("\u{0251}pple", "U+0251", "looks like a"),
+            ("\u{1D00}BC", "U+1D00", "uncommon Latin letter"),
+            ("\u{0138}ilo", "U+0138", "uncommon Latin letter"),
             ("a.com\u{2215}b", "U+2215", "looks like /"),
+            ("a.com\u{2044}b", "U+2044", "looks like /"),
+            ("rm \u{2010}rf", "U+2010", "looks like -"),
+            ("\u{01C0}ogin", "U+01C0", "looks like l"),
         ] {
             let shown = ShownText::new(text);
             let flagged: Vec<_> = shown

@@ -16,7 +16,7 @@ use serde_json::json;
 use crate::clock;
 use crate::domain::{PushSubscriptionRecord, device_name, random_bytes};
 use crate::error::ApiError;
-use crate::notify::webpush::Subscription;
+use crate::notify::subscription::Subscription;
 use crate::pages::dashboard::InlineText;
 use crate::pages::params_view::ShownText;
 use crate::routes::require_same_origin;
@@ -64,7 +64,6 @@ async fn add(
         .unwrap_or("a browser");
     let name = device_name(query.name.as_deref(), default_name)
         .map_err(|e| ApiError::bad_request("invalid_name", e))?;
-    let stored = subscription.to_json();
     // Checked before adding: two adds at the same instant may pass it together, which lets a
     // user exceed the cap by the requests their session sends at once, not more. A browser
     // subscribing again replaces its old subscription, so that one does not count.
@@ -74,7 +73,7 @@ async fn add(
         .push_subscriptions(&user)
         .await?
         .iter()
-        .filter(|device| device.endpoint != stored.endpoint)
+        .filter(|device| device.subscription.endpoint() != subscription.endpoint())
         .count();
     if others >= max {
         return Err(ApiError::conflict(
@@ -89,9 +88,7 @@ async fn add(
         id: base64url::encode(random_bytes::<12>().map_err(ApiError::internal)?),
         user: user.clone(),
         name,
-        endpoint: stored.endpoint,
-        p256dh: stored.keys.p256dh,
-        auth: stored.keys.auth,
+        subscription,
         created_at: clock::now(),
     };
     state.store.add_push_subscription(&device).await?;
@@ -108,9 +105,10 @@ async fn list(
     let listed = devices
         .iter()
         .map(|device| {
-            let host = url::Url::parse(&device.endpoint)
-                .ok()
-                .and_then(|u| u.host_str().map(str::to_owned))
+            let host = device
+                .subscription
+                .endpoint()
+                .host_str()
                 .unwrap_or_default();
             // The name as the dashboard shows it, every hidden character marked.
             let name_html = InlineText {

@@ -783,7 +783,9 @@ impl Store for EmbeddedStore {
                 let user = subscription.user.as_str();
                 for id in second_members(&by_user, user)? {
                     let stored: Option<PushSubscriptionRecord> = get_record(&devices, &id)?;
-                    if stored.is_some_and(|s| s.endpoint == subscription.endpoint) {
+                    if stored.is_some_and(|s| {
+                        s.subscription.endpoint() == subscription.subscription.endpoint()
+                    }) {
                         devices.remove(id.as_str()).map_err(unavailable)?;
                         by_user.remove((user, id.as_str())).map_err(unavailable)?;
                     }

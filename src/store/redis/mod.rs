@@ -592,7 +592,7 @@ impl Store for RedisStore {
                 .key(self.keys.devices(&subscription.user))
                 .key(self.keys.device_endpoints(&subscription.user))
                 .arg(&subscription.id)
-                .arg(&subscription.endpoint)
+                .arg(subscription.subscription.endpoint().as_str())
                 .arg(to_json(subscription)?),
         )
         .await?;
@@ -628,7 +628,7 @@ impl Store for RedisStore {
                     .key(self.keys.devices(user))
                     .key(self.keys.device_endpoints(user))
                     .arg(id)
-                    .arg(&device.endpoint),
+                    .arg(device.subscription.endpoint().as_str()),
             )
             .await?;
         match outcome.as_str() {
