@@ -16,7 +16,7 @@ use handsign::domain::{
     ApprovalStatus, COLLECT_WITHIN_SECS, InvitationRecord, PasskeyRecord, SessionRecord, UserId,
     UserRecord,
 };
-use handsign::store::{ApprovalFilter, Collection, Store, StoreError};
+use handsign::store::{self, ApprovalFilter, Collection, Store, StoreError};
 use handsign_protocol::canonical::Limits;
 use handsign_protocol::keys::SigningKey;
 use handsign_protocol::params::CanonicalParams;
@@ -124,7 +124,7 @@ fn enrollment(agent: &str, owner: &str, created_at: i64, ttl: i64) -> ApprovalRe
 }
 
 /// A decision with a signed receipt over dummy evidence (stores do not verify receipts).
-fn decision(approval: &ApprovalRecord, decision: Decision, at: i64) -> ApprovalState {
+fn decision(approval: &ApprovalRecord, decision: Decision, at: i64) -> store::Decision {
     let body = ReceiptBody {
         v: RECEIPT_VERSION.into(),
         statement: Statement {
@@ -157,12 +157,11 @@ fn decision(approval: &ApprovalRecord, decision: Decision, at: i64) -> ApprovalS
     };
     let receipt = Box::new(body.sign(&SigningKey::from_seed(&[1; 32])).unwrap());
     match decision {
-        Decision::Approve => ApprovalState::Approved {
+        Decision::Approve => store::Decision::Approved {
             decided_at: at,
             receipt,
-            token_delivered_at: None,
         },
-        Decision::Deny => ApprovalState::Denied {
+        Decision::Deny => store::Decision::Denied {
             decided_at: at,
             receipt,
         },
@@ -1154,7 +1153,7 @@ mod contract {
         for round in 0..ROUNDS {
             let request = approval(&a, "alice", NOW, 300);
             store.create_approval(&request, 1000, NOW).await.unwrap();
-            let decisions: Vec<ApprovalState> = (0..RACERS)
+            let decisions: Vec<store::Decision> = (0..RACERS)
                 .map(|i| {
                     let choice = if i % 2 == 0 {
                         Decision::Approve

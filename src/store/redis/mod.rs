@@ -38,7 +38,7 @@ pub use connection::{Connection, RedisTarget};
 use keys::Keys;
 pub use relay::shared_events;
 
-use super::{ApprovalFilter, Collection, Store, StoreError};
+use super::{ApprovalFilter, Collection, Decision, Store, StoreError};
 use crate::domain::{
     AgentRecord, AgentStatus, ApprovalId, ApprovalKind, ApprovalRecord, ApprovalState,
     ApprovalStatus, COLLECT_WITHIN_SECS, InvitationRecord, PasskeyRecord, PushSubscriptionRecord,
@@ -877,35 +877,14 @@ impl Store for RedisStore {
         decision.decided(created).map(Some)
     }
 
-    /// A decision other than `Approved` or `Denied` is a caller's bug and refused as
-    /// `Unavailable`; an `Approved` decision is stored with no token delivered.
     async fn decide(
         &self,
         id: &ApprovalId,
-        decision: ApprovalState,
+        decision: Decision,
         now: i64,
     ) -> Result<ApprovalRecord, StoreError> {
-        let (status, decided_at) = match &decision {
-            ApprovalState::Approved { decided_at, .. } => ("approved", *decided_at),
-            ApprovalState::Denied { decided_at, .. } => ("denied", *decided_at),
-            ApprovalState::Pending | ApprovalState::Cancelled { .. } => {
-                return Err(StoreError::Unavailable(
-                    "redis: a decision must be approved or denied".into(),
-                ));
-            }
-        };
-        let state = match decision {
-            ApprovalState::Approved {
-                decided_at,
-                receipt,
-                ..
-            } => ApprovalState::Approved {
-                decided_at,
-                receipt,
-                token_delivered_at: None,
-            },
-            denied => denied,
-        };
+        let (status, decided_at) = (decision.status(), decision.decided_at());
+        let state = ApprovalState::from(decision);
         let created = self.existing(id).await?;
         let (outcome, rest) = self
             .run_once(
@@ -916,7 +895,7 @@ impl Store for RedisStore {
                     .arg(id.as_str())
                     .arg(kind_name(created.kind))
                     .arg(&created.agent)
-                    .arg(status)
+                    .arg(status.as_str())
                     .arg(to_json(&state)?)
                     .arg(decided_at),
             )
