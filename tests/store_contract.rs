@@ -1769,6 +1769,146 @@ mod redis {
         );
     }
 
+    /// A step that takes several commands, cut after each of them in turn (a gateway that dies,
+    /// a connection that drops): what it adds exists whole (found, listed and counted) or not
+    /// at all, and doing it again then works.
+    mod cut_connection {
+        use std::future::Future;
+
+        use handsign_redis_harness::CuttingProxy;
+
+        use super::*;
+        use crate::*;
+
+        /// Runs `step` with a store whose connection is cut after 0, 1, 2, ... commands and a
+        /// store straight on the server, both under a prefix of their own, until `step` says
+        /// the cut store did it; checks that some runs were cut part way.
+        async fn cut_after_each_command<F, Fut>(step: F)
+        where
+            F: Fn(RedisStore, RedisStore) -> Fut,
+            Fut: Future<Output = bool>,
+        {
+            let server = RedisServer::start().await;
+            let mut failed = 0;
+            for commands in 0..64 {
+                let proxy = CuttingProxy::start(server.port(), commands).await;
+                let prefix = format!("cut{commands}");
+                let target = RedisTarget::parse(&proxy.url()).unwrap();
+                let Ok(cut) = RedisStore::connect(&target, &prefix).await else {
+                    continue; // cut while connecting
+                };
+                let direct =
+                    RedisStore::connect(&RedisTarget::parse(server.url()).unwrap(), &prefix)
+                        .await
+                        .unwrap();
+                if step(cut, direct).await {
+                    assert!(failed > 0, "no run was cut part way");
+                    return;
+                }
+                assert!(proxy.cut(), "failed without a cut");
+                failed += 1;
+            }
+            panic!("never done in 64 commands");
+        }
+
+        fn pending(agent: AgentRecord) -> AgentRecord {
+            AgentRecord {
+                status: AgentStatus::Pending,
+                enrollment_expires_at: Some(NOW + 300),
+                ..agent
+            }
+        }
+
+        /// Whether `id` is found, listed as alice's and listed among all agents; all or none.
+        async fn agent_exists(store: &RedisStore, id: &str) -> bool {
+            let found = store.agent(id).await.unwrap().is_some();
+            let of_alice = store.agents(Some(&user_id("alice"))).await.unwrap();
+            let all = store.agents(None).await.unwrap();
+            let listed = |agents: &[AgentRecord]| agents.iter().any(|a| a.id == id);
+            assert_eq!(
+                (listed(&of_alice), listed(&all)),
+                (found, found),
+                "found {found}, listed {of_alice:?}, among all {all:?}"
+            );
+            found
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn an_agent_is_added_whole_or_not_at_all() {
+            cut_after_each_command(|cut, direct| async move {
+                add_user(&direct, "alice").await;
+                let record = agent("a", "alice", NOW);
+                let added = cut.add_agent(&record).await.is_ok();
+                let exists = agent_exists(&direct, "a").await;
+                assert!(exists || !added);
+                let again = direct.add_agent(&record).await;
+                if exists {
+                    assert!(matches!(again, Err(StoreError::AlreadyExists("agent"))));
+                } else {
+                    again.unwrap();
+                    assert!(agent_exists(&direct, "a").await);
+                }
+                added
+            })
+            .await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn an_enrolling_agent_is_added_whole_or_not_at_all() {
+            cut_after_each_command(|cut, direct| async move {
+                add_user(&direct, "alice").await;
+                let record = pending(agent("a", "alice", NOW));
+                let added = cut.add_enrolling_agent(&record, 5, NOW).await.is_ok();
+                let exists = agent_exists(&direct, "a").await;
+                assert!(exists || !added);
+                if !exists {
+                    direct.add_enrolling_agent(&record, 5, NOW).await.unwrap();
+                    assert!(agent_exists(&direct, "a").await);
+                }
+                added
+            })
+            .await;
+        }
+
+        /// Whether `request` is found, listed and counted as pending; all or none.
+        async fn request_exists(store: &RedisStore, request: &ApprovalRecord) -> bool {
+            let found = store.approval(&request.id).await.unwrap().is_some();
+            let listed = store
+                .approvals(&user_id("alice"), ApprovalFilter::Pending, NOW, 10)
+                .await
+                .unwrap();
+            let counted = store.pending_count(NOW).await.unwrap();
+            assert_eq!(
+                (ids(&listed), counted),
+                if found {
+                    (vec![request.id.clone()], 1)
+                } else {
+                    (vec![], 0)
+                },
+                "found {found}"
+            );
+            found
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_request_is_created_whole_or_not_at_all() {
+            cut_after_each_command(|cut, direct| async move {
+                add_user(&direct, "alice").await;
+                active_agent(&direct, "a", "alice").await;
+                let request = approval("a", "alice", NOW, 300);
+                let created = cut.create_approval(&request, 1, NOW).await.is_ok();
+                let exists = request_exists(&direct, &request).await;
+                assert!(exists || !created);
+                if !exists {
+                    direct.create_approval(&request, 1, NOW).await.unwrap();
+                    assert!(request_exists(&direct, &request).await);
+                }
+                created
+            })
+            .await;
+        }
+    }
+
     /// Decisions and token deliveries across a failover: a primary and a replica replicating
     /// through a forwarder the test freezes; killing the primary and the link loses what the
     /// replica had not received, and the replica is promoted.

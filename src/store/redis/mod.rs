@@ -172,32 +172,61 @@ impl RedisStore {
         script_outcome(redis::from_redis_value(answer).map_err(unavailable)?)
     }
 
-    /// The user a request or an agent belongs to, from its pointer.
-    /// Claims an agent id for its user (written once, never changed); a claim left by an
-    /// earlier attempt for the same user is taken over.
-    async fn claim_agent_id(&self, agent: &AgentRecord) -> Result<(), StoreError> {
-        let pointer = self.keys.agent_owner(&agent.id);
-        let claimed: bool = self
-            .query(
-                redis::cmd("SET")
-                    .arg(&pointer)
-                    .arg(agent.user.as_str())
-                    .arg("NX"),
-            )
-            .await
-            .map(|reply: Option<String>| reply.is_some())?;
-        if !claimed && self.owner(pointer).await?.as_ref() != Some(&agent.user) {
-            return Err(StoreError::AlreadyExists("agent"));
+    /// Claims `pointer`, the key of an id in the id's own slot, with `value`, which names the
+    /// id's user: `SET NX`, or a claim an earlier attempt left with the same value is taken over;
+    /// any other value is `AlreadyExists(what)`. A claim is nothing by itself: the record
+    /// exists once one script in its owner's slot has written it and every index of it (see
+    /// docs/protocol.md, "Storage").
+    async fn claim(
+        &self,
+        pointer: &str,
+        value: &str,
+        what: &'static str,
+    ) -> Result<(), StoreError> {
+        let claimed: Option<String> = self
+            .query(redis::cmd("SET").arg(pointer).arg(value).arg("NX"))
+            .await?;
+        if claimed.is_some() {
+            return Ok(());
         }
+        let held: Option<String> = self.query(redis::cmd("GET").arg(pointer)).await?;
+        if held.as_deref() == Some(value) {
+            Ok(())
+        } else {
+            Err(StoreError::AlreadyExists(what))
+        }
+    }
+
+    /// Claims an agent id for its user (written once, never changed) and enters it in the
+    /// operator's list of every agent, before the agent is written: both name an agent that
+    /// exists only once the script on its user's slot has written it.
+    async fn claim_agent_id(&self, agent: &AgentRecord) -> Result<(), StoreError> {
+        self.claim(
+            &self.keys.agent_owner(&agent.id),
+            agent.user.as_str(),
+            "agent",
+        )
+        .await?;
+        let _: i64 = self
+            .query(
+                redis::cmd("SADD")
+                    .arg(self.keys.all_agents())
+                    .arg(&agent.id),
+            )
+            .await?;
         Ok(())
     }
 
-    /// Enters an added agent in the operator's listing of every agent.
-    async fn list_agent(&self, id: &str) -> Result<(), StoreError> {
-        let _: i64 = self
-            .query(redis::cmd("SADD").arg(self.keys.all_agents()).arg(id))
+    /// The agents of `user`, in no order.
+    async fn agents_of(&self, user: &UserId) -> Result<Vec<AgentRecord>, StoreError> {
+        let ids: Vec<String> = self
+            .query(redis::cmd("SMEMBERS").arg(self.keys.agents_of(user)))
             .await?;
-        Ok(())
+        Ok(try_join_all(ids.iter().map(|id| self.agent_in(user, id)))
+            .await?
+            .into_iter()
+            .flatten()
+            .collect())
     }
 
     async fn owner(&self, pointer: String) -> Result<Option<UserId>, StoreError> {
@@ -699,7 +728,7 @@ impl Store for RedisStore {
             )
             .await?;
         match outcome.as_str() {
-            "ok" => self.list_agent(&agent.id).await,
+            "ok" => Ok(()),
             "exists" => Err(StoreError::AlreadyExists("agent")),
             other => Err(unexpected(other)),
         }
@@ -733,7 +762,7 @@ impl Store for RedisStore {
             )
             .await?;
         match outcome.as_str() {
-            "ok" => self.list_agent(&agent.id).await,
+            "ok" => Ok(()),
             "exists" => Err(StoreError::AlreadyExists("agent")),
             "too_many" => Err(StoreError::TooManyEnrollments {
                 limit: max_enrolling,
@@ -751,17 +780,9 @@ impl Store for RedisStore {
 
     /// Oldest first (then by id), so a listing does not reshuffle between calls.
     async fn agents(&self, user: Option<&UserId>) -> Result<Vec<AgentRecord>, StoreError> {
-        let mut agents: Vec<AgentRecord> = match user {
-            Some(user) => {
-                let ids: Vec<String> = self
-                    .query(redis::cmd("SMEMBERS").arg(self.keys.agents_of(user)))
-                    .await?;
-                try_join_all(ids.iter().map(|id| self.agent_in(user, id)))
-                    .await?
-                    .into_iter()
-                    .flatten()
-                    .collect()
-            }
+        let mut agents = match user {
+            Some(user) => self.agents_of(user).await?,
+            // Listed ids whose agent was never written (see `claim_agent_id`) are skipped.
             None => {
                 let ids: Vec<String> = self
                     .query(redis::cmd("SMEMBERS").arg(self.keys.all_agents()))
@@ -821,60 +842,64 @@ impl Store for RedisStore {
                 "redis: a new request must be pending".into(),
             ));
         }
-        let stored = request::to_json(approval)?;
+        // The request as created goes first, in the slot of its id; it exists once its user's
+        // slot accepts it. A failure in between leaves a record no listing, count or lookup
+        // sees, and a retry of the same request takes it over.
+        let created = self.keys.approval(&approval.id);
+        self.claim(&created, &request::to_json(approval)?, "approval")
+            .await?;
         let (outcome, rest) = self
             .run(
                 scripts::ACCEPT_REQUEST
                     .key(self.keys.history(&approval.user))
-                    .arg(self.keys.user_slot(&approval.user))
+                    .key(self.keys.agent(&approval.user, &approval.agent))
+                    .key(self.keys.agent_pending(&approval.user, &approval.agent))
                     .arg(now)
                     .arg(max_pending)
                     .arg(approval.id.as_str())
                     .arg(kind_name(approval.kind))
-                    .arg(&approval.agent)
                     .arg(approval.created_at)
                     .arg(approval.expires_at),
             )
             .await?;
-        match outcome.as_str() {
-            "ok" => {}
-            "agent_not_found" => return Err(StoreError::NotFound("agent")),
+        let refused = match outcome.as_str() {
+            "ok" => return Ok(()),
+            // Accepted before (a retry after a lost answer): the record is that request's.
+            "exists" => return Err(StoreError::AlreadyExists("approval")),
+            "agent_not_found" => StoreError::NotFound("agent"),
             "agent_inactive" => {
                 let status = rest
                     .first()
                     .map(|s| String::from_utf8_lossy(s).into_owned());
-                return Err(StoreError::AgentInactive(parse_agent_status(
-                    &status.unwrap_or_default(),
-                )?));
+                StoreError::AgentInactive(parse_agent_status(&status.unwrap_or_default())?)
             }
-            "too_many_pending" => return Err(StoreError::TooManyPending { limit: max_pending }),
-            "exists" => return Err(StoreError::AlreadyExists("approval")),
+            "too_many_pending" => StoreError::TooManyPending { limit: max_pending },
             other => return Err(unexpected(other)),
+        };
+        // Refused: the record as created names nothing; removing it only saves the space.
+        if let Err(e) = self.query::<i64>(redis::cmd("DEL").arg(&created)).await {
+            tracing::warn!(id = %approval.id, "a refused request's record stays behind: {e}");
         }
-        // Accepted; the request exists once it is written. Should writing fail, its index
-        // entries name nothing that can be read or decided, and hold a place under the agent's
-        // limit until the request would have expired.
-        let written: Option<String> = self
-            .query(
-                redis::cmd("SET")
-                    .arg(self.keys.approval(&approval.id))
-                    .arg(stored)
-                    .arg("NX"),
-            )
-            .await?;
-        match written {
-            Some(_) => Ok(()),
-            // Request ids are 128 random bits: a taken id means the same request twice.
-            None => Err(StoreError::AlreadyExists("approval")),
-        }
+        Err(refused)
     }
 
     async fn approval(&self, id: &ApprovalId) -> Result<Option<ApprovalRecord>, StoreError> {
         let Some(created) = self.created(id).await? else {
             return Ok(None);
         };
-        let decision = self.fields(self.keys.decision(&created.user, id)).await?;
-        decision.decided(created).map(Some)
+        let (outcome, rest) = self
+            .run(
+                scripts::READ_DECISION
+                    .key(self.keys.history(&created.user))
+                    .key(self.keys.decision(&created.user, id))
+                    .arg(id.as_str()),
+            )
+            .await?;
+        match outcome.as_str() {
+            "ok" => Fields::from_flat(rest)?.decided(created).map(Some),
+            "unknown" => Ok(None),
+            other => Err(unexpected(other)),
+        }
     }
 
     async fn decide(
@@ -890,11 +915,12 @@ impl Store for RedisStore {
             .run_once(
                 scripts::DECIDE
                     .key(self.keys.decision(&created.user, id))
-                    .arg(self.keys.user_slot(&created.user))
+                    .key(self.keys.history(&created.user))
+                    .key(self.keys.agent_pending(&created.user, &created.agent))
+                    .key(self.keys.agent(&created.user, &created.agent))
                     .arg(now)
                     .arg(id.as_str())
                     .arg(kind_name(created.kind))
-                    .arg(&created.agent)
                     .arg(status.as_str())
                     .arg(to_json(&state)?)
                     .arg(decided_at),
@@ -905,6 +931,7 @@ impl Store for RedisStore {
             "not_pending" => Err(StoreError::NotPending(
                 Fields::from_flat(rest)?.decided(created)?.status(now),
             )),
+            "not_found" => Err(StoreError::NotFound("approval")),
             "agent_not_found" => Err(StoreError::NotFound("agent")),
             other => Err(unexpected(other)),
         }
@@ -917,10 +944,15 @@ impl Store for RedisStore {
                 scripts::COLLECT_TOKEN
                     .key(self.keys.decision(&created.user, id))
                     .key(self.keys.agent(&created.user, &created.agent))
+                    .key(self.keys.history(&created.user))
                     .arg(now)
-                    .arg(COLLECT_WITHIN_SECS),
+                    .arg(COLLECT_WITHIN_SECS)
+                    .arg(id.as_str()),
             )
             .await?;
+        if outcome == "not_found" {
+            return Err(StoreError::NotFound("approval"));
+        }
         if outcome == "agent_inactive" {
             let status = rest.first().map(|status| String::from_utf8_lossy(status));
             let status = status.as_deref().unwrap_or("revoked");

@@ -15,63 +15,75 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-/// Accepts a new request if its agent may ask and has fewer than the limit pending: enters it
-/// in the user's history and its agent's pending set. The agent's expired entries leave that set
-/// here. The request itself is written after this step (see `RedisStore::create_approval`).
-/// KEYS: the user's history. ARGV: user prefix, now, max pending, id, kind, agent, created_at,
-/// expires_at.
+/// Accepts a request already written as created (see `RedisStore::create_approval`) if its
+/// agent may ask and has fewer than the limit pending: enters it in the user's history and its
+/// agent's pending set, which is what makes it exist. The agent's expired entries leave that
+/// set here.
+/// KEYS: the user's history, the agent, the agent's pending set. ARGV: now, max pending, id,
+/// kind, created_at, expires_at.
 pub static ACCEPT_REQUEST: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-local slot, now, max_pending = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local id, kind, agent = ARGV[4], ARGV[5], ARGV[6]
-local status = redis.call('HGET', slot .. 'agent:' .. agent, 'status')
+local now, max_pending, id, kind = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local status = redis.call('HGET', KEYS[2], 'status')
 if not status then return {'agent_not_found'} end
 local may_ask = 'active'
 if kind == 'enrollment' then may_ask = 'pending' end
 if status ~= may_ask then return {'agent_inactive', status} end
 if redis.call('ZSCORE', KEYS[1], id) then return {'exists'} end
-local pending = slot .. 'agent-pending:' .. agent
-redis.call('ZREMRANGEBYSCORE', pending, '-inf', now)
-if redis.call('ZCARD', pending) >= max_pending then return {'too_many_pending'} end
-redis.call('ZADD', KEYS[1], ARGV[7], id)
-redis.call('ZADD', pending, ARGV[8], id)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+if redis.call('ZCARD', KEYS[3]) >= max_pending then return {'too_many_pending'} end
+redis.call('ZADD', KEYS[1], ARGV[5], id)
+redis.call('ZADD', KEYS[3], ARGV[6], id)
 return {'ok'}
 "#,
     )
 });
 
-/// Records a decision on a request pending at `now`, that is in its agent's pending set and not
-/// yet expired; for an enrollment, sets its agent active (approved, if still pending) or revoked
-/// (denied) in the same step. Kind and agent come from the request as created, which never
-/// changes. Answers the decision hash.
-/// KEYS: the request's decision. ARGV: user prefix, now, id, kind, agent, status
-/// (`approved`/`denied`), state, decided_at.
+/// The decision hash of an accepted request, or `unknown` for a request its user's history
+/// does not hold (written as created, never accepted).
+/// KEYS: the user's history, the request's decision. ARGV: id.
+pub static READ_DECISION: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return {'unknown'} end
+local all = redis.call('HGETALL', KEYS[2])
+table.insert(all, 1, 'ok')
+return all
+"#,
+    )
+});
+
+/// Records a decision on an accepted request pending at `now`, that is in its agent's pending
+/// set and not yet expired; for an enrollment, sets its agent active (approved, if still
+/// pending) or revoked (denied) in the same step. Kind and agent come from the request as
+/// created, which never changes. Answers the decision hash.
+/// KEYS: the request's decision, the user's history, the agent's pending set, the agent.
+/// ARGV: now, id, kind, status (`approved`/`denied`), state, decided_at.
 pub static DECIDE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-local slot, now, id, kind, agent, decision = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local pending = slot .. 'agent-pending:' .. agent
-local expires_at = redis.call('ZSCORE', pending, id)
+local now, id, kind, decision = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
+if not redis.call('ZSCORE', KEYS[2], id) then return {'not_found'} end
+local expires_at = redis.call('ZSCORE', KEYS[3], id)
 if not expires_at or now >= tonumber(expires_at) or redis.call('EXISTS', KEYS[1]) == 1 then
   local all = redis.call('HGETALL', KEYS[1])
   table.insert(all, 1, 'not_pending')
   return all
 end
 if kind == 'enrollment' then
-  local agent_key = slot .. 'agent:' .. agent
-  local agent_status = redis.call('HGET', agent_key, 'status')
+  local agent_status = redis.call('HGET', KEYS[4], 'status')
   if not agent_status then return {'agent_not_found'} end
   -- Only a still pending agent becomes active: an operator's suspension or revocation in the
   -- meantime stands.
   if decision == 'denied' then
-    redis.call('HSET', agent_key, 'status', 'revoked')
+    redis.call('HSET', KEYS[4], 'status', 'revoked')
   elseif agent_status == 'pending' then
-    redis.call('HSET', agent_key, 'status', 'active')
+    redis.call('HSET', KEYS[4], 'status', 'active')
   end
 end
-redis.call('HSET', KEYS[1], 'status', decision, 'state', ARGV[7], 'decided_at', ARGV[8])
-redis.call('ZREM', pending, id)
+redis.call('HSET', KEYS[1], 'status', decision, 'state', ARGV[5], 'decided_at', ARGV[6])
+redis.call('ZREM', KEYS[3], id)
 local all = redis.call('HGETALL', KEYS[1])
 table.insert(all, 1, 'ok')
 return all
@@ -81,12 +93,13 @@ return all
 
 /// Marks an approved request's token delivered, once, if it is collected in time by an agent
 /// that is active. Answers the decision hash (empty while the request is undecided).
-/// KEYS: the request's decision, its agent. ARGV: now, seconds an approval may wait for
-/// collection.
+/// KEYS: the request's decision, its agent, the user's history. ARGV: now, seconds an approval
+/// may wait for collection, id.
 pub static COLLECT_TOKEN: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 local now = tonumber(ARGV[1])
+if not redis.call('ZSCORE', KEYS[3], ARGV[3]) then return {'not_found'} end
 local f = redis.call('HMGET', KEYS[1], 'status', 'decided_at', 'delivered_at')
 local outcome = 'unchanged'
 if f[1] == 'approved' and not f[3] and now < tonumber(f[2]) + tonumber(ARGV[2]) then
