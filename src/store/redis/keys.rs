@@ -67,9 +67,8 @@ impl Keys {
 
     // A user's slot.
 
-    /// The start of every key in `user`'s slot; scripts derive the keys of one agent or request
-    /// from it.
-    pub fn user_slot(&self, user: &UserId) -> String {
+    /// The start of every key in `user`'s slot.
+    fn user_slot(&self, user: &UserId) -> String {
         format!("{}:{{u:{user}}}:", self.prefix)
     }
 

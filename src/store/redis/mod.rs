@@ -52,6 +52,9 @@ pub const DEFAULT_PREFIX: &str = "handsign";
 /// that runs ahead of the gateway's.
 const CLEANUP_MARGIN_SECS: i64 = 300;
 
+/// How many times [`RedisStore::run_optimistic`] reads and runs a step before giving up.
+const OPTIMISTIC_ATTEMPTS: usize = 8;
+
 /// The gateway's storage in Redis. Cheap to clone: clones share the connection.
 #[derive(Clone)]
 pub struct RedisStore {
@@ -170,6 +173,29 @@ impl RedisStore {
             .next()
             .ok_or_else(|| StoreError::Unavailable("redis: no script answer".into()))?;
         script_outcome(redis::from_redis_value(answer).map_err(unavailable)?)
+    }
+
+    /// Runs a script whose keys depend on what is stored: `prepare` reads them and names them,
+    /// and the script answers `changed` without changing anything if they are no longer the
+    /// ones to touch. Read and run again until it is not `changed`, a bounded number of times
+    /// (only other writes to the same few keys in between make it run again).
+    async fn run_optimistic<'a, F, Fut>(
+        &self,
+        prepare: F,
+    ) -> Result<(String, Vec<Vec<u8>>), StoreError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<redis::ScriptInvocation<'a>, StoreError>>,
+    {
+        for _ in 0..OPTIMISTIC_ATTEMPTS {
+            let answer = self.run(&prepare().await?).await?;
+            if answer.0 != "changed" {
+                return Ok(answer);
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "redis: what a step reads kept changing before it ran ({OPTIMISTIC_ATTEMPTS} attempts)"
+        )))
     }
 
     /// Claims `pointer`, the key of an id in the id's own slot, with `value`, which names the
@@ -317,15 +343,14 @@ impl RedisStore {
         now: i64,
         answer: &str,
     ) -> Result<Vec<Vec<u8>>, StoreError> {
-        let (outcome, rest) = self
-            .run(
-                scripts::PENDING_REQUESTS
-                    .key(self.keys.agents_of(user))
-                    .arg(self.keys.user_slot(user))
-                    .arg(now)
-                    .arg(answer),
-            )
+        let agents: Vec<String> = self
+            .query(redis::cmd("SMEMBERS").arg(self.keys.agents_of(user)))
             .await?;
+        let mut invocation = scripts::PENDING_REQUESTS.prepare_invoke();
+        for agent in &agents {
+            invocation.key(self.keys.agent_pending(user, agent));
+        }
+        let (outcome, rest) = self.run(invocation.arg(now).arg(answer)).await?;
         match outcome.as_str() {
             "ok" => Ok(rest),
             other => Err(unexpected(other)),
@@ -748,18 +773,30 @@ impl Store for RedisStore {
             )
         })?;
         self.claim_agent_id(agent).await?;
+        let record = to_json(agent)?;
         let (outcome, _) = self
-            .run(
-                scripts::ADD_ENROLLING_AGENT
+            .run_optimistic(|| async {
+                // The user's agents, read first and named to the script, which checks they are
+                // still all the user has.
+                let others: Vec<String> = self
+                    .query(redis::cmd("SMEMBERS").arg(self.keys.agents_of(&agent.user)))
+                    .await?;
+                let mut invocation = scripts::ADD_ENROLLING_AGENT.prepare_invoke();
+                invocation
                     .key(self.keys.agent(&agent.user, &agent.id))
-                    .key(self.keys.agents_of(&agent.user))
-                    .arg(self.keys.user_slot(&agent.user))
+                    .key(self.keys.agents_of(&agent.user));
+                for other in &others {
+                    invocation.key(self.keys.agent(&agent.user, other));
+                }
+                invocation
                     .arg(&agent.id)
-                    .arg(to_json(agent)?)
+                    .arg(&record)
                     .arg(now)
                     .arg(max_enrolling)
-                    .arg(enrolling_until),
-            )
+                    .arg(enrolling_until)
+                    .arg(&others);
+                Ok(invocation)
+            })
             .await?;
         match outcome.as_str() {
             "ok" => Ok(()),
@@ -812,16 +849,38 @@ impl Store for RedisStore {
             at: now,
             reason: "agent revoked".into(),
         };
+        let cancelled = to_json(&cancelled)?;
+        let agent = self.keys.agent(&user, id);
+        let pending = self.keys.agent_pending(&user, id);
         let (outcome, rest) = self
-            .run(
-                scripts::SET_AGENT_STATUS
-                    .key(self.keys.agent(&user, id))
-                    .arg(self.keys.user_slot(&user))
-                    .arg(id)
+            .run_optimistic(|| async {
+                // A revocation cancels the requests pending now: read first, named to the
+                // script, which checks they are still the ones pending.
+                let live: Vec<String> = if status == AgentStatus::Revoked {
+                    self.query(
+                        redis::cmd("ZRANGE")
+                            .arg(&pending)
+                            .arg(format!("({now}"))
+                            .arg("+inf")
+                            .arg("BYSCORE"),
+                    )
+                    .await?
+                } else {
+                    Vec::new()
+                };
+                let mut invocation = scripts::SET_AGENT_STATUS.prepare_invoke();
+                invocation.key(&agent).key(&pending);
+                for request in &live {
+                    let request = ApprovalId::parse(request).map_err(unavailable)?;
+                    invocation.key(self.keys.decision(&user, &request));
+                }
+                invocation
                     .arg(status.as_str())
                     .arg(now)
-                    .arg(to_json(&cancelled)?),
-            )
+                    .arg(&cancelled)
+                    .arg(&live);
+                Ok(invocation)
+            })
             .await?;
         match outcome.as_str() {
             "ok" => Fields::from_flat(rest)?.agent(),
