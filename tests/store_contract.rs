@@ -1773,23 +1773,22 @@ mod redis {
     /// a connection that drops): what it adds exists whole (found, listed and counted) or not
     /// at all, and doing it again then works.
     mod cut_connection {
-        use std::future::Future;
-
         use handsign_redis_harness::CuttingProxy;
 
         use super::*;
         use crate::*;
 
-        /// Runs `step` with a store whose connection is cut after 0, 1, 2, ... commands and a
-        /// store straight on the server, both under a prefix of their own, until `step` says
-        /// the cut store did it; checks that some runs were cut part way.
-        async fn cut_after_each_command<F, Fut>(step: F)
-        where
-            F: Fn(RedisStore, RedisStore) -> Fut,
-            Fut: Future<Output = bool>,
-        {
+        /// Runs `step` with a store whose connection is cut after 0, 1, 2, ... commands (each
+        /// time under a key prefix of its own, after `setup` on a store straight on the server)
+        /// until it succeeds. After each run, what `step` adds `exists` whole or not at all;
+        /// doing it again then succeeds if it does not, and is `AlreadyExists` if it does.
+        async fn added_whole_or_not_at_all(
+            setup: impl AsyncFn(&RedisStore),
+            step: impl AsyncFn(&RedisStore) -> Result<(), StoreError>,
+            exists: impl AsyncFn(&RedisStore) -> bool,
+        ) {
             let server = RedisServer::start().await;
-            let mut failed = 0;
+            let mut cut_part_way = 0;
             for commands in 0..64 {
                 let proxy = CuttingProxy::start(server.port(), commands).await;
                 let prefix = format!("cut{commands}");
@@ -1797,34 +1796,42 @@ mod redis {
                 let Ok(cut) = RedisStore::connect(&target, &prefix).await else {
                     continue; // cut while connecting
                 };
-                let direct =
-                    RedisStore::connect(&RedisTarget::parse(server.url()).unwrap(), &prefix)
-                        .await
-                        .unwrap();
-                if step(cut, direct).await {
-                    assert!(failed > 0, "no run was cut part way");
+                let direct = RedisTarget::parse(server.url()).unwrap();
+                let direct = RedisStore::connect(&direct, &prefix).await.unwrap();
+                setup(&direct).await;
+                let done = step(&cut).await.is_ok();
+                let found = exists(&direct).await;
+                assert!(
+                    found || !done,
+                    "done, yet not there after {commands} commands"
+                );
+                let again = step(&direct).await;
+                if found {
+                    assert!(
+                        matches!(again, Err(StoreError::AlreadyExists(_))),
+                        "{again:?}"
+                    );
+                } else {
+                    again.unwrap();
+                    assert!(exists(&direct).await);
+                }
+                if done {
+                    assert!(cut_part_way > 0, "no run was cut part way");
                     return;
                 }
                 assert!(proxy.cut(), "failed without a cut");
-                failed += 1;
+                cut_part_way += 1;
             }
             panic!("never done in 64 commands");
         }
 
-        fn pending(agent: AgentRecord) -> AgentRecord {
-            AgentRecord {
-                status: AgentStatus::Pending,
-                enrollment_expires_at: Some(NOW + 300),
-                ..agent
-            }
-        }
-
-        /// Whether `id` is found, listed as alice's and listed among all agents; all or none.
-        async fn agent_exists(store: &RedisStore, id: &str) -> bool {
-            let found = store.agent(id).await.unwrap().is_some();
+        /// Whether agent `a` is found, listed as alice's and listed among all agents; all or
+        /// none.
+        async fn agent_exists(store: &RedisStore) -> bool {
+            let found = store.agent("a").await.unwrap().is_some();
             let of_alice = store.agents(Some(&user_id("alice"))).await.unwrap();
             let all = store.agents(None).await.unwrap();
-            let listed = |agents: &[AgentRecord]| agents.iter().any(|a| a.id == id);
+            let listed = |agents: &[AgentRecord]| agents.iter().any(|a| a.id == "a");
             assert_eq!(
                 (listed(&of_alice), listed(&all)),
                 (found, found),
@@ -1833,78 +1840,63 @@ mod redis {
             found
         }
 
+        async fn alice(store: &RedisStore) {
+            add_user(store, "alice").await;
+        }
+
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn an_agent_is_added_whole_or_not_at_all() {
-            cut_after_each_command(|cut, direct| async move {
-                add_user(&direct, "alice").await;
-                let record = agent("a", "alice", NOW);
-                let added = cut.add_agent(&record).await.is_ok();
-                let exists = agent_exists(&direct, "a").await;
-                assert!(exists || !added);
-                let again = direct.add_agent(&record).await;
-                if exists {
-                    assert!(matches!(again, Err(StoreError::AlreadyExists("agent"))));
-                } else {
-                    again.unwrap();
-                    assert!(agent_exists(&direct, "a").await);
-                }
-                added
-            })
+            let record = agent("a", "alice", NOW);
+            added_whole_or_not_at_all(
+                alice,
+                async |store: &RedisStore| store.add_agent(&record).await,
+                agent_exists,
+            )
             .await;
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn an_enrolling_agent_is_added_whole_or_not_at_all() {
-            cut_after_each_command(|cut, direct| async move {
-                add_user(&direct, "alice").await;
-                let record = pending(agent("a", "alice", NOW));
-                let added = cut.add_enrolling_agent(&record, 5, NOW).await.is_ok();
-                let exists = agent_exists(&direct, "a").await;
-                assert!(exists || !added);
-                if !exists {
-                    direct.add_enrolling_agent(&record, 5, NOW).await.unwrap();
-                    assert!(agent_exists(&direct, "a").await);
-                }
-                added
-            })
+            let record = AgentRecord {
+                status: AgentStatus::Pending,
+                enrollment_expires_at: Some(NOW + 300),
+                ..agent("a", "alice", NOW)
+            };
+            added_whole_or_not_at_all(
+                alice,
+                async |store: &RedisStore| store.add_enrolling_agent(&record, 5, NOW).await,
+                agent_exists,
+            )
             .await;
-        }
-
-        /// Whether `request` is found, listed and counted as pending; all or none.
-        async fn request_exists(store: &RedisStore, request: &ApprovalRecord) -> bool {
-            let found = store.approval(&request.id).await.unwrap().is_some();
-            let listed = store
-                .approvals(&user_id("alice"), ApprovalFilter::Pending, NOW, 10)
-                .await
-                .unwrap();
-            let counted = store.pending_count(NOW).await.unwrap();
-            assert_eq!(
-                (ids(&listed), counted),
-                if found {
-                    (vec![request.id.clone()], 1)
-                } else {
-                    (vec![], 0)
-                },
-                "found {found}"
-            );
-            found
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn a_request_is_created_whole_or_not_at_all() {
-            cut_after_each_command(|cut, direct| async move {
-                add_user(&direct, "alice").await;
-                active_agent(&direct, "a", "alice").await;
-                let request = approval("a", "alice", NOW, 300);
-                let created = cut.create_approval(&request, 1, NOW).await.is_ok();
-                let exists = request_exists(&direct, &request).await;
-                assert!(exists || !created);
-                if !exists {
-                    direct.create_approval(&request, 1, NOW).await.unwrap();
-                    assert!(request_exists(&direct, &request).await);
-                }
-                created
-            })
+            let request = approval("a", "alice", NOW, 300);
+            // Found, listed and counted as pending; all or none.
+            let exists = async |store: &RedisStore| {
+                let found = store.approval(&request.id).await.unwrap().is_some();
+                let listed = store
+                    .approvals(&user_id("alice"), ApprovalFilter::Pending, NOW, 10)
+                    .await
+                    .unwrap();
+                let counted = store.pending_count(NOW).await.unwrap();
+                let expected = if found {
+                    vec![request.id.clone()]
+                } else {
+                    vec![]
+                };
+                assert_eq!((ids(&listed), counted), (expected, usize::from(found)));
+                found
+            };
+            added_whole_or_not_at_all(
+                async |store: &RedisStore| {
+                    add_user(store, "alice").await;
+                    active_agent(store, "a", "alice").await;
+                },
+                async |store: &RedisStore| store.create_approval(&request, 1, NOW).await,
+                exists,
+            )
             .await;
         }
     }
