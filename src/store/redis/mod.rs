@@ -2,7 +2,9 @@
 //! behind a load balancer share users, passkeys, agents and requests. Works with one Redis
 //! server or Redis Cluster.
 //!
-//! Each once-only operation is one Lua script on one slot ([`scripts`], [`keys`]). Records are
+//! Each once-only operation is one Lua script on one slot ([`scripts`], [`keys`]); adding a
+//! request or an agent, which are found by id, first writes the key of the id, which counts
+//! only once that script has run ([`keys`]). Records are
 //! JSON; what a script decides on is kept in fields of its own, so scripts never parse or
 //! rewrite records. An agent's status is a field beside its record. A request is written once,
 //! as created ([`request`]); whether it is pending is its entry in its agent's pending set,
