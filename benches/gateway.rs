@@ -19,7 +19,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{TestGateway, flight};
-use handsign::domain::{ApprovalId, ApprovalRecord, ApprovalState};
+use handsign::domain::{ApprovalId, ApprovalRecord};
 use handsign_protocol::base64url;
 use handsign_protocol::keys::SigningKey;
 use handsign_protocol::receipt::{Credential, Evidence, Receipt, ReceiptBody};
@@ -113,10 +113,9 @@ async fn wake_up(gateway: &TestGateway) {
             .store
             .decide(
                 &id,
-                ApprovalState::Approved {
+                handsign::store::Decision::Approved {
                     decided_at: now,
                     receipt: Box::new(receipt),
-                    token_delivered_at: None,
                 },
                 now,
             )

@@ -16,7 +16,7 @@ use handsign::domain::{
     ApprovalStatus, COLLECT_WITHIN_SECS, InvitationRecord, PasskeyRecord, SessionRecord, UserId,
     UserRecord,
 };
-use handsign::store::{ApprovalFilter, Collection, Store, StoreError};
+use handsign::store::{self, ApprovalFilter, Collection, Store, StoreError};
 use handsign_protocol::canonical::Limits;
 use handsign_protocol::keys::SigningKey;
 use handsign_protocol::params::CanonicalParams;
@@ -124,7 +124,7 @@ fn enrollment(agent: &str, owner: &str, created_at: i64, ttl: i64) -> ApprovalRe
 }
 
 /// A decision with a signed receipt over dummy evidence (stores do not verify receipts).
-fn decision(approval: &ApprovalRecord, decision: Decision, at: i64) -> ApprovalState {
+fn decision(approval: &ApprovalRecord, decision: Decision, at: i64) -> store::Decision {
     let body = ReceiptBody {
         v: RECEIPT_VERSION.into(),
         statement: Statement {
@@ -157,12 +157,11 @@ fn decision(approval: &ApprovalRecord, decision: Decision, at: i64) -> ApprovalS
     };
     let receipt = Box::new(body.sign(&SigningKey::from_seed(&[1; 32])).unwrap());
     match decision {
-        Decision::Approve => ApprovalState::Approved {
+        Decision::Approve => store::Decision::Approved {
             decided_at: at,
             receipt,
-            token_delivered_at: None,
         },
-        Decision::Deny => ApprovalState::Denied {
+        Decision::Deny => store::Decision::Denied {
             decided_at: at,
             receipt,
         },
@@ -1159,7 +1158,7 @@ mod contract {
         for round in 0..ROUNDS {
             let request = approval(&a, "alice", NOW, 300);
             store.create_approval(&request, 1000, NOW).await.unwrap();
-            let decisions: Vec<ApprovalState> = (0..RACERS)
+            let decisions: Vec<store::Decision> = (0..RACERS)
                 .map(|i| {
                     let choice = if i % 2 == 0 {
                         Decision::Approve
@@ -1773,6 +1772,138 @@ mod redis {
             refused > 0 && taken > 0,
             "{taken} taken on the shards with a replica, {refused} refused on the one without"
         );
+    }
+
+    /// A step that takes several commands, cut after each of them in turn (a gateway that dies,
+    /// a connection that drops): what it adds exists whole (found, listed and counted) or not
+    /// at all, and doing it again then works.
+    mod cut_connection {
+        use handsign_redis_harness::CuttingProxy;
+
+        use super::*;
+        use crate::*;
+
+        /// Runs `step` with a store whose connection is cut after 0, 1, 2, ... commands (each
+        /// time under a key prefix of its own, after `setup` on a store straight on the server)
+        /// until it succeeds. After each run, what `step` adds `exists` whole or not at all;
+        /// doing it again then succeeds if it does not, and is `AlreadyExists` if it does.
+        async fn added_whole_or_not_at_all(
+            setup: impl AsyncFn(&RedisStore),
+            step: impl AsyncFn(&RedisStore) -> Result<(), StoreError>,
+            exists: impl AsyncFn(&RedisStore) -> bool,
+        ) {
+            let server = RedisServer::start().await;
+            let mut cut_part_way = 0;
+            for commands in 0..64 {
+                let proxy = CuttingProxy::start(server.port(), commands).await;
+                let prefix = format!("cut{commands}");
+                let target = RedisTarget::parse(&proxy.url()).unwrap();
+                let Ok(cut) = RedisStore::connect(&target, &prefix).await else {
+                    continue; // cut while connecting
+                };
+                let direct = RedisTarget::parse(server.url()).unwrap();
+                let direct = RedisStore::connect(&direct, &prefix).await.unwrap();
+                setup(&direct).await;
+                let done = step(&cut).await.is_ok();
+                let found = exists(&direct).await;
+                assert!(
+                    found || !done,
+                    "done, yet not there after {commands} commands"
+                );
+                let again = step(&direct).await;
+                if found {
+                    assert!(
+                        matches!(again, Err(StoreError::AlreadyExists(_))),
+                        "{again:?}"
+                    );
+                } else {
+                    again.unwrap();
+                    assert!(exists(&direct).await);
+                }
+                if done {
+                    assert!(cut_part_way > 0, "no run was cut part way");
+                    return;
+                }
+                assert!(proxy.cut(), "failed without a cut");
+                cut_part_way += 1;
+            }
+            panic!("never done in 64 commands");
+        }
+
+        /// Whether agent `a` is found, listed as alice's and listed among all agents; all or
+        /// none.
+        async fn agent_exists(store: &RedisStore) -> bool {
+            let found = store.agent("a").await.unwrap().is_some();
+            let of_alice = store.agents(Some(&user_id("alice"))).await.unwrap();
+            let all = store.agents(None).await.unwrap();
+            let listed = |agents: &[AgentRecord]| agents.iter().any(|a| a.id == "a");
+            assert_eq!(
+                (listed(&of_alice), listed(&all)),
+                (found, found),
+                "found {found}, listed {of_alice:?}, among all {all:?}"
+            );
+            found
+        }
+
+        async fn alice(store: &RedisStore) {
+            add_user(store, "alice").await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn an_agent_is_added_whole_or_not_at_all() {
+            let record = agent("a", "alice", NOW);
+            added_whole_or_not_at_all(
+                alice,
+                async |store: &RedisStore| store.add_agent(&record).await,
+                agent_exists,
+            )
+            .await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn an_enrolling_agent_is_added_whole_or_not_at_all() {
+            let record = AgentRecord {
+                status: AgentStatus::Pending,
+                enrollment_expires_at: Some(NOW + 300),
+                ..agent("a", "alice", NOW)
+            };
+            added_whole_or_not_at_all(
+                alice,
+                async |store: &RedisStore| store.add_enrolling_agent(&record, 5, NOW).await,
+                agent_exists,
+            )
+            .await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_request_is_created_whole_or_not_at_all() {
+            let request = approval("a", "alice", NOW, 300);
+            // Found, listed and counted as pending; all or none.
+            let exists = async |store: &RedisStore| {
+                let found = store.approval(&request.id).await.unwrap().is_some();
+                let listed = store
+                    .approvals(&user_id("alice"), ApprovalFilter::Pending, NOW, 10)
+                    .await
+                    .unwrap();
+                let counted = store.pending_count(NOW).await.unwrap();
+                let expected = if found {
+                    vec![request.id.clone()]
+                } else {
+                    vec![]
+                };
+                assert_eq!((ids(&listed), counted), (expected, usize::from(found)));
+                found
+            };
+            added_whole_or_not_at_all(
+                async |store: &RedisStore| {
+                    add_user(store, "alice").await;
+                    active_agent(store, "a", "alice").await;
+                },
+                async |store: &RedisStore| store.create_approval(&request, 1, NOW).await,
+                exists,
+            )
+            .await;
+        }
     }
 
     /// Decisions and token deliveries across a failover: a primary and a replica replicating

@@ -20,15 +20,14 @@ use serde_json::json;
 use webauthn_rs::prelude::{PasskeyAuthentication, PublicKeyCredential};
 
 use crate::clock;
-use crate::domain::{
-    ApprovalId, ApprovalKind, ApprovalRecord, ApprovalState, ApprovalStatus, PasskeyRecord,
-};
+use crate::domain::{ApprovalId, ApprovalKind, ApprovalRecord, ApprovalStatus, PasskeyRecord};
 use crate::error::ApiError;
 use crate::metrics::{DecisionOutcome, DecisionRefusal};
 use crate::pages::approve::ApprovePage;
 use crate::rate::{ClientAddress, Rate, check_rate};
 use crate::routes::{parse_json, passkeys_of, record_passkey_use, require_same_origin};
 use crate::state::AppState;
+use crate::store;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -211,12 +210,11 @@ async fn record_decision(
         &passkey,
     )?;
     let decided = match request.decision {
-        Decision::Approve => ApprovalState::Approved {
+        Decision::Approve => store::Decision::Approved {
             decided_at: now,
             receipt: Box::new(receipt),
-            token_delivered_at: None,
         },
-        Decision::Deny => ApprovalState::Denied {
+        Decision::Deny => store::Decision::Denied {
             decided_at: now,
             receipt: Box::new(receipt),
         },

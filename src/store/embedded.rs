@@ -30,7 +30,7 @@ use redb::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{ApprovalFilter, Collection, Store, StoreError};
+use super::{ApprovalFilter, Collection, Decision, Store, StoreError};
 use crate::domain::{
     AgentRecord, AgentStatus, ApprovalId, ApprovalKind, ApprovalRecord, ApprovalState,
     ApprovalStatus, InvitationRecord, PasskeyRecord, PushSubscriptionRecord, SessionRecord, UserId,
@@ -1125,26 +1125,9 @@ impl Store for EmbeddedStore {
     async fn decide(
         &self,
         id: &ApprovalId,
-        decision: ApprovalState,
+        decision: Decision,
         now: i64,
     ) -> Result<ApprovalRecord, StoreError> {
-        let decision = match decision {
-            ApprovalState::Approved {
-                decided_at,
-                receipt,
-                ..
-            } => ApprovalState::Approved {
-                decided_at,
-                receipt,
-                token_delivered_at: None,
-            },
-            denied @ ApprovalState::Denied { .. } => denied,
-            ApprovalState::Pending | ApprovalState::Cancelled { .. } => {
-                return Err(StoreError::Unavailable(
-                    "embedded store: a decision must be approved or denied".into(),
-                ));
-            }
-        };
         let id = id.clone();
         self.run_at(now, move |inner| {
             inner.write(|txn| {
@@ -1156,8 +1139,8 @@ impl Store for EmbeddedStore {
                     ApprovalStatus::Pending => {}
                     other => return Err(StoreError::NotPending(other)),
                 }
-                let approved = matches!(decision, ApprovalState::Approved { .. });
-                approval.state = decision;
+                let approved = decision.status() == ApprovalStatus::Approved;
+                approval.state = decision.into();
                 approvals.replace(&approval)?;
                 drop(approvals);
                 if approval.kind == ApprovalKind::Enrollment {

@@ -9,10 +9,10 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 
-use super::{ApprovalFilter, Collection, Store, StoreError};
+use super::{ApprovalFilter, Collection, Decision, Store, StoreError};
 use crate::domain::{
-    AgentRecord, AgentStatus, ApprovalId, ApprovalRecord, ApprovalState, InvitationRecord,
-    PasskeyRecord, PushSubscriptionRecord, SessionRecord, UserId, UserRecord,
+    AgentRecord, AgentStatus, ApprovalId, ApprovalRecord, InvitationRecord, PasskeyRecord,
+    PushSubscriptionRecord, SessionRecord, UserId, UserRecord,
 };
 use crate::metrics::Metrics;
 
@@ -88,7 +88,7 @@ instrumented! {
     fn set_agent_status(&self, id: &str, status: AgentStatus, now: i64) -> AgentRecord;
     fn create_approval(&self, approval: &ApprovalRecord, max_pending: usize, now: i64) -> ();
     fn approval(&self, id: &ApprovalId) -> Option<ApprovalRecord>;
-    fn decide(&self, id: &ApprovalId, decision: ApprovalState, now: i64) -> ApprovalRecord;
+    fn decide(&self, id: &ApprovalId, decision: Decision, now: i64) -> ApprovalRecord;
     fn collect_token(&self, id: &ApprovalId, now: i64) -> Collection;
     fn pending_count(&self, now: i64) -> usize;
     fn approvals(

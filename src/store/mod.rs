@@ -11,6 +11,7 @@ pub mod instrumented;
 pub mod redis;
 
 use async_trait::async_trait;
+use handsign_protocol::receipt::Receipt;
 
 use crate::domain::{
     AgentRecord, AgentStatus, ApprovalId, ApprovalRecord, ApprovalState, ApprovalStatus,
@@ -44,6 +45,62 @@ pub enum StoreError {
     /// The request is not pending any more (decided, expired or cancelled).
     #[error("the request is {0} and cannot be decided")]
     NotPending(ApprovalStatus),
+}
+
+/// A person's decision on a pending request, with its signed receipt: the only two things
+/// [`Store::decide`] can record, so no caller can ask it to "decide" a request back to pending,
+/// cancel it, or mark its token delivered.
+#[derive(Debug, Clone)]
+pub enum Decision {
+    Approved {
+        decided_at: i64,
+        receipt: Box<Receipt>,
+    },
+    Denied {
+        decided_at: i64,
+        receipt: Box<Receipt>,
+    },
+}
+
+impl Decision {
+    pub fn decided_at(&self) -> i64 {
+        match self {
+            Decision::Approved { decided_at, .. } | Decision::Denied { decided_at, .. } => {
+                *decided_at
+            }
+        }
+    }
+
+    /// The status the request has once decided so.
+    pub fn status(&self) -> ApprovalStatus {
+        match self {
+            Decision::Approved { .. } => ApprovalStatus::Approved,
+            Decision::Denied { .. } => ApprovalStatus::Denied,
+        }
+    }
+}
+
+impl From<Decision> for ApprovalState {
+    /// An approval is recorded with its token not yet delivered.
+    fn from(decision: Decision) -> Self {
+        match decision {
+            Decision::Approved {
+                decided_at,
+                receipt,
+            } => ApprovalState::Approved {
+                decided_at,
+                receipt,
+                token_delivered_at: None,
+            },
+            Decision::Denied {
+                decided_at,
+                receipt,
+            } => ApprovalState::Denied {
+                decided_at,
+                receipt,
+            },
+        }
+    }
 }
 
 /// The answer to an agent collecting its token.
@@ -171,14 +228,14 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> Result<(), StoreError>;
     async fn approval(&self, id: &ApprovalId) -> Result<Option<ApprovalRecord>, StoreError>;
-    /// Records a decision (`Approved` or `Denied`) if the request is pending at `now`; otherwise
+    /// Records a decision if the request is pending at `now`; otherwise
     /// `NotPending` with the status it has. Returns the updated record. Of two concurrent
     /// decisions exactly one succeeds. Deciding an enrollment sets its agent active (approved)
     /// or revoked (denied) in the same operation. Unknown ids are `NotFound("approval")`.
     async fn decide(
         &self,
         id: &ApprovalId,
-        decision: ApprovalState,
+        decision: Decision,
         now: i64,
     ) -> Result<ApprovalRecord, StoreError>;
     /// Marks the token delivered if the request is approved, not yet delivered and not expired at

@@ -10,8 +10,10 @@
 //! package: `apt-get install -y redis-server`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod cut;
 mod replication;
 
+pub use cut::CuttingProxy;
 pub use replication::{Forwarder, ReplicatedRedis, wait_for_replica};
 
 use std::io::{BufRead as _, BufReader};

@@ -11,6 +11,9 @@
 //! - Everything else is one key per entry, spread over the cluster: each request as created
 //!   (written once, never changed, and naming its user), the pointer from an agent id to its
 //!   user (likewise), sessions, ceremonies, DPoP `jti`s, rate windows, the gateway's secrets.
+//!   A request and an agent are found by id, without knowing their user: the key of the id is
+//!   written first and counts only once the one script on the user's slot has accepted the
+//!   request or added the agent (docs/protocol.md, "Storage").
 //!
 //! User names and ids never contain braces, so a tag always ends where it should.
 
@@ -64,9 +67,8 @@ impl Keys {
 
     // A user's slot.
 
-    /// The start of every key in `user`'s slot; scripts derive the keys of one agent or request
-    /// from it.
-    pub fn user_slot(&self, user: &UserId) -> String {
+    /// The start of every key in `user`'s slot.
+    fn user_slot(&self, user: &UserId) -> String {
         format!("{}:{{u:{user}}}:", self.prefix)
     }
 

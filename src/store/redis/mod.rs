@@ -2,7 +2,9 @@
 //! behind a load balancer share users, passkeys, agents and requests. Works with one Redis
 //! server or Redis Cluster.
 //!
-//! Each once-only operation is one Lua script on one slot ([`scripts`], [`keys`]). Records are
+//! Each once-only operation is one Lua script on one slot ([`scripts`], [`keys`]); adding a
+//! request or an agent, which are found by id, first writes the key of the id, which counts
+//! only once that script has run ([`keys`]). Records are
 //! JSON; what a script decides on is kept in fields of its own, so scripts never parse or
 //! rewrite records. An agent's status is a field beside its record. A request is written once,
 //! as created ([`request`]); whether it is pending is its entry in its agent's pending set,
@@ -38,7 +40,7 @@ pub use connection::{Connection, RedisTarget};
 use keys::Keys;
 pub use relay::shared_events;
 
-use super::{ApprovalFilter, Collection, Store, StoreError};
+use super::{ApprovalFilter, Collection, Decision, Store, StoreError};
 use crate::domain::{
     AgentRecord, AgentStatus, ApprovalId, ApprovalKind, ApprovalRecord, ApprovalState,
     ApprovalStatus, COLLECT_WITHIN_SECS, InvitationRecord, PasskeyRecord, PushSubscriptionRecord,
@@ -51,6 +53,9 @@ pub const DEFAULT_PREFIX: &str = "handsign";
 /// How long after an entry stops being accepted Redis deletes it: leaves room for a Redis clock
 /// that runs ahead of the gateway's.
 const CLEANUP_MARGIN_SECS: i64 = 300;
+
+/// How many times [`RedisStore::run_optimistic`] reads and runs a step before giving up.
+const OPTIMISTIC_ATTEMPTS: usize = 8;
 
 /// The gateway's storage in Redis. Cheap to clone: clones share the connection.
 #[derive(Clone)]
@@ -172,32 +177,84 @@ impl RedisStore {
         script_outcome(redis::from_redis_value(answer).map_err(unavailable)?)
     }
 
-    /// The user a request or an agent belongs to, from its pointer.
-    /// Claims an agent id for its user (written once, never changed); a claim left by an
-    /// earlier attempt for the same user is taken over.
-    async fn claim_agent_id(&self, agent: &AgentRecord) -> Result<(), StoreError> {
-        let pointer = self.keys.agent_owner(&agent.id);
-        let claimed: bool = self
-            .query(
-                redis::cmd("SET")
-                    .arg(&pointer)
-                    .arg(agent.user.as_str())
-                    .arg("NX"),
-            )
-            .await
-            .map(|reply: Option<String>| reply.is_some())?;
-        if !claimed && self.owner(pointer).await?.as_ref() != Some(&agent.user) {
-            return Err(StoreError::AlreadyExists("agent"));
+    /// Runs a script whose keys depend on what is stored: `prepare` reads them and names them,
+    /// and the script answers `changed` without changing anything if they are no longer the
+    /// ones to touch. Read and run again until it is not `changed`, a bounded number of times
+    /// (only other writes to the same few keys in between make it run again).
+    async fn run_optimistic<'a, F, Fut>(
+        &self,
+        prepare: F,
+    ) -> Result<(String, Vec<Vec<u8>>), StoreError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<redis::ScriptInvocation<'a>, StoreError>>,
+    {
+        for _ in 0..OPTIMISTIC_ATTEMPTS {
+            let answer = self.run(&prepare().await?).await?;
+            if answer.0 != "changed" {
+                return Ok(answer);
+            }
         }
+        Err(StoreError::Unavailable(format!(
+            "redis: what a step reads kept changing before it ran ({OPTIMISTIC_ATTEMPTS} attempts)"
+        )))
+    }
+
+    /// Claims `pointer`, the key of an id in the id's own slot, with `value`, which names the
+    /// id's user: `SET NX`, or a claim an earlier attempt left with the same value is taken over;
+    /// any other value is `AlreadyExists(what)`. A claim is nothing by itself: the record
+    /// exists once one script in its owner's slot has written it and every index of it (see
+    /// docs/protocol.md, "Storage").
+    async fn claim(
+        &self,
+        pointer: &str,
+        value: &str,
+        what: &'static str,
+    ) -> Result<(), StoreError> {
+        let claimed: Option<String> = self
+            .query(redis::cmd("SET").arg(pointer).arg(value).arg("NX"))
+            .await?;
+        if claimed.is_some() {
+            return Ok(());
+        }
+        let held: Option<String> = self.query(redis::cmd("GET").arg(pointer)).await?;
+        if held.as_deref() == Some(value) {
+            Ok(())
+        } else {
+            Err(StoreError::AlreadyExists(what))
+        }
+    }
+
+    /// Claims an agent id for its user (written once, never changed) and enters it in the
+    /// operator's list of every agent, before the agent is written: both name an agent that
+    /// exists only once the script on its user's slot has written it.
+    async fn claim_agent_id(&self, agent: &AgentRecord) -> Result<(), StoreError> {
+        self.claim(
+            &self.keys.agent_owner(&agent.id),
+            agent.user.as_str(),
+            "agent",
+        )
+        .await?;
+        let _: i64 = self
+            .query(
+                redis::cmd("SADD")
+                    .arg(self.keys.all_agents())
+                    .arg(&agent.id),
+            )
+            .await?;
         Ok(())
     }
 
-    /// Enters an added agent in the operator's listing of every agent.
-    async fn list_agent(&self, id: &str) -> Result<(), StoreError> {
-        let _: i64 = self
-            .query(redis::cmd("SADD").arg(self.keys.all_agents()).arg(id))
+    /// The agents of `user`, in no order.
+    async fn agents_of(&self, user: &UserId) -> Result<Vec<AgentRecord>, StoreError> {
+        let ids: Vec<String> = self
+            .query(redis::cmd("SMEMBERS").arg(self.keys.agents_of(user)))
             .await?;
-        Ok(())
+        Ok(try_join_all(ids.iter().map(|id| self.agent_in(user, id)))
+            .await?
+            .into_iter()
+            .flatten()
+            .collect())
     }
 
     async fn owner(&self, pointer: String) -> Result<Option<UserId>, StoreError> {
@@ -288,15 +345,14 @@ impl RedisStore {
         now: i64,
         answer: &str,
     ) -> Result<Vec<Vec<u8>>, StoreError> {
-        let (outcome, rest) = self
-            .run(
-                scripts::PENDING_REQUESTS
-                    .key(self.keys.agents_of(user))
-                    .arg(self.keys.user_slot(user))
-                    .arg(now)
-                    .arg(answer),
-            )
+        let agents: Vec<String> = self
+            .query(redis::cmd("SMEMBERS").arg(self.keys.agents_of(user)))
             .await?;
+        let mut invocation = scripts::PENDING_REQUESTS.prepare_invoke();
+        for agent in &agents {
+            invocation.key(self.keys.agent_pending(user, agent));
+        }
+        let (outcome, rest) = self.run(invocation.arg(now).arg(answer)).await?;
         match outcome.as_str() {
             "ok" => Ok(rest),
             other => Err(unexpected(other)),
@@ -699,7 +755,7 @@ impl Store for RedisStore {
             )
             .await?;
         match outcome.as_str() {
-            "ok" => self.list_agent(&agent.id).await,
+            "ok" => Ok(()),
             "exists" => Err(StoreError::AlreadyExists("agent")),
             other => Err(unexpected(other)),
         }
@@ -719,21 +775,33 @@ impl Store for RedisStore {
             )
         })?;
         self.claim_agent_id(agent).await?;
+        let record = to_json(agent)?;
         let (outcome, _) = self
-            .run(
-                scripts::ADD_ENROLLING_AGENT
+            .run_optimistic(|| async {
+                // The user's agents, read first and named to the script, which checks they are
+                // still all the user has.
+                let others: Vec<String> = self
+                    .query(redis::cmd("SMEMBERS").arg(self.keys.agents_of(&agent.user)))
+                    .await?;
+                let mut invocation = scripts::ADD_ENROLLING_AGENT.prepare_invoke();
+                invocation
                     .key(self.keys.agent(&agent.user, &agent.id))
-                    .key(self.keys.agents_of(&agent.user))
-                    .arg(self.keys.user_slot(&agent.user))
+                    .key(self.keys.agents_of(&agent.user));
+                for other in &others {
+                    invocation.key(self.keys.agent(&agent.user, other));
+                }
+                invocation
                     .arg(&agent.id)
-                    .arg(to_json(agent)?)
+                    .arg(&record)
                     .arg(now)
                     .arg(max_enrolling)
-                    .arg(enrolling_until),
-            )
+                    .arg(enrolling_until)
+                    .arg(&others);
+                Ok(invocation)
+            })
             .await?;
         match outcome.as_str() {
-            "ok" => self.list_agent(&agent.id).await,
+            "ok" => Ok(()),
             "exists" => Err(StoreError::AlreadyExists("agent")),
             "too_many" => Err(StoreError::TooManyEnrollments {
                 limit: max_enrolling,
@@ -751,17 +819,9 @@ impl Store for RedisStore {
 
     /// Oldest first (then by id), so a listing does not reshuffle between calls.
     async fn agents(&self, user: Option<&UserId>) -> Result<Vec<AgentRecord>, StoreError> {
-        let mut agents: Vec<AgentRecord> = match user {
-            Some(user) => {
-                let ids: Vec<String> = self
-                    .query(redis::cmd("SMEMBERS").arg(self.keys.agents_of(user)))
-                    .await?;
-                try_join_all(ids.iter().map(|id| self.agent_in(user, id)))
-                    .await?
-                    .into_iter()
-                    .flatten()
-                    .collect()
-            }
+        let mut agents = match user {
+            Some(user) => self.agents_of(user).await?,
+            // Listed ids whose agent was never written (see `claim_agent_id`) are skipped.
             None => {
                 let ids: Vec<String> = self
                     .query(redis::cmd("SMEMBERS").arg(self.keys.all_agents()))
@@ -791,16 +851,38 @@ impl Store for RedisStore {
             at: now,
             reason: "agent revoked".into(),
         };
+        let cancelled = to_json(&cancelled)?;
+        let agent = self.keys.agent(&user, id);
+        let pending = self.keys.agent_pending(&user, id);
         let (outcome, rest) = self
-            .run(
-                scripts::SET_AGENT_STATUS
-                    .key(self.keys.agent(&user, id))
-                    .arg(self.keys.user_slot(&user))
-                    .arg(id)
+            .run_optimistic(|| async {
+                // A revocation cancels the requests pending now: read first, named to the
+                // script, which checks they are still the ones pending.
+                let live: Vec<String> = if status == AgentStatus::Revoked {
+                    self.query(
+                        redis::cmd("ZRANGE")
+                            .arg(&pending)
+                            .arg(format!("({now}"))
+                            .arg("+inf")
+                            .arg("BYSCORE"),
+                    )
+                    .await?
+                } else {
+                    Vec::new()
+                };
+                let mut invocation = scripts::SET_AGENT_STATUS.prepare_invoke();
+                invocation.key(&agent).key(&pending);
+                for request in &live {
+                    let request = ApprovalId::parse(request).map_err(unavailable)?;
+                    invocation.key(self.keys.decision(&user, &request));
+                }
+                invocation
                     .arg(status.as_str())
                     .arg(now)
-                    .arg(to_json(&cancelled)?),
-            )
+                    .arg(&cancelled)
+                    .arg(&live);
+                Ok(invocation)
+            })
             .await?;
         match outcome.as_str() {
             "ok" => Fields::from_flat(rest)?.agent(),
@@ -821,102 +903,86 @@ impl Store for RedisStore {
                 "redis: a new request must be pending".into(),
             ));
         }
-        let stored = request::to_json(approval)?;
+        // The request as created goes first, in the slot of its id; it exists once its user's
+        // slot accepts it. A failure in between leaves a record no listing, count or lookup
+        // sees, and a retry of the same request takes it over.
+        let created = self.keys.approval(&approval.id);
+        self.claim(&created, &request::to_json(approval)?, "approval")
+            .await?;
         let (outcome, rest) = self
             .run(
                 scripts::ACCEPT_REQUEST
                     .key(self.keys.history(&approval.user))
-                    .arg(self.keys.user_slot(&approval.user))
+                    .key(self.keys.agent(&approval.user, &approval.agent))
+                    .key(self.keys.agent_pending(&approval.user, &approval.agent))
                     .arg(now)
                     .arg(max_pending)
                     .arg(approval.id.as_str())
                     .arg(kind_name(approval.kind))
-                    .arg(&approval.agent)
                     .arg(approval.created_at)
                     .arg(approval.expires_at),
             )
             .await?;
-        match outcome.as_str() {
-            "ok" => {}
-            "agent_not_found" => return Err(StoreError::NotFound("agent")),
+        let refused = match outcome.as_str() {
+            "ok" => return Ok(()),
+            // Accepted before (a retry after a lost answer): the record is that request's.
+            "exists" => return Err(StoreError::AlreadyExists("approval")),
+            "agent_not_found" => StoreError::NotFound("agent"),
             "agent_inactive" => {
                 let status = rest
                     .first()
                     .map(|s| String::from_utf8_lossy(s).into_owned());
-                return Err(StoreError::AgentInactive(parse_agent_status(
-                    &status.unwrap_or_default(),
-                )?));
+                StoreError::AgentInactive(parse_agent_status(&status.unwrap_or_default())?)
             }
-            "too_many_pending" => return Err(StoreError::TooManyPending { limit: max_pending }),
-            "exists" => return Err(StoreError::AlreadyExists("approval")),
+            "too_many_pending" => StoreError::TooManyPending { limit: max_pending },
             other => return Err(unexpected(other)),
+        };
+        // Refused: the record as created names nothing; removing it only saves the space.
+        if let Err(e) = self.query::<i64>(redis::cmd("DEL").arg(&created)).await {
+            tracing::warn!(id = %approval.id, "a refused request's record stays behind: {e}");
         }
-        // Accepted; the request exists once it is written. Should writing fail, its index
-        // entries name nothing that can be read or decided, and hold a place under the agent's
-        // limit until the request would have expired.
-        let written: Option<String> = self
-            .query(
-                redis::cmd("SET")
-                    .arg(self.keys.approval(&approval.id))
-                    .arg(stored)
-                    .arg("NX"),
-            )
-            .await?;
-        match written {
-            Some(_) => Ok(()),
-            // Request ids are 128 random bits: a taken id means the same request twice.
-            None => Err(StoreError::AlreadyExists("approval")),
-        }
+        Err(refused)
     }
 
     async fn approval(&self, id: &ApprovalId) -> Result<Option<ApprovalRecord>, StoreError> {
         let Some(created) = self.created(id).await? else {
             return Ok(None);
         };
-        let decision = self.fields(self.keys.decision(&created.user, id)).await?;
-        decision.decided(created).map(Some)
+        let (outcome, rest) = self
+            .run(
+                scripts::READ_DECISION
+                    .key(self.keys.history(&created.user))
+                    .key(self.keys.decision(&created.user, id))
+                    .arg(id.as_str()),
+            )
+            .await?;
+        match outcome.as_str() {
+            "ok" => Fields::from_flat(rest)?.decided(created).map(Some),
+            "unknown" => Ok(None),
+            other => Err(unexpected(other)),
+        }
     }
 
-    /// A decision other than `Approved` or `Denied` is a caller's bug and refused as
-    /// `Unavailable`; an `Approved` decision is stored with no token delivered.
     async fn decide(
         &self,
         id: &ApprovalId,
-        decision: ApprovalState,
+        decision: Decision,
         now: i64,
     ) -> Result<ApprovalRecord, StoreError> {
-        let (status, decided_at) = match &decision {
-            ApprovalState::Approved { decided_at, .. } => ("approved", *decided_at),
-            ApprovalState::Denied { decided_at, .. } => ("denied", *decided_at),
-            ApprovalState::Pending | ApprovalState::Cancelled { .. } => {
-                return Err(StoreError::Unavailable(
-                    "redis: a decision must be approved or denied".into(),
-                ));
-            }
-        };
-        let state = match decision {
-            ApprovalState::Approved {
-                decided_at,
-                receipt,
-                ..
-            } => ApprovalState::Approved {
-                decided_at,
-                receipt,
-                token_delivered_at: None,
-            },
-            denied => denied,
-        };
+        let (status, decided_at) = (decision.status(), decision.decided_at());
+        let state = ApprovalState::from(decision);
         let created = self.existing(id).await?;
         let (outcome, rest) = self
             .run_once(
                 scripts::DECIDE
                     .key(self.keys.decision(&created.user, id))
-                    .arg(self.keys.user_slot(&created.user))
+                    .key(self.keys.history(&created.user))
+                    .key(self.keys.agent_pending(&created.user, &created.agent))
+                    .key(self.keys.agent(&created.user, &created.agent))
                     .arg(now)
                     .arg(id.as_str())
                     .arg(kind_name(created.kind))
-                    .arg(&created.agent)
-                    .arg(status)
+                    .arg(status.as_str())
                     .arg(to_json(&state)?)
                     .arg(decided_at),
             )
@@ -926,6 +992,7 @@ impl Store for RedisStore {
             "not_pending" => Err(StoreError::NotPending(
                 Fields::from_flat(rest)?.decided(created)?.status(now),
             )),
+            "not_found" => Err(StoreError::NotFound("approval")),
             "agent_not_found" => Err(StoreError::NotFound("agent")),
             other => Err(unexpected(other)),
         }
@@ -938,10 +1005,15 @@ impl Store for RedisStore {
                 scripts::COLLECT_TOKEN
                     .key(self.keys.decision(&created.user, id))
                     .key(self.keys.agent(&created.user, &created.agent))
+                    .key(self.keys.history(&created.user))
                     .arg(now)
-                    .arg(COLLECT_WITHIN_SECS),
+                    .arg(COLLECT_WITHIN_SECS)
+                    .arg(id.as_str()),
             )
             .await?;
+        if outcome == "not_found" {
+            return Err(StoreError::NotFound("approval"));
+        }
         if outcome == "agent_inactive" {
             let status = rest.first().map(|status| String::from_utf8_lossy(status));
             let status = status.as_deref().unwrap_or("revoked");

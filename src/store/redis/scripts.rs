@@ -2,10 +2,14 @@
 //! without interleaving any other command, and every key a script touches is in the slot of its
 //! first key (see [`super::keys`]), so the scripts also run on Redis Cluster.
 //!
-//! Scripts that work on a user's records get the user's key prefix (`<prefix>:{u:<user>}:`) and
-//! derive the keys of the agent or requests involved from it: they are in the same slot by
-//! construction. Every script answers an array whose first element names the outcome; records
-//! come back as the flat field list of `HGETALL`.
+//! Every key a script touches is in its `KEYS` (Redis runs scripts that build key names
+//! themselves only on a single server, and cluster proxies and other Redis-compatible servers
+//! route by the declared keys). A step whose keys depend on what is stored (revoking an agent
+//! cancels each of its pending requests; an enrollment looks at each of the user's agents)
+//! reads them first and names them; the script checks that they are still exactly those and
+//! otherwise changes nothing and answers `changed`, and the caller reads and runs it again
+//! (optimistic, like `WATCH`). Every script answers an array whose first element names the
+//! outcome; records come back as the flat field list of `HGETALL`.
 //!
 //! Times are the gateway's (`now` is an argument), never Redis's clock, so that a request's
 //! status means the same in both stores. Redis expiry (`EXPIREAT`) only removes entries well
@@ -15,63 +19,75 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-/// Accepts a new request if its agent may ask and has fewer than the limit pending: enters it
-/// in the user's history and its agent's pending set. The agent's expired entries leave that set
-/// here. The request itself is written after this step (see `RedisStore::create_approval`).
-/// KEYS: the user's history. ARGV: user prefix, now, max pending, id, kind, agent, created_at,
-/// expires_at.
+/// Accepts a request already written as created (see `RedisStore::create_approval`) if its
+/// agent may ask and has fewer than the limit pending: enters it in the user's history and its
+/// agent's pending set, which is what makes it exist. The agent's expired entries leave that
+/// set here.
+/// KEYS: the user's history, the agent, the agent's pending set. ARGV: now, max pending, id,
+/// kind, created_at, expires_at.
 pub static ACCEPT_REQUEST: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-local slot, now, max_pending = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local id, kind, agent = ARGV[4], ARGV[5], ARGV[6]
-local status = redis.call('HGET', slot .. 'agent:' .. agent, 'status')
+local now, max_pending, id, kind = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local status = redis.call('HGET', KEYS[2], 'status')
 if not status then return {'agent_not_found'} end
 local may_ask = 'active'
 if kind == 'enrollment' then may_ask = 'pending' end
 if status ~= may_ask then return {'agent_inactive', status} end
 if redis.call('ZSCORE', KEYS[1], id) then return {'exists'} end
-local pending = slot .. 'agent-pending:' .. agent
-redis.call('ZREMRANGEBYSCORE', pending, '-inf', now)
-if redis.call('ZCARD', pending) >= max_pending then return {'too_many_pending'} end
-redis.call('ZADD', KEYS[1], ARGV[7], id)
-redis.call('ZADD', pending, ARGV[8], id)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+if redis.call('ZCARD', KEYS[3]) >= max_pending then return {'too_many_pending'} end
+redis.call('ZADD', KEYS[1], ARGV[5], id)
+redis.call('ZADD', KEYS[3], ARGV[6], id)
 return {'ok'}
 "#,
     )
 });
 
-/// Records a decision on a request pending at `now`, that is in its agent's pending set and not
-/// yet expired; for an enrollment, sets its agent active (approved, if still pending) or revoked
-/// (denied) in the same step. Kind and agent come from the request as created, which never
-/// changes. Answers the decision hash.
-/// KEYS: the request's decision. ARGV: user prefix, now, id, kind, agent, status
-/// (`approved`/`denied`), state, decided_at.
+/// The decision hash of an accepted request, or `unknown` for a request its user's history
+/// does not hold (written as created, never accepted).
+/// KEYS: the user's history, the request's decision. ARGV: id.
+pub static READ_DECISION: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return {'unknown'} end
+local all = redis.call('HGETALL', KEYS[2])
+table.insert(all, 1, 'ok')
+return all
+"#,
+    )
+});
+
+/// Records a decision on an accepted request pending at `now`, that is in its agent's pending
+/// set and not yet expired; for an enrollment, sets its agent active (approved, if still
+/// pending) or revoked (denied) in the same step. Kind and agent come from the request as
+/// created, which never changes. Answers the decision hash.
+/// KEYS: the request's decision, the user's history, the agent's pending set, the agent.
+/// ARGV: now, id, kind, status (`approved`/`denied`), state, decided_at.
 pub static DECIDE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-local slot, now, id, kind, agent, decision = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local pending = slot .. 'agent-pending:' .. agent
-local expires_at = redis.call('ZSCORE', pending, id)
+local now, id, kind, decision = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
+if not redis.call('ZSCORE', KEYS[2], id) then return {'not_found'} end
+local expires_at = redis.call('ZSCORE', KEYS[3], id)
 if not expires_at or now >= tonumber(expires_at) or redis.call('EXISTS', KEYS[1]) == 1 then
   local all = redis.call('HGETALL', KEYS[1])
   table.insert(all, 1, 'not_pending')
   return all
 end
 if kind == 'enrollment' then
-  local agent_key = slot .. 'agent:' .. agent
-  local agent_status = redis.call('HGET', agent_key, 'status')
+  local agent_status = redis.call('HGET', KEYS[4], 'status')
   if not agent_status then return {'agent_not_found'} end
   -- Only a still pending agent becomes active: an operator's suspension or revocation in the
   -- meantime stands.
   if decision == 'denied' then
-    redis.call('HSET', agent_key, 'status', 'revoked')
+    redis.call('HSET', KEYS[4], 'status', 'revoked')
   elseif agent_status == 'pending' then
-    redis.call('HSET', agent_key, 'status', 'active')
+    redis.call('HSET', KEYS[4], 'status', 'active')
   end
 end
-redis.call('HSET', KEYS[1], 'status', decision, 'state', ARGV[7], 'decided_at', ARGV[8])
-redis.call('ZREM', pending, id)
+redis.call('HSET', KEYS[1], 'status', decision, 'state', ARGV[5], 'decided_at', ARGV[6])
+redis.call('ZREM', KEYS[3], id)
 local all = redis.call('HGETALL', KEYS[1])
 table.insert(all, 1, 'ok')
 return all
@@ -81,12 +97,13 @@ return all
 
 /// Marks an approved request's token delivered, once, if it is collected in time by an agent
 /// that is active. Answers the decision hash (empty while the request is undecided).
-/// KEYS: the request's decision, its agent. ARGV: now, seconds an approval may wait for
-/// collection.
+/// KEYS: the request's decision, its agent, the user's history. ARGV: now, seconds an approval
+/// may wait for collection, id.
 pub static COLLECT_TOKEN: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 local now = tonumber(ARGV[1])
+if not redis.call('ZSCORE', KEYS[3], ARGV[3]) then return {'not_found'} end
 local f = redis.call('HMGET', KEYS[1], 'status', 'decided_at', 'delivered_at')
 local outcome = 'unchanged'
 if f[1] == 'approved' and not f[3] and now < tonumber(f[2]) + tonumber(ARGV[2]) then
@@ -102,27 +119,32 @@ return all
     )
 });
 
-/// Sets an agent's status; revoking cancels its requests pending at `now`. A revoked agent
-/// stays revoked.
-/// KEYS: agent. ARGV: user prefix, agent id, status, now, the cancelled state.
+/// Sets an agent's status; revoking cancels its requests pending at `now`, which the caller
+/// read first and names: if the agent's live pending requests are not exactly those, nothing
+/// changes and the answer is `changed` (read again, run again). A revoked agent stays revoked.
+/// KEYS: agent, its pending set, the decision of each request named. ARGV: status, now, the
+/// cancelled state, then the ids of the requests named, in the pending set's order.
 pub static SET_AGENT_STATUS: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-local slot, agent, status, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local status, now = ARGV[1], ARGV[2]
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return {'not_found'} end
 if current == 'revoked' and status ~= 'revoked' then return {'revoked'} end
-redis.call('HSET', KEYS[1], 'status', status)
 if status == 'revoked' then
-  local pending = slot .. 'agent-pending:' .. agent
-  for _, id in ipairs(redis.call('ZRANGE', pending, '(' .. now, '+inf', 'BYSCORE')) do
-    local decision = slot .. 'decision:' .. id
-    if redis.call('EXISTS', decision) == 0 then
-      redis.call('HSET', decision, 'status', 'cancelled', 'state', ARGV[5])
+  local live = redis.call('ZRANGE', KEYS[2], '(' .. now, '+inf', 'BYSCORE')
+  if #live ~= #KEYS - 2 then return {'changed'} end
+  for i, id in ipairs(live) do
+    if id ~= ARGV[3 + i] then return {'changed'} end
+  end
+  for i = 3, #KEYS do
+    if redis.call('EXISTS', KEYS[i]) == 0 then
+      redis.call('HSET', KEYS[i], 'status', 'cancelled', 'state', ARGV[3])
     end
   end
-  redis.call('DEL', pending)
+  redis.call('DEL', KEYS[2])
 end
+redis.call('HSET', KEYS[1], 'status', status)
 local all = redis.call('HGETALL', KEYS[1])
 table.insert(all, 1, 'ok')
 return all
@@ -130,25 +152,24 @@ return all
     )
 });
 
-/// The user's requests pending at `now`, from their agents' pending sets: the ids, or with
-/// `count` only how many.
-/// KEYS: the user's agent set. ARGV: user prefix, now, `ids` or `count`.
+/// Requests pending at `now` in the agents' pending sets given: the ids, or with `count` only
+/// how many. A read: the caller lists the agents first.
+/// KEYS: the pending sets. ARGV: now, `ids` or `count`.
 pub static PENDING_REQUESTS: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-local slot, live = ARGV[1], '(' .. ARGV[2]
+local live = '(' .. ARGV[1]
 local ids, count = {}, 0
-for _, agent in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local pending = slot .. 'agent-pending:' .. agent
-  if ARGV[3] == 'count' then
-    count = count + redis.call('ZCOUNT', pending, live, '+inf')
+for i = 1, #KEYS do
+  if ARGV[2] == 'count' then
+    count = count + redis.call('ZCOUNT', KEYS[i], live, '+inf')
   else
-    for _, id in ipairs(redis.call('ZRANGE', pending, live, '+inf', 'BYSCORE')) do
+    for _, id in ipairs(redis.call('ZRANGE', KEYS[i], live, '+inf', 'BYSCORE')) do
       table.insert(ids, id)
     end
   end
 end
-if ARGV[3] == 'count' then return {'ok', tostring(count)} end
+if ARGV[2] == 'count' then return {'ok', tostring(count)} end
 table.insert(ids, 1, 'ok')
 return ids
 "#,
@@ -170,29 +191,37 @@ return {'ok'}
 
 /// Adds an agent that asked to enroll, unless an agent with its id exists or the user has
 /// `max` agents whose enrollment is pending; deletes the user's agents whose enrollment expired
-/// undecided. KEYS: agent, the user's agent set. ARGV: user prefix, agent id, record, now, max,
-/// when the enrollment expires.
+/// undecided. The caller read the user's agents first and names them all: if the set holds
+/// others, nothing changes and the answer is `changed` (read again, run again).
+/// KEYS: agent, the user's agent set, then each agent named. ARGV: agent id, record, now, max,
+/// when the enrollment expires, then the ids of the agents named.
 pub static ADD_ENROLLING_AGENT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-local slot, id, now, max = ARGV[1], ARGV[2], tonumber(ARGV[4]), tonumber(ARGV[5])
-local function expired(key)
-  local f = redis.call('HMGET', key, 'status', 'enrolling_until')
+local id, now, max = ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4])
+local named = {}
+for i = 6, #ARGV do named[ARGV[i]] = true end
+local members = redis.call('SMEMBERS', KEYS[2])
+if #members ~= #KEYS - 2 then return {'changed'} end
+for _, member in ipairs(members) do
+  if not named[member] then return {'changed'} end
+end
+local function expired(i)
+  local f = redis.call('HMGET', KEYS[i], 'status', 'enrolling_until')
   return f[1] == 'pending' and f[2] and now >= tonumber(f[2])
 end
-if redis.call('EXISTS', KEYS[1]) == 1 and not expired(KEYS[1]) then return {'exists'} end
+if redis.call('EXISTS', KEYS[1]) == 1 and not expired(1) then return {'exists'} end
 local enrolling = 0
-for _, other in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-  local key = slot .. 'agent:' .. other
-  if expired(key) then
-    redis.call('DEL', key)
-    redis.call('SREM', KEYS[2], other)
-  elseif redis.call('HGET', key, 'status') == 'pending' then
+for i = 3, #KEYS do
+  if expired(i) then
+    redis.call('DEL', KEYS[i])
+    redis.call('SREM', KEYS[2], ARGV[3 + i])
+  elseif redis.call('HGET', KEYS[i], 'status') == 'pending' then
     enrolling = enrolling + 1
   end
 end
 if enrolling >= max then return {'too_many'} end
-redis.call('HSET', KEYS[1], 'record', ARGV[3], 'status', 'pending', 'enrolling_until', ARGV[6])
+redis.call('HSET', KEYS[1], 'record', ARGV[2], 'status', 'pending', 'enrolling_until', ARGV[5])
 redis.call('SADD', KEYS[2], id)
 return {'ok'}
 "#,
@@ -365,3 +394,24 @@ return {'ok', tostring(count)}
 "#,
     )
 });
+
+#[cfg(test)]
+mod tests {
+    /// Every key a script touches is declared: each call names its key as `KEYS[...]`, never
+    /// a name the script builds or reads.
+    #[test]
+    fn every_key_is_declared() {
+        let call = ["redis", "call("].join(".");
+        let source = include_str!("scripts.rs");
+        let calls: Vec<&str> = source.split(call.as_str()).skip(1).collect();
+        assert!(calls.len() > 40, "{} calls found", calls.len());
+        for call in calls {
+            let key = call.split_once(", ").map(|(_, key)| key);
+            assert!(
+                key.is_some_and(|key| key.starts_with("KEYS[")),
+                "a key not in KEYS: {}",
+                call.lines().next().unwrap_or_default()
+            );
+        }
+    }
+}
