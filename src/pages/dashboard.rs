@@ -283,6 +283,7 @@ pub(crate) mod tests {
             action: "flights.book".into(),
             params: canonical.as_str().to_owned(),
             params_sha256: canonical.hash(),
+            params_order: Default::default(),
             message: None,
             code: "482-113".into(),
             nonce: "n".repeat(43),

@@ -438,6 +438,28 @@ impl TestAgent {
         body
     }
 
+    /// Creates a request for `flights.book` with params written exactly as `params_json` (so
+    /// with its keys in its own order); returns the created answer.
+    pub async fn request_text(&self, params_json: &str) -> Value {
+        let body = format!(
+            r#"{{"action":"flights.book","audience":"https://travel.example","params":{params_json}}}"#
+        );
+        let proof = self.proof(&Method::POST, "/v1/approvals");
+        let response = self
+            .http
+            .post(format!("{}/v1/approvals", self.url))
+            .header("dpop", proof)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body
+    }
+
     /// Streams request `id`'s states (server-sent events) to the end of the stream, running
     /// `once_pending` when the first pending state has arrived; returns every state.
     pub async fn stream_states(&self, id: &str, once_pending: impl AsyncFnOnce()) -> Vec<Value> {
