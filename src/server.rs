@@ -54,7 +54,8 @@ fn router(state: AppState) -> Router {
         .merge(routes::webauthn::router())
         .merge(routes::push::router())
         .merge(routes::dashboard::router())
-        .merge(crate::pages::static_files());
+        .merge(crate::pages::static_files())
+        .fallback(crate::pages::error::not_found);
     let router = if state.metrics_access.own_listener {
         router
     } else {

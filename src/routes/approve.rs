@@ -34,6 +34,7 @@ use crate::error::ApiError;
 use crate::events::{self, Change};
 use crate::metrics::{DecisionOutcome, DecisionRefusal};
 use crate::pages::approve::ApprovePage;
+use crate::pages::error::negotiated;
 use crate::rate::{ClientAddress, Rate, check_rate};
 use crate::routes::{parse_json, passkeys_of, record_passkey_use, require_same_origin};
 use crate::state::AppState;
@@ -91,8 +92,18 @@ async fn settled(
     }
 }
 
-async fn page(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let approval = load(&state, &id).await?;
+async fn page(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    show(&state, &id)
+        .await
+        .unwrap_or_else(|error| negotiated(&headers, error))
+}
+
+async fn show(state: &AppState, id: &str) -> Result<Response, ApiError> {
+    let approval = load(state, id).await?;
     // The agent's name as it is now (an operator may have renamed it), else as it was.
     let agent_name = match state.store.agent(&approval.agent).await? {
         Some(agent) => agent.name,
