@@ -211,7 +211,8 @@ fn long_params_in_agent_order() -> (String, Vec<String>) {
 
 /// A phone whose browser lacks WebAuthn's JSON helpers registers and approves a long request
 /// shown in the agent's order, with the buttons on the first screen and no parameter ever under
-/// them, while a tab opened earlier learns of the decision by itself.
+/// them, while a tab opened earlier learns of the decision by itself; it denies another and
+/// watches a third expire. axe-core finds no serious or critical violation on any page.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_phone_without_the_json_helpers_approves_a_long_request_in_the_agents_order() {
     let data = tempfile::tempdir().unwrap();
@@ -257,7 +258,26 @@ async fn a_phone_without_the_json_helpers_approves_a_long_request_in_the_agents_
         "{created}"
     );
 
-    script.send(&json!({ "approval_url": created["approval_url"], "keys": keys }));
+    let denied = agent.request(json!({"to": "LAX"})).await;
+    let (status, expiring) = agent
+        .call(
+            Method::POST,
+            "/v1/approvals",
+            Some(&json!({
+                "action": "flights.book",
+                "params": {"to": "SEA"},
+                "audience": "https://travel.example",
+                "ttl": 10,
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{expiring}");
+    script.send(&json!({
+        "approval_url": created["approval_url"],
+        "keys": keys,
+        "deny_url": denied["approval_url"],
+        "expiring_url": expiring["approval_url"],
+    }));
     let approved = script.expect("approved");
     script.finish();
     assert_eq!(approved["shown"], json!(keys), "{approved}");

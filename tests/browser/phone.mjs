@@ -10,14 +10,18 @@
 //
 // Talking with the test, one JSON object a line:
 //   stdout  {"event":"registered"}
-//   stdin   {"approval_url":"http://...", "keys":["from","to",...]}   keys in the agent's order
+//   stdin   {"approval_url":"http://...", "keys":["from","to",...],   keys in the agent's order
+//            "deny_url":"http://...", "expiring_url":"http://..."}     two more requests
 //   stdout  {"event":"approved", ...}
+// On the way, axe-core checks every kind of page (setup, login, dashboard, approval pending,
+// approved, denied and expired, receipt, error): no serious or critical violation; a screenshot
+// of each at phone size is kept in OUTPUT_DIR as axe-NAME.png.
 // Anything that goes wrong is written to stderr, with a screenshot in OUTPUT_DIR, and exits 1.
 
 import { createInterface } from "node:readline";
 import { join } from "node:path";
 
-import { check, openBrowser, register, run } from "./person.mjs";
+import { check, checkAccessibility, openBrowser, register, run } from "./person.mjs";
 
 const [setupUrl, outputDir, profile] = process.argv.slice(2);
 if (!setupUrl || !outputDir || !profile) {
@@ -69,13 +73,24 @@ await run({
   main: async (browser) => {
     const { context, page, checkNoTrouble } = browser;
     await context.addInitScript(withoutJsonHelpers);
+    const at = (path) => new URL(path, setupUrl).href;
+    await page.goto(setupUrl);
+    await page.locator("form#setup").waitFor();
+    await checkAccessibility(page, "setup", outputDir);
+    await page.goto(at("/login"));
+    await page.locator("#login-button:enabled").waitFor();
+    await checkAccessibility(page, "login", outputDir);
     await register(browser, setupUrl, "alice");
     check(
       await page.evaluate(() => !PublicKeyCredential.parseRequestOptionsFromJSON && !PublicKeyCredential.prototype.toJSON),
       "the JSON helpers are still there: the fallback was not tested",
     );
     tell("registered");
-    const { approval_url: approvalUrl, keys } = await hear("the approval URL");
+    const { approval_url: approvalUrl, keys, deny_url: denyUrl, expiring_url: expiringUrl } =
+      await hear("the approval URL");
+    await page.goto(at("/"));
+    await page.locator(`li.pending[data-approval-id]`).first().waitFor();
+    await checkAccessibility(page, "dashboard", outputDir);
 
     // A tab opened before the decision, which must follow it.
     const stale = await context.newPage();
@@ -103,6 +118,7 @@ await run({
     }
     await page.screenshot({ path: join(outputDir, "phone-approval-first-screen.png") });
 
+    await checkAccessibility(page, "approval-pending", outputDir);
     const { count, covered } = await page.evaluate(coveredParams);
     check(count >= keys.length, `only ${count} parameter parts found`);
     check(covered.length === 0, `parameters hidden under something: ${JSON.stringify(covered)}`);
@@ -130,6 +146,32 @@ await run({
     check(!(await stale.locator("button[data-decision]").first().isVisible()), "the stale tab still offers buttons");
     check(!(await stale.locator(".outcome.error").isVisible()), "the stale tab shows an error");
     await stale.screenshot({ path: join(outputDir, "phone-approval-other-tab.png") });
+    await stale.close();
+
+    await page.reload();
+    await page.locator(".final.approved").waitFor();
+    await checkAccessibility(page, "approval-approved", outputDir);
+    await page.locator('a[href$="/receipt"]').click();
+    await page.locator("main.receipt").waitFor();
+    await checkAccessibility(page, "receipt", outputDir);
+
+    await page.goto(denyUrl);
+    await page.locator('button[data-decision="deny"]:enabled').click();
+    await page.locator("#outcome-denied").waitFor({ state: "visible" });
+    await page.reload();
+    await page.locator(".final.denied").waitFor();
+    await checkAccessibility(page, "approval-denied", outputDir);
+
+    // The third request was asked for with the shortest time to live: its page runs out while
+    // it is open, and once reloaded the gateway says it expired.
+    await page.goto(expiringUrl);
+    await page.locator("#outcome-expired").waitFor({ state: "visible", timeout: 30_000 });
+    await page.reload();
+    await page.locator(".final.expired").waitFor();
+    await checkAccessibility(page, "approval-expired", outputDir);
+
+    await page.goto(at("/no/such/page"));
+    await checkAccessibility(page, "error", outputDir);
     tell("approved", { shown });
   },
 });
