@@ -282,7 +282,7 @@ pub async fn open(args: &ServeArgs, storage: &Storage) -> anyhow::Result<AppStat
         storage.store.clone(),
         metrics.clone(),
     ));
-    let public = Arc::new(PublicUrl::parse(&args.public_url).map_err(anyhow::Error::msg)?);
+    let public = Arc::new(PublicUrl::parse(&args.public_url()?).map_err(anyhow::Error::msg)?);
     let keyring = Keyring::load_or_create(storage).await?;
     let passkeys = Passkeys::new(&public)?;
     let http = crate::http_client::new()?;

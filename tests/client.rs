@@ -391,7 +391,7 @@ async fn a_dropped_connection_mid_wait_resumes_the_same_request() {
     // The gateway's public URL is the proxy's, so DPoP proofs and passkey origins name it.
     let proxy = CuttingProxy::start().await;
     let gateway = TestGateway::start_with(|args| {
-        args.public_url = proxy.url.parse().unwrap();
+        args.public_url = Some(proxy.url.parse().unwrap());
     })
     .await;
     proxy.forward_to(&gateway.url);
@@ -444,7 +444,7 @@ async fn a_dropped_connection_mid_wait_resumes_the_same_request() {
 async fn a_wait_against_a_vanished_gateway_ends_unreachable() {
     let proxy = CuttingProxy::start().await;
     let gateway = TestGateway::start_with(|args| {
-        args.public_url = proxy.url.parse().unwrap();
+        args.public_url = Some(proxy.url.parse().unwrap());
     })
     .await;
     proxy.forward_to(&gateway.url);
