@@ -344,6 +344,7 @@ fn approval(
         action: "flights.book".into(),
         params: params.as_str().into(),
         params_sha256: params.hash(),
+        params_order: Default::default(),
         message: Some("Book the flight we discussed".into()),
         code: "471-128".into(),
         nonce: handsign_protocol::base64url::encode([7u8; 32]),

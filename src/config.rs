@@ -9,22 +9,49 @@ use handsign_protocol::canonical::Limits;
 use handsign_protocol::token::MAX_LIFETIME_SECS;
 use url::Url;
 
+/// The per-user data directory (XDG Base Directory): `$XDG_DATA_HOME/handsign`, else
+/// `$HOME/.local/share/handsign`; `handsign-data` in the working directory only when neither is
+/// set. One place for `serve` and the operator commands, whatever directory they run from.
+pub fn default_data_dir() -> PathBuf {
+    let absolute = |var: &str| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    if let Some(data_home) = absolute("XDG_DATA_HOME") {
+        data_home.join("handsign")
+    } else if let Some(home) = absolute("HOME") {
+        home.join(".local/share/handsign")
+    } else {
+        PathBuf::from("handsign-data")
+    }
+}
+
+impl ServeArgs {
+    /// The public URL as given, else `http://localhost:PORT` on the port of --listen: so that
+    /// `--listen 127.0.0.1:9000` alone gives a gateway whose pages work at
+    /// `http://localhost:9000`, rather than one whose passkey origin names another port.
+    pub fn public_url(&self) -> Result<Url, url::ParseError> {
+        match &self.public_url {
+            Some(url) => Ok(url.clone()),
+            None => Url::parse(&format!("http://localhost:{}", self.listen.port())),
+        }
+    }
+}
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "HANDSIGN_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     /// The URL people and agents reach the gateway at: the token issuer, the WebAuthn origin, and
-    /// its host is the RP ID. `http://` is accepted for `localhost` only.
-    #[arg(
-        long,
-        env = "HANDSIGN_PUBLIC_URL",
-        default_value = "http://localhost:8080"
-    )]
-    pub public_url: Url,
+    /// its host is the RP ID. `http://` is accepted for `localhost` only. Default:
+    /// `http://localhost:PORT`, PORT being the port of --listen.
+    #[arg(long, env = "HANDSIGN_PUBLIC_URL")]
+    pub public_url: Option<Url>,
     /// Where the gateway keeps its store and signing key (created on first start) unless it
-    /// uses Redis.
-    #[arg(long, env = "HANDSIGN_DATA_DIR", default_value = "handsign-data")]
+    /// uses Redis. Default: `$XDG_DATA_HOME/handsign`, else `~/.local/share/handsign`.
+    #[arg(long, env = "HANDSIGN_DATA_DIR", default_value_os_t = default_data_dir())]
     pub data_dir: PathBuf,
     /// Keep everything in Redis instead of the data directory, so that any number of gateway
     /// instances share it: a `redis://` URL, or several comma-separated for a Redis Cluster's

@@ -9,6 +9,8 @@ use handsign_protocol::params::ParamsHash;
 use handsign_protocol::receipt::Receipt;
 use serde::{Deserialize, Serialize};
 
+use crate::params_order::ParamsOrder;
+
 /// A user's short name, e.g. `alice`: 1 to 32 characters of `a-z`, `0-9`, `.`, `_`, `-`,
 /// starting with a letter or digit. Narrow on purpose: it appears on approval pages and in
 /// statements, where look-alike names must not be possible.
@@ -279,6 +281,9 @@ pub struct ApprovalRecord {
     /// The canonical params, as text.
     pub params: String,
     pub params_sha256: ParamsHash,
+    /// The order the agent wrote the params' keys in, for display; not part of what is signed.
+    #[serde(default, skip_serializing_if = "ParamsOrder::is_sorted")]
+    pub params_order: ParamsOrder,
     /// The agent's own words; shown as such, never as the gateway's.
     pub message: Option<String>,
     /// The match code shown to the agent's operator and on the approval page.

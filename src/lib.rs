@@ -20,6 +20,7 @@ pub mod keyring;
 pub mod metrics;
 pub mod notify;
 pub mod pages;
+pub mod params_order;
 pub mod passkeys;
 pub mod rate;
 pub mod routes;

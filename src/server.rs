@@ -54,7 +54,8 @@ fn router(state: AppState) -> Router {
         .merge(routes::webauthn::router())
         .merge(routes::push::router())
         .merge(routes::dashboard::router())
-        .merge(crate::pages::static_files());
+        .merge(crate::pages::static_files())
+        .fallback(crate::pages::error::not_found);
     let router = if state.metrics_access.own_listener {
         router
     } else {
@@ -281,7 +282,7 @@ pub async fn open(args: &ServeArgs, storage: &Storage) -> anyhow::Result<AppStat
         storage.store.clone(),
         metrics.clone(),
     ));
-    let public = Arc::new(PublicUrl::parse(&args.public_url).map_err(anyhow::Error::msg)?);
+    let public = Arc::new(PublicUrl::parse(&args.public_url()?).map_err(anyhow::Error::msg)?);
     let keyring = Keyring::load_or_create(storage).await?;
     let passkeys = Passkeys::new(&public)?;
     let http = crate::http_client::new()?;

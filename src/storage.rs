@@ -47,10 +47,15 @@ impl Storage {
         }
     }
 
+    /// Where the embedded store of `data_dir` is kept.
+    pub fn embedded_file(data_dir: &Path) -> PathBuf {
+        data_dir.join("handsign.redb")
+    }
+
     /// The embedded store in `data_dir` (created owner-only if needed).
     pub fn embedded(data_dir: &Path) -> anyhow::Result<Self> {
         crate::secret_file::private_dir(data_dir)?;
-        let store = EmbeddedStore::open(&data_dir.join("handsign.redb"))?;
+        let store = EmbeddedStore::open(&Self::embedded_file(data_dir))?;
         Ok(Storage {
             store: Arc::new(store),
             events: Events::default(),

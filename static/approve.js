@@ -1,4 +1,6 @@
-// The approval page's script: the passkey ceremony for the person's decision, and the countdown.
+// The approval page's script: the passkey ceremony for the person's decision, the countdown,
+// and following the request's state, so that a tab left open learns that another device
+// decided, or that the agent stopped waiting.
 //
 // Everything the person reads about the request is rendered and escaped by the server; this
 // script only reveals the server's prepared sentences or shows the gateway's error message as
@@ -6,6 +8,8 @@
 //   POST /approve/{id}/options {decision}        -> {publicKey}
 //   navigator.credentials.get({publicKey})       -> the person's passkey signs the statement
 //   POST /approve/{id} {decision, credential}    -> {status: "approved" | "denied"}
+// The state: GET /approve/{id}/events (server-sent events) sends one `status` event when the
+// request is no longer pending.
 "use strict";
 
 (() => {
@@ -13,32 +17,39 @@
   const buttons = Array.from(document.querySelectorAll("button[data-decision]"));
   if (!page || buttons.length === 0) return; // Not pending: nothing to decide.
 
+  const { GatewayError, post, say: sayIn, supported, assert } = window.Handsign;
   const id = encodeURIComponent(page.dataset.approvalId);
   const outcome = document.getElementById("outcome");
   let busy = false; // A ceremony is under way.
   let over = false; // Nothing more can be decided on this page.
+  let stream = null;
 
-  function say(text, kind) {
-    outcome.textContent = text;
-    outcome.className = "outcome" + (kind ? " " + kind : "");
-  }
+  const say = (text, kind) => sayIn(outcome, text, kind);
 
   function enable(on) {
     busy = !on;
     for (const button of buttons) button.disabled = !on;
   }
 
-  // Replaces the buttons with one of the server-rendered sentences: approved, denied, expired,
-  // and takes away what only applies while the request is pending (hints, the countdown).
+  // Replaces the buttons with one of the server-rendered sentences (`outcome-` + which) and its
+  // heading, takes away what only applies while the request is pending (hints, the countdown),
+  // and shows the way on: the dashboard and, once decided, the receipt.
   function finish(which) {
     over = true;
     clearInterval(timer);
+    if (stream) stream.close();
     say("");
     for (const button of buttons) button.hidden = true;
     for (const element of document.querySelectorAll("[data-while-pending]")) element.hidden = true;
+    let shown = null;
     for (const sentence of document.querySelectorAll("[id^='outcome-']")) {
       sentence.hidden = sentence.id !== "outcome-" + which;
+      if (!sentence.hidden) shown = sentence;
     }
+    if (shown) document.getElementById("heading").textContent = shown.dataset.heading;
+    document.getElementById("after").hidden = false;
+    const receipt = document.getElementById("receipt-link");
+    if (receipt) receipt.hidden = !/approved|denied/.test(which);
   }
 
   // The countdown, from the server's count of seconds left, on this device's monotonic clock.
@@ -57,32 +68,16 @@
     if (left === 0 && !busy && !over) finish("expired");
   }, 1000);
 
-  // A failed call: the gateway's own error answer, or what went wrong on the way.
-  class GatewayError extends Error {
-    constructor(status, answer) {
-      super(answer && answer.message ? answer.message
-        : `The gateway answered HTTP ${status}. Reload the page to see where the request stands.`);
-      this.status = status;
-    }
-  }
-
-  async function post(path, body) {
-    let response;
-    try {
-      response = await fetch(path, {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify(body),
-        credentials: "same-origin",
-      });
-    } catch {
-      throw new GatewayError(0, {
-        message: "The gateway could not be reached. Check the connection, then reload the page.",
-      });
-    }
-    const answer = await response.json().catch(() => null);
-    if (!response.ok || !answer) throw new GatewayError(response.status, answer);
-    return answer;
+  // Another device or tab decided, the agent cancelled, or the request expired.
+  function follow() {
+    if (!window.EventSource) return;
+    stream = new EventSource(`/approve/${id}/events`);
+    stream.addEventListener("status", (event) => {
+      stream.close();
+      if (over || busy) return; // This page's own decision says what happened.
+      const status = event.data;
+      finish(status === "expired" ? "expired" : "elsewhere-" + status);
+    });
   }
 
   async function decide(decision) {
@@ -92,9 +87,7 @@
       const options = await post(`/approve/${id}/options`, { decision });
       let credential;
       try {
-        credential = await navigator.credentials.get({
-          publicKey: PublicKeyCredential.parseRequestOptionsFromJSON(options.publicKey),
-        });
+        credential = await assert(options);
       } catch (error) {
         if (error.name !== "NotAllowedError" && error.name !== "AbortError") throw error;
       }
@@ -104,8 +97,7 @@
         return;
       }
       say("Checking…");
-      const answer = await post(`/approve/${id}`,
-        { decision, ceremony: options.ceremony, credential: credential.toJSON() });
+      const answer = await post(`/approve/${id}`, { decision, ceremony: options.ceremony, credential });
       finish(answer.status === "approved" ? "approved" : "denied");
     } catch (error) {
       if (error instanceof GatewayError) {
@@ -125,14 +117,13 @@
     }
   }
 
-  if (!window.PublicKeyCredential || !PublicKeyCredential.parseRequestOptionsFromJSON
-    || !PublicKeyCredential.prototype.toJSON) {
-    say("This browser cannot use passkeys on this page. Open the link in an up-to-date browser.",
-      "error");
+  if (!supported()) {
+    say("This browser cannot use passkeys. Open the link in a browser that can.", "error");
     for (const button of buttons) button.disabled = true;
     return;
   }
   for (const button of buttons) {
     button.addEventListener("click", () => decide(button.dataset.decision));
   }
+  follow();
 })();

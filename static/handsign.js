@@ -33,9 +33,65 @@ window.Handsign = (() => {
   const get = (path) => call("GET", path);
   const post = (path, body) => call("POST", path, body);
 
+  // Any browser with WebAuthn can be used: where the JSON helpers
+  // (PublicKeyCredential.parseCreationOptionsFromJSON, parseRequestOptionsFromJSON, toJSON) are
+  // missing, as in older Safari and WebViews, the few base64url fields are converted here.
   function supported() {
-    return Boolean(window.PublicKeyCredential && PublicKeyCredential.parseCreationOptionsFromJSON
-      && PublicKeyCredential.parseRequestOptionsFromJSON && PublicKeyCredential.prototype.toJSON);
+    return Boolean(window.PublicKeyCredential && navigator.credentials);
+  }
+
+  function fromB64url(text) {
+    const b64 = text.replace(/-/g, "+").replace(/_/g, "/");
+    const binary = atob(b64 + "===".slice((b64.length + 3) % 4));
+    return Uint8Array.from(binary, (c) => c.charCodeAt(0)).buffer;
+  }
+
+  function toB64url(buffer) {
+    let binary = "";
+    for (const byte of new Uint8Array(buffer)) binary += String.fromCharCode(byte);
+    return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  }
+
+  const withIds = (list) => (list || []).map((c) => ({ ...c, id: fromB64url(c.id) }));
+
+  function creationOptions(json) {
+    if (PublicKeyCredential.parseCreationOptionsFromJSON) {
+      return PublicKeyCredential.parseCreationOptionsFromJSON(json);
+    }
+    return { ...json, challenge: fromB64url(json.challenge), user: { ...json.user, id: fromB64url(json.user.id) },
+      excludeCredentials: withIds(json.excludeCredentials) };
+  }
+
+  function requestOptions(json) {
+    if (PublicKeyCredential.parseRequestOptionsFromJSON) {
+      return PublicKeyCredential.parseRequestOptionsFromJSON(json);
+    }
+    return { ...json, challenge: fromB64url(json.challenge), allowCredentials: withIds(json.allowCredentials) };
+  }
+
+  // The credential as PublicKeyCredential.toJSON() writes it (WebAuthn Level 3).
+  function credentialJSON(credential) {
+    if (typeof credential.toJSON === "function") return credential.toJSON();
+    const r = credential.response;
+    const response = { clientDataJSON: toB64url(r.clientDataJSON) };
+    if (r.attestationObject) {
+      response.attestationObject = toB64url(r.attestationObject);
+      response.transports = r.getTransports ? r.getTransports() : [];
+    } else {
+      response.authenticatorData = toB64url(r.authenticatorData);
+      response.signature = toB64url(r.signature);
+      if (r.userHandle) response.userHandle = toB64url(r.userHandle);
+    }
+    return { id: credential.id, rawId: toB64url(credential.rawId), type: credential.type, response,
+      authenticatorAttachment: credential.authenticatorAttachment || null,
+      clientExtensionResults: credential.getClientExtensionResults() };
+  }
+
+  // A passkey assertion for `options`, the gateway's {publicKey} answer; null when the person
+  // used none (cancelled or timed out).
+  async function assert(options) {
+    const credential = await navigator.credentials.get({ publicKey: requestOptions(options.publicKey) });
+    return credential && credentialJSON(credential);
   }
 
   // Shows `text` in a status element; `kind` is "ok" or "error".
@@ -58,21 +114,16 @@ window.Handsign = (() => {
   // logged-in person adding one. Resolves to the gateway's answer ({user, credential_id}).
   async function register(body, name) {
     const options = await post("/webauthn/register/options", body);
-    const credential = await navigator.credentials.create({
-      publicKey: PublicKeyCredential.parseCreationOptionsFromJSON(options.publicKey),
-    });
+    const credential = await navigator.credentials.create({ publicKey: creationOptions(options.publicKey) });
     return post("/webauthn/register/finish",
-      { ceremony: options.ceremony, credential: credential.toJSON(), name });
+      { ceremony: options.ceremony, credential: credentialJSON(credential), name });
   }
 
   // Logs in with a passkey; the gateway sets the session cookie. Without a user name the
   // passkey names the account; with one, only that user's credentials are offered.
   async function login(user) {
     const options = await post("/webauthn/login/options", user ? { user } : {});
-    const credential = await navigator.credentials.get({
-      publicKey: PublicKeyCredential.parseRequestOptionsFromJSON(options.publicKey),
-    });
-    return post("/webauthn/login/finish", { ceremony: options.ceremony, credential: credential.toJSON() });
+    return post("/webauthn/login/finish", { ceremony: options.ceremony, credential: await assert(options) });
   }
 
   // A fresh passkey assertion for one sensitive action (`purpose`, as the gateway names it),
@@ -80,11 +131,8 @@ window.Handsign = (() => {
   // passkey, invite someone or change an agent.
   async function stepUp(purpose) {
     const options = await post("/webauthn/step-up/options", { purpose });
-    const credential = await navigator.credentials.get({
-      publicKey: PublicKeyCredential.parseRequestOptionsFromJSON(options.publicKey),
-    });
-    return { ceremony: options.ceremony, credential: credential.toJSON() };
+    return { ceremony: options.ceremony, credential: await assert(options) };
   }
 
-  return { GatewayError, get, post, supported, say, explain, register, login, stepUp };
+  return { GatewayError, get, post, supported, say, explain, register, login, stepUp, assert };
 })();

@@ -177,3 +177,112 @@ async fn a_person_registers_and_approves_in_chromium_and_the_token_and_receipt_c
     assert!(verified.status.success(), "{verified:?}");
     assert!(said.contains("valid: alice decided approve"), "{said}");
 }
+
+/// Long params written in an order of their own: first the trip, then many more fields.
+fn long_params_in_agent_order() -> (String, Vec<String>) {
+    let mut members = vec![
+        ("from".to_owned(), json!("SFO")),
+        ("to".to_owned(), json!("NYC")),
+        ("date".to_owned(), json!("2026-12-01")),
+        ("passenger".to_owned(), json!("Alice Ng")),
+    ];
+    for i in (1..=24).rev() {
+        members.push((
+            format!("field_{i:02}"),
+            json!(format!("value {i} ").repeat(i)),
+        ));
+    }
+    members.push((
+        "legs".to_owned(),
+        json!([{"seat": "12A", "flight": "UA 15"}, {"seat": "3C", "flight": "B6 2"}]),
+    ));
+    members.push((
+        "note".to_owned(),
+        json!("the last parameter, at the very end"),
+    ));
+    let text = members
+        .iter()
+        .map(|(key, value)| format!("{}:{value}", json!(key)))
+        .collect::<Vec<_>>()
+        .join(",");
+    let keys = members.into_iter().map(|(key, _)| key).collect();
+    (format!("{{{text}}}"), keys)
+}
+
+/// A phone whose browser lacks WebAuthn's JSON helpers registers and approves a long request
+/// shown in the agent's order, with the buttons on the first screen and no parameter ever under
+/// them, while a tab opened earlier learns of the decision by itself; it denies another and
+/// watches a third expire. axe-core finds no serious or critical violation on any page.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_phone_without_the_json_helpers_approves_a_long_request_in_the_agents_order() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let url = format!("http://localhost:{port}");
+    let (_gateway, setup_link) = spawn_gateway(data.path(), port);
+    let output_dir = manifest_dir().join("target/test-output");
+    std::fs::create_dir_all(&output_dir).unwrap();
+    let mut script = Script::start("phone.mjs", &[&setup_link, output_dir.to_str().unwrap()]);
+    script.expect("registered");
+
+    let key = SigningKey::generate().unwrap();
+    let jwk = serde_json::to_string(&key.public_key().to_jwk()).unwrap();
+    let added = handsign(
+        data.path(),
+        &url,
+        &[
+            "agent",
+            "add",
+            "--name",
+            "travel bot",
+            "--user",
+            "alice",
+            "--key",
+            &jwk,
+        ],
+    );
+    assert!(added.status.success(), "{added:?}");
+    let agent = TestAgent::new(key, &url);
+    let (params, keys) = long_params_in_agent_order();
+    let created = agent.request_text(&params).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    // The hash is that of the canonical form, whatever the order shown.
+    let sorted: Value = serde_json::from_str(&params).unwrap();
+    let canonical = handsign_protocol::params::CanonicalParams::parse(
+        serde_json::to_string(&sorted).unwrap().as_bytes(),
+        &Default::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        created["params_sha256"],
+        canonical.hash().as_str(),
+        "{created}"
+    );
+
+    let denied = agent.request(json!({"to": "LAX"})).await;
+    let (status, expiring) = agent
+        .call(
+            Method::POST,
+            "/v1/approvals",
+            Some(&json!({
+                "action": "flights.book",
+                "params": {"to": "SEA"},
+                "audience": "https://travel.example",
+                "ttl": 10,
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{expiring}");
+    script.send(&json!({
+        "approval_url": created["approval_url"],
+        "keys": keys,
+        "deny_url": denied["approval_url"],
+        "expiring_url": expiring["approval_url"],
+    }));
+    let approved = script.expect("approved");
+    script.finish();
+    assert_eq!(approved["shown"], json!(keys), "{approved}");
+    let (status, answer) = agent.read(&id, 0).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["status"], "approved", "{answer}");
+    assert!(answer["token"].is_string(), "{answer}");
+}

@@ -391,7 +391,7 @@ async fn a_dropped_connection_mid_wait_resumes_the_same_request() {
     // The gateway's public URL is the proxy's, so DPoP proofs and passkey origins name it.
     let proxy = CuttingProxy::start().await;
     let gateway = TestGateway::start_with(|args| {
-        args.public_url = proxy.url.parse().unwrap();
+        args.public_url = Some(proxy.url.parse().unwrap());
     })
     .await;
     proxy.forward_to(&gateway.url);
@@ -444,7 +444,7 @@ async fn a_dropped_connection_mid_wait_resumes_the_same_request() {
 async fn a_wait_against_a_vanished_gateway_ends_unreachable() {
     let proxy = CuttingProxy::start().await;
     let gateway = TestGateway::start_with(|args| {
-        args.public_url = proxy.url.parse().unwrap();
+        args.public_url = Some(proxy.url.parse().unwrap());
     })
     .await;
     proxy.forward_to(&gateway.url);
@@ -753,4 +753,41 @@ async fn cli_enroll_waits_for_the_user_and_exits_0_when_approved() {
     assert!(output.stdout.is_empty());
     let agent = gateway.store.agent(key.id()).await.unwrap().unwrap();
     assert_eq!(agent.status, AgentStatus::Active);
+}
+
+/// `handsign request` pointed at something that is not a Handsign gateway (here a server that
+/// answers every path with an empty 404, as another service on a wrong port would) says which
+/// URL answered and what to check, rather than printing an empty message.
+#[tokio::test]
+async fn cli_request_at_a_wrong_gateway_url_says_which_url_answered() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(listener, axum::Router::new()).await.unwrap();
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("agent.jwk");
+    AgentKey::create(&key_file).unwrap();
+    let url_arg = url.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_handsign"))
+            .args(["request", "--gateway", &url_arg])
+            .arg("--key")
+            .arg(&key_file)
+            .args(["--action", "flights.book", "--params", "{}"])
+            .args(["--audience", AUDIENCE])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{url}/v1/approvals gave an empty answer, not a Handsign gateway's error: check \
+             the gateway URL (--gateway, HANDSIGN_GATEWAY)"
+        )),
+        "{stderr}"
+    );
 }

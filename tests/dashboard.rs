@@ -705,3 +705,114 @@ async fn passkey_names_are_shown_marked_and_control_characters_refused() {
         "{html}"
     );
 }
+
+/// An open approval page learns that nobody waits any more: revoking the agent cancels its
+/// request, and the page's event stream says `cancelled` and ends. A request already decided
+/// says so at once.
+#[tokio::test]
+async fn an_open_approval_page_hears_that_its_request_was_cancelled() {
+    let gateway = TestGateway::start().await;
+    let (mut alice, browser) = logged_in(&gateway, "alice").await;
+    let agent = gateway.agent("alice").await;
+    let created = agent.request(flight()).await;
+    let id = created["id"].as_str().unwrap();
+    let url = format!("{}/approve/{id}/events", gateway.client.url);
+
+    let mut stream = gateway.client.http.get(&url).send().await.unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    let (status, answer) = browser.set_status(&mut alice, agent.id(), "revoked").await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let mut said = String::new();
+    while let Some(chunk) = stream.chunk().await.unwrap() {
+        said.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(said.contains("event: status\ndata: cancelled\n"), "{said}");
+
+    let again = gateway.client.http.get(&url).send().await.unwrap();
+    assert!(again.text().await.unwrap().contains("data: cancelled"));
+    let unknown = format!(
+        "{}/approve/apr_AAAAAAAAAAAAAAAAAAAAAA/events",
+        gateway.client.url
+    );
+    let missing = gateway.client.http.get(&unknown).send().await.unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+}
+
+impl Browser {
+    /// A navigation: what a browser's address bar asks for.
+    async fn navigate(&self, path: &str) -> (StatusCode, String, String) {
+        let response = self
+            .request(Method::GET, path)
+            .header(header::ACCEPT, "text/html,application/xhtml+xml,*/*;q=0.8")
+            .send()
+            .await
+            .unwrap();
+        let kind = response.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        (response.status(), kind, response.text().await.unwrap())
+    }
+}
+
+/// A browser following a dead link gets a page saying so; an API client gets JSON, as before.
+#[tokio::test]
+async fn errors_are_pages_for_browsers_and_json_for_api_clients() {
+    let gateway = TestGateway::start().await;
+    let browser = Browser::new(&gateway, None);
+    for (path, said) in [
+        ("/no/such/page", "There is no page at /no/such/page."),
+        (
+            "/approve/apr_AAAAAAAAAAAAAAAAAAAAAA",
+            "Approval request not found.",
+        ),
+        ("/approve/not-an-id", "Approval request not found."),
+    ] {
+        let (status, kind, html) = browser.navigate(path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert!(kind.starts_with("text/html"), "{path}: {kind}");
+        assert!(html.contains("<h1>404 Not Found</h1>"), "{html}");
+        assert!(html.contains(said), "{html}");
+        let (status, json) = browser.json(path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(json["error"], "not_found", "{path}: {json}");
+    }
+}
+
+/// The receipt link opens a page that says what was decided and how to check it, with the file
+/// to download under the request's name; API clients still get the JSON.
+#[tokio::test]
+async fn a_receipt_is_a_readable_page_with_its_file_and_the_command_that_checks_it() {
+    let gateway = TestGateway::start().await;
+    let (mut alice, browser) = logged_in(&gateway, "alice").await;
+    let agent = gateway.agent("alice").await;
+    let created = agent.request(flight()).await;
+    let id = created["id"].as_str().unwrap();
+    let (status, answer) = gateway.decide(&mut alice, id, "approve").await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+
+    let path = format!("/dashboard/approvals/{id}/receipt");
+    let (status, kind, html) = browser.navigate(&path).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(kind.starts_with("text/html"), "{kind}");
+    let jwks = format!("{}/.well-known/jwks.json", gateway.url);
+    for needle in [
+        "<h1>Receipt: approved</h1>".to_owned(),
+        format!(r#"download="{id}.receipt.json""#),
+        format!("handsign receipt verify {id}.receipt.json --jwks {jwks}"),
+    ] {
+        assert!(html.contains(&needle), "{needle} missing from {html}");
+    }
+
+    let (status, json) = browser.json(&path).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json["statement"]["id"], id, "{json}");
+    let download = browser.get(&format!("{path}.json")).await;
+    assert_eq!(download.status(), StatusCode::OK);
+    assert_eq!(
+        download.headers()[header::CONTENT_DISPOSITION],
+        format!("attachment; filename=\"{id}.receipt.json\"").as_str()
+    );
+    let file: Value = download.json().await.unwrap();
+    assert_eq!(file, json);
+}

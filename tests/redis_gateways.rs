@@ -190,7 +190,7 @@ async fn two_gateways(redis: &RedisServer) -> (TestGateway, TestGateway) {
     let public = url::Url::parse(&format!("http://localhost:{}", free_port())).unwrap();
     let configure = |args: &mut handsign::config::ServeArgs| {
         args.redis_url = Some(redis.url().to_owned());
-        args.public_url = public.clone();
+        args.public_url = Some(public.clone());
     };
     (
         TestGateway::start_with(configure).await,

@@ -105,6 +105,7 @@ fn approval(agent: &str, owner: &str, created_at: i64, ttl: i64) -> ApprovalReco
         action: "flights.book".into(),
         params: params.as_str().into(),
         params_sha256: params.hash(),
+        params_order: Default::default(),
         message: Some("book it".into()),
         code: "4711".into(),
         nonce: "bm9uY2U".into(),

@@ -145,6 +145,7 @@ fn approval(agent_name: &str) -> ApprovalRecord {
         action: "flights.book".into(),
         params: r#"{"card":"4111111111111111","to":"NYC"}"#.into(),
         params_sha256: PARAMS_SHA256.parse().unwrap(),
+        params_order: Default::default(),
         message: Some("secret message".into()),
         code: "4821".into(),
         nonce: "nonce".into(),

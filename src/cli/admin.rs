@@ -8,7 +8,7 @@ use url::Url;
 
 use super::Outcome;
 use crate::admin::{self, Answer, Command};
-use crate::config::PublicUrl;
+use crate::config::{PublicUrl, default_data_dir};
 use crate::domain::{AgentRecord, AgentStatus};
 use crate::notify::webhooks::marked_line;
 use crate::storage::Storage;
@@ -16,7 +16,9 @@ use crate::storage::Storage;
 /// Where the gateway keeps its data, and how it is reached (for the links it prints).
 #[derive(Debug, Clone, clap::Args)]
 pub struct Target {
-    #[arg(long, env = "HANDSIGN_DATA_DIR", default_value = "handsign-data")]
+    /// The gateway's data directory (`handsign serve` prints it at start). Default:
+    /// `$XDG_DATA_HOME/handsign`, else `~/.local/share/handsign`.
+    #[arg(long, env = "HANDSIGN_DATA_DIR", default_value_os_t = default_data_dir())]
     data_dir: PathBuf,
     /// The Redis the gateways share (`handsign serve --redis-url`); the command then works on
     /// it directly.
@@ -140,6 +142,16 @@ async fn run(target: &Target, command: Command) -> anyhow::Result<Outcome> {
         Some(answer) => answer,
         None => {
             let public = PublicUrl::parse(&target.public_url).map_err(anyhow::Error::msg)?;
+            // An operator command never starts a store of its own: a name looked up in an
+            // empty one would only read as "no such user".
+            if target.redis_url.is_none() && !Storage::embedded_file(&target.data_dir).exists() {
+                anyhow::bail!(
+                    "no gateway runs with data directory {} and it holds no Handsign data: pass \
+                     the directory `handsign serve` printed at start with --data-dir (or \
+                     HANDSIGN_DATA_DIR)",
+                    target.data_dir.display()
+                );
+            }
             let storage = Storage::open(&target.data_dir, target.redis_url.as_deref()).await?;
             admin::execute(storage.store.as_ref(), &public, command).await
         }

@@ -16,6 +16,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
     let storage =
         Storage::open_waiting(&args.data_dir, args.redis_url.as_deref(), replicas).await?;
     let store = storage.store.clone();
+    if !storage.is_shared() {
+        println!("Data directory: {}", args.data_dir.display());
+    }
     let state = server::open(&args, &storage).await?;
     let listener =
         server::listen(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;

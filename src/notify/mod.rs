@@ -269,6 +269,7 @@ mod tests {
             params_sha256: "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU"
                 .parse()
                 .unwrap(),
+            params_order: Default::default(),
             message: None,
             code: "4821".into(),
             nonce: "nonce".into(),

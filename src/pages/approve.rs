@@ -23,12 +23,16 @@ use crate::domain::{
 #[derive(Debug, Template, WebTemplate)]
 #[template(path = "approve.html")]
 pub struct ApprovePage {
+    /// What the page is about now: a request, or what became of it.
+    pub heading: &'static str,
     /// The approval id, for the script's calls and the details list.
     pub id: String,
     /// An agent asking to be enrolled rather than to perform an action.
     pub enrollment: bool,
-    /// The agent's id: its key's thumbprint.
+    /// The agent's id: its key's thumbprint, shown on demand (43 characters wrap badly).
     pub agent_id: String,
+    /// The start of the agent id, always shown.
+    pub agent_fingerprint: String,
     pub agent_name: ShownText,
     /// The name the agent had when it asked, shown when it has been renamed since.
     pub agent_name_then: Option<ShownText>,
@@ -48,6 +52,8 @@ pub struct ApprovePage {
     pub pending: bool,
     /// What happened to it, when it is no longer pending.
     pub outcome: Option<Outcome>,
+    /// Whether a person decided it, so there is a receipt to link to.
+    pub has_receipt: bool,
     pub seconds_left: i64,
     pub time_left: String,
     /// How long the agent's token will be valid once collected.
@@ -82,16 +88,22 @@ impl ApprovePage {
         issuer: &str,
         now: i64,
     ) -> Result<ApprovePage, DamagedParams> {
-        let params = ParamsView::parse(&approval.params).map_err(|source| DamagedParams {
-            id: approval.id.to_string(),
-            source,
-        })?;
+        let params =
+            ParamsView::parse(&approval.params, &approval.params_order).map_err(|source| {
+                DamagedParams {
+                    id: approval.id.to_string(),
+                    source,
+                }
+            })?;
         let status = approval.status(now);
         let seconds_left = (approval.expires_at - now).max(0);
+        let enrollment = approval.kind == ApprovalKind::Enrollment;
         Ok(ApprovePage {
+            heading: heading(enrollment, status),
             id: approval.id.to_string(),
-            enrollment: approval.kind == ApprovalKind::Enrollment,
+            enrollment,
             agent_id: approval.agent.clone(),
+            agent_fingerprint: fingerprint(&approval.agent),
             agent_name: ShownText::new(agent_name),
             agent_name_then: (approval.agent_name != agent_name)
                 .then(|| ShownText::new(&approval.agent_name)),
@@ -107,6 +119,7 @@ impl ApprovePage {
             expires_at: format_utc(approval.expires_at),
             pending: status == ApprovalStatus::Pending,
             outcome: outcome(approval, status),
+            has_receipt: approval.receipt().is_some(),
             seconds_left,
             time_left: format_duration(seconds_left),
             token_lifetime: 30,
@@ -118,6 +131,28 @@ impl ApprovePage {
     pub fn with_token_lifetime(mut self, seconds: i64) -> ApprovePage {
         self.token_lifetime = seconds;
         self
+    }
+}
+
+fn heading(enrollment: bool, status: ApprovalStatus) -> &'static str {
+    match status {
+        ApprovalStatus::Pending if enrollment => "An agent asks to act for you",
+        ApprovalStatus::Pending => "An agent asks for your approval",
+        ApprovalStatus::Approved => "Approved",
+        ApprovalStatus::Denied => "Denied",
+        ApprovalStatus::Expired => "Expired",
+        ApprovalStatus::Cancelled => "Cancelled: the agent is no longer waiting",
+    }
+}
+
+/// The first characters of an agent id followed by an ellipsis: enough to tell agents apart at
+/// a glance; the full id is a tap away.
+pub fn fingerprint(agent_id: &str) -> String {
+    let start: String = agent_id.chars().take(10).collect();
+    if start.len() < agent_id.len() {
+        format!("{start}…")
+    } else {
+        start
     }
 }
 
@@ -185,6 +220,7 @@ mod tests {
     use handsign_protocol::statement::Decision;
 
     use crate::pages::test_support::decided;
+    use crate::params_order::ParamsOrder;
 
     const NOW: i64 = 1_740_837_909;
 
@@ -201,6 +237,7 @@ mod tests {
             action: "flights.book".into(),
             params: canonical.as_str().to_owned(),
             params_sha256: canonical.hash(),
+            params_order: Default::default(),
             message: Some("Booking your trip <b>now</b>\u{202E}!".into()),
             code: "4821".into(),
             nonce: "n".repeat(43),
@@ -387,6 +424,73 @@ mod tests {
     }
 
     #[test]
+    fn params_are_shown_in_the_agents_order_and_the_hash_is_the_canonical_one() {
+        let sent = r#"{"from":"SFO","to":"NYC","date":"2026-12-01","passenger":"Alice Ng","legs":[{"seat":"12A","flight":"UA 15"}]}"#;
+        let canonical = CanonicalParams::parse(sent.as_bytes(), &Default::default()).unwrap();
+        let mut approval = record(&serde_json::json!({}));
+        approval.params = canonical.as_str().to_owned();
+        approval.params_sha256 = canonical.hash();
+        approval.params_order = ParamsOrder::of_agent_json(sent).unwrap();
+        let html = render(&approval, NOW);
+        let at = |key: &str| {
+            html.find(&format!(">{key}<"))
+                .unwrap_or_else(|| panic!("{key} missing"))
+        };
+        let keys = ["from", "to", "date", "passenger", "legs", "seat", "flight"];
+        for pair in keys.windows(2) {
+            assert!(at(pair[0]) < at(pair[1]), "{} after {}", pair[0], pair[1]);
+        }
+        // What is signed does not move: the stored params stay canonical, and the hash on the
+        // page and in the statement is the hash of the canonical form (as Python's
+        // `json.dumps(sort_keys=True, separators=(",", ":"))` writes it for these params).
+        assert!(
+            approval
+                .params
+                .starts_with(r#"{"date":"2026-12-01","from":"SFO""#)
+        );
+        assert_eq!(
+            approval.params_sha256.as_str(),
+            "AUnllEPaY00yN1JyObNRWKHnP58L31-hqMqU7-z-wBo"
+        );
+        assert!(html.contains(approval.params_sha256.as_str()));
+    }
+
+    #[test]
+    fn the_page_says_what_approving_grants_and_shows_a_short_agent_key() {
+        let html = render(&record(&realistic_params()), NOW);
+        assert!(html.contains(
+            r#"Approving lets <span class="val">travel-bot</span> do <span class="val">flights.book</span> with exactly these parameters, once, within 30 seconds of collecting its token."#
+        ), "{html}");
+        assert!(
+            html.contains("<summary>key <code>NzbLsXh8uD…</code></summary>"),
+            "{html}"
+        );
+        // The parameters come before the agent's message.
+        assert!(html.find("Parameters<").unwrap() < html.find("Message from the agent").unwrap());
+        assert!(html.contains(r#"<h1 id="heading">An agent asks for your approval</h1>"#));
+    }
+
+    #[test]
+    fn a_decided_page_says_so_in_its_heading_and_links_onwards() {
+        let mut approval = record(&realistic_params());
+        approval.state = decided(&approval, Decision::Deny, NOW - 20, None);
+        let html = render(&approval, NOW);
+        assert!(html.contains(r#"<h1 id="heading">Denied</h1>"#), "{html}");
+        assert!(html.contains(r#"<a href="/">Dashboard</a>"#));
+        assert!(html.contains(r#"href="/dashboard/approvals/apr_AAAAAAAAAAAAAAAAAAAAAA/receipt""#));
+        approval.state = ApprovalState::Cancelled {
+            at: NOW - 5,
+            reason: "timed out".into(),
+        };
+        let html = render(&approval, NOW);
+        assert!(
+            html.contains("Cancelled: the agent is no longer waiting</h1>"),
+            "{html}"
+        );
+        assert!(!html.contains("/receipt"));
+    }
+
+    #[test]
     fn the_approved_sentence_names_the_action_and_the_token_lifetime() {
         let approval = record(&realistic_params());
         let html = ApprovePage::new(&approval, "travel-bot", "https://gw.example", NOW)
@@ -415,13 +519,15 @@ mod tests {
         let html = render(&record(&realistic_params()), NOW);
         let total = html.len()
             + include_bytes!("../../static/handsign.css").len()
+            + include_bytes!("../../static/handsign.js").len()
             + include_bytes!("../../static/approve.js").len();
         assert!(total < 50 * 1024, "page weight {total} bytes");
         println!(
             "page weight: html {} + css {} + js {} = {total} bytes",
             html.len(),
             include_bytes!("../../static/handsign.css").len(),
-            include_bytes!("../../static/approve.js").len()
+            include_bytes!("../../static/handsign.js").len()
+                + include_bytes!("../../static/approve.js").len()
         );
     }
 

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 
 use askama::Template;
 use askama_web::WebTemplate;
+use serde_json::Value;
 
 use super::params_view::{Part, ShownText};
 use super::{format_duration, format_utc};
@@ -73,6 +74,8 @@ pub struct PendingRow {
     pub action: ShownText,
     pub audience: ShownText,
     pub code: String,
+    /// The params' first members on one line, to tell look-alike requests apart.
+    pub summary: String,
     pub seconds_left: i64,
     pub time_left: String,
     pub expires_at: String,
@@ -89,6 +92,8 @@ pub struct HistoryRow {
     pub action: ShownText,
     pub audience: ShownText,
     pub code: String,
+    /// The params' first members on one line, to tell look-alike requests apart.
+    pub summary: String,
     /// What happened and when, e.g. "Approved 2025-03-01 14:05:09 UTC; token collected".
     pub sentence: String,
     /// The reason given for a cancellation.
@@ -152,6 +157,7 @@ impl PendingRow {
             action: ShownText::new(&approval.action),
             audience: ShownText::new(&approval.audience),
             code: approval.code.clone(),
+            summary: params_summary(approval),
             seconds_left,
             time_left: format_duration(seconds_left),
             expires_at: format_utc(approval.expires_at),
@@ -202,10 +208,57 @@ impl HistoryRow {
             action: ShownText::new(&approval.action),
             audience: ShownText::new(&approval.audience),
             code: approval.code.clone(),
+            summary: params_summary(approval),
             sentence,
             reason,
             has_receipt: approval.receipt().is_some(),
         }
+    }
+}
+
+/// How long a card's summary of the params may be, in characters.
+const SUMMARY_CHARS: usize = 90;
+
+/// The params on one line: the first members in the agent's order as `key: value`, strings as
+/// notifications write them (markers in brackets), nested values as `{…}` and `[…]`, cut after
+/// [`SUMMARY_CHARS`] with `…`. Only a summary: the approval page shows every value in full.
+pub fn params_summary(approval: &ApprovalRecord) -> String {
+    let Ok(params) = serde_json::from_str::<Value>(&approval.params) else {
+        return String::new();
+    };
+    let line = match &params {
+        Value::Object(map) if !map.is_empty() => {
+            let members: Vec<(&String, &Value)> = map.iter().collect();
+            let order = approval.params_order.objects().next_object(members.len());
+            order
+                .into_iter()
+                .filter_map(|i| members.get(i))
+                .map(|(key, value)| {
+                    format!(
+                        "{}: {}",
+                        ShownText::new(key).plain_line(SUMMARY_CHARS),
+                        summary_value(value)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+        other => summary_value(other),
+    };
+    match line.char_indices().nth(SUMMARY_CHARS) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line,
+    }
+}
+
+fn summary_value(value: &Value) -> String {
+    match value {
+        Value::String(s) => format!("\"{}\"", ShownText::new(s).plain_line(SUMMARY_CHARS)),
+        Value::Object(map) if map.is_empty() => "{}".to_owned(),
+        Value::Object(_) => "{…}".to_owned(),
+        Value::Array(items) if items.is_empty() => "[]".to_owned(),
+        Value::Array(_) => "[…]".to_owned(),
+        other => other.to_string(),
     }
 }
 
@@ -283,6 +336,7 @@ pub(crate) mod tests {
             action: "flights.book".into(),
             params: canonical.as_str().to_owned(),
             params_sha256: canonical.hash(),
+            params_order: Default::default(),
             message: None,
             code: "482-113".into(),
             nonce: "n".repeat(43),
@@ -475,5 +529,29 @@ pub(crate) mod tests {
         let row = HistoryRow::new(&approval, &names(), later);
         assert_eq!(row.status, ApprovalStatus::Expired);
         assert!(row.sentence.ends_with("token not collected in time"));
+    }
+
+    #[test]
+    fn cards_summarize_the_params_in_the_agents_order_on_one_line() {
+        let sent = r#"{"from":"SFO","to":"NYC","date":"2026-12-01","passenger":"Alice\u200b Ng","legs":[1],"price":{"amount":"412.30"},"note":"a long note that does not fit on the card"}"#;
+        let canonical = CanonicalParams::parse(sent.as_bytes(), &Default::default()).unwrap();
+        let mut approval = record(1, ApprovalState::Pending);
+        approval.params = canonical.as_str().to_owned();
+        approval.params_order = crate::params_order::ParamsOrder::of_agent_json(sent).unwrap();
+        let summary = params_summary(&approval);
+        assert_eq!(
+            summary,
+            r#"from: "SFO", to: "NYC", date: "2026-12-01", passenger: "Alice[U+200B ZERO WIDTH SPACE] Ng"…"#
+        );
+        let rows = PendingRow::new(&approval, &AgentNames::new(), NOW);
+        let html = PendingList { pending: &[rows] }.render().unwrap();
+        assert!(
+            html.contains(r#"<p class="item-summary">from: &#34;SFO&#34;, to:"#),
+            "{html}"
+        );
+        assert_eq!(
+            params_summary(&record(2, ApprovalState::Pending)),
+            r#"to: "NYC""#
+        );
     }
 }

@@ -10,8 +10,10 @@
 
 pub mod approve;
 pub mod dashboard;
+pub mod error;
 pub mod login;
 pub mod params_view;
+pub mod receipt;
 pub mod setup;
 
 use std::sync::LazyLock;

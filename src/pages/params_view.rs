@@ -35,6 +35,8 @@ use unicode_script::{Script, UnicodeScript};
 use unicode_security::GeneralSecurityProfile as _;
 use unicode_security::general_security_profile::IdentifierType;
 
+use crate::params_order::{Objects, ParamsOrder};
+
 /// A string as the page shows it: plain runs and markers, plus what is notable about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShownText {
@@ -547,19 +549,25 @@ impl Container {
 }
 
 impl ParamsView {
-    /// Parses canonical params text (as stored in an approval record).
-    pub fn parse(canonical: &str) -> Result<ParamsView, serde_json::Error> {
-        serde_json::from_str(canonical).map(|value| ParamsView::new(&value))
+    /// Parses canonical params text (as stored in an approval record), to show its objects'
+    /// members in the agent's `order`.
+    pub fn parse(canonical: &str, order: &ParamsOrder) -> Result<ParamsView, serde_json::Error> {
+        serde_json::from_str(canonical).map(|value| ParamsView::in_order(&value, order))
     }
 
+    /// `value` with its objects' members sorted.
     pub fn new(value: &Value) -> ParamsView {
+        ParamsView::in_order(value, &ParamsOrder::default())
+    }
+
+    fn in_order(value: &Value, order: &ParamsOrder) -> ParamsView {
         let mut rows = Vec::new();
-        push_rows(&mut rows, Label::Root, value);
+        push_rows(&mut rows, &mut order.objects(), Label::Root, value);
         ParamsView { rows }
     }
 }
 
-fn push_rows(rows: &mut Vec<Row>, label: Label, value: &Value) {
+fn push_rows(rows: &mut Vec<Row>, order: &mut Objects<'_>, label: Label, value: &Value) {
     let scalar = match value {
         Value::Null => Scalar::Null,
         Value::Bool(b) => Scalar::Bool(*b),
@@ -574,8 +582,12 @@ fn push_rows(rows: &mut Vec<Row>, label: Label, value: &Value) {
                 kind,
                 len: map.len(),
             });
-            for (key, member) in map {
-                push_rows(rows, Label::Key(ShownText::new(key)), member);
+            // Canonical order is depth first with sorted keys: the order of each object is
+            // taken before its members' own.
+            let members: Vec<(&String, &Value)> = map.iter().collect();
+            for i in order.next_object(members.len()) {
+                let (key, member) = members[i];
+                push_rows(rows, order, Label::Key(ShownText::new(key)), member);
             }
             rows.push(Row::Close { kind });
             return;
@@ -588,7 +600,7 @@ fn push_rows(rows: &mut Vec<Row>, label: Label, value: &Value) {
                 len: items.len(),
             });
             for (index, item) in items.iter().enumerate() {
-                push_rows(rows, Label::Index(index), item);
+                push_rows(rows, order, Label::Index(index), item);
             }
             rows.push(Row::Close { kind });
             return;
@@ -949,7 +961,11 @@ pub(crate) mod tests {
 
     #[test]
     fn numbers_are_shown_in_canonical_form() {
-        let view = ParamsView::parse(r#"[1e+21,0.1,-0,9007199254740992,1.5e-7]"#).unwrap();
+        let view = ParamsView::parse(
+            r#"[1e+21,0.1,-0,9007199254740992,1.5e-7]"#,
+            &ParamsOrder::default(),
+        )
+        .unwrap();
         let numbers: Vec<_> = view
             .rows
             .iter()

@@ -24,6 +24,7 @@ use crate::domain::{
 use crate::error::ApiError;
 use crate::events;
 use crate::metrics::RequestOutcome;
+use crate::params_order::ParamsOrder;
 use crate::rate::{ClientAddress, Rate, check_rate};
 use crate::routes::parse_json;
 use crate::state::AppState;
@@ -108,12 +109,15 @@ async fn request_approval(
     }
     let params = CanonicalParams::parse(request.params.get().as_bytes(), &state.limits.params())
         .map_err(params_error)?;
+    let params_order =
+        ParamsOrder::of_agent_json(request.params.get()).map_err(ApiError::internal)?;
 
     let ask = Ask {
         kind: ApprovalKind::Action,
         action: request.action,
         audience: request.audience,
         params,
+        params_order,
         message,
         ttl,
     };
@@ -189,6 +193,7 @@ struct Ask {
     action: String,
     audience: String,
     params: CanonicalParams,
+    params_order: ParamsOrder,
     message: Option<String>,
     ttl: i64,
 }
@@ -207,6 +212,7 @@ fn new_approval(agent: &AgentRecord, ask: Ask, now: i64) -> Result<ApprovalRecor
         action: ask.action,
         params: ask.params.as_str().to_owned(),
         params_sha256: ask.params.hash(),
+        params_order: ask.params_order,
         message: ask.message,
         code: format!("{:03}-{:03}", code / 1000, code % 1000),
         nonce: handsign_protocol::base64url::encode(random_bytes::<32>().map_err(random)?),
@@ -518,6 +524,7 @@ async fn request_enrollment(
         action: ENROLL_ACTION.to_owned(),
         audience: state.public.issuer.clone(),
         params,
+        params_order: ParamsOrder::default(),
         message: None,
         ttl: DEFAULT_TTL,
     };

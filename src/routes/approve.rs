@@ -4,26 +4,35 @@
 //! assertion itself says what was approved or denied. Its state is taken out of storage
 //! atomically before it is checked: the same assertion submitted twice decides once.
 
+use std::convert::Infallible;
+use std::time::Duration;
+
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use futures_util::StreamExt as _;
+use futures_util::stream;
 use handsign_protocol::base64url;
 use handsign_protocol::receipt::{Credential, Evidence, RECEIPT_VERSION, Receipt, ReceiptBody};
 use handsign_protocol::statement::{Decision, STATEMENT_VERSION, Statement};
 use handsign_protocol::webauthn::CredentialPublicKey;
 use serde::Deserialize;
 use serde_json::json;
+use tokio::sync::broadcast;
 use webauthn_rs::prelude::{PasskeyAuthentication, PublicKeyCredential};
 
 use crate::clock;
 use crate::domain::{ApprovalId, ApprovalKind, ApprovalRecord, ApprovalStatus, PasskeyRecord};
 use crate::error::ApiError;
+use crate::events::{self, Change};
 use crate::metrics::{DecisionOutcome, DecisionRefusal};
 use crate::pages::approve::ApprovePage;
+use crate::pages::error::negotiated;
 use crate::rate::{ClientAddress, Rate, check_rate};
 use crate::routes::{parse_json, passkeys_of, record_passkey_use, require_same_origin};
 use crate::state::AppState;
@@ -33,10 +42,67 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/approve/{id}", get(page).post(decide))
         .route("/approve/{id}/options", post(options))
+        .route("/approve/{id}/events", get(events))
 }
 
-async fn page(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+/// Server-sent events for an open approval page: one `status` event (`approved`, `denied`,
+/// `cancelled`, `expired`) once the request is no longer pending, then the stream ends; so a tab
+/// left open stops offering a decision that another device made, or that nobody waits for. It
+/// tells no more than the page itself, to the same holders of the link, and lasts at most until
+/// the request expires.
+async fn events(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    // Subscribed before reading, so that a change between the two is not missed.
+    let changes = state.events.subscribe();
     let approval = load(&state, &id).await?;
+    let settled = stream::once(settled(state, approval, changes)).filter_map(|status| async move {
+        status.map(|s| Ok::<_, Infallible>(Event::default().event("status").data(s.as_str())))
+    });
+    Ok(Sse::new(settled)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+/// Waits until `approval` is no longer pending and returns its status then; `None` when that
+/// cannot be known (the store could not be read, or the gateway is stopping).
+async fn settled(
+    state: AppState,
+    mut approval: ApprovalRecord,
+    mut changes: broadcast::Receiver<Change>,
+) -> Option<ApprovalStatus> {
+    loop {
+        let now = clock::now();
+        let status = approval.status(now);
+        if status != ApprovalStatus::Pending {
+            return Some(status);
+        }
+        // A second past expiry, so that the request reads expired when looked at again.
+        let left = u64::try_from(approval.expires_at - now).unwrap_or(0) + 1;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(left);
+        let id = approval.id.clone();
+        if !events::wait_for(&mut changes, deadline, |change| change.id == id).await
+            && tokio::time::Instant::now() < deadline
+        {
+            return None; // The gateway is stopping.
+        }
+        approval = state.store.approval(&approval.id).await.ok()??;
+    }
+}
+
+async fn page(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    show(&state, &id)
+        .await
+        .unwrap_or_else(|error| negotiated(&headers, error))
+}
+
+async fn show(state: &AppState, id: &str) -> Result<Response, ApiError> {
+    let approval = load(state, id).await?;
     // The agent's name as it is now (an operator may have renamed it), else as it was.
     let agent_name = match state.store.agent(&approval.agent).await? {
         Some(agent) => agent.name,

@@ -38,7 +38,9 @@ use crate::pages::dashboard::{
     AgentNames, AgentRow, DashboardPage, HistoryList, HistoryRow, PasskeyRow, PendingList,
     PendingRow,
 };
+use crate::pages::error::{negotiated, wants_html};
 use crate::pages::login::LoginPage;
+use crate::pages::receipt::{ReceiptPage, file_name as receipt_file_name};
 use crate::pages::setup::SetupPage;
 use crate::routes::webauthn::{Purpose, StepUp, code_hash};
 use crate::routes::{parse_json, require_same_origin};
@@ -60,6 +62,10 @@ pub fn router() -> Router<AppState> {
         .route("/dashboard/events", get(events))
         .route("/dashboard/approvals", get(approvals))
         .route("/dashboard/approvals/{id}/receipt", get(receipt))
+        .route(
+            "/dashboard/approvals/{id}/receipt.json",
+            get(receipt_download),
+        )
         .route("/dashboard/agents/{id}/status", post(agent_status))
         .route("/dashboard/invitations", post(invite))
 }
@@ -295,19 +301,62 @@ async fn approvals(
     .into_response())
 }
 
-/// The receipt of one of the user's decided requests.
+/// The receipt of one of the user's decided requests: a page for a browser, the JSON file for
+/// anyone else.
 async fn receipt(
     State(state): State<AppState>,
     SessionUser(user): SessionUser,
     Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let shown = async {
+        let approval = decided_approval(&state, &user, &id).await?;
+        if !wants_html(&headers) {
+            return receipt_file(&approval, "inline");
+        }
+        let passkey = match approval.receipt() {
+            Some(receipt) => {
+                let credential = &receipt.body.evidence.credential_id;
+                state.store.passkey(credential).await?
+            }
+            None => None,
+        };
+        let page = ReceiptPage::new(
+            &approval,
+            passkey.as_ref().map(|p| p.name.as_str()),
+            &state.public.issuer,
+        )
+        .ok_or_else(|| ApiError::internal("a decided request without a receipt"))?;
+        Ok(page.into_response())
+    };
+    shown
+        .await
+        .unwrap_or_else(|error| negotiated(&headers, error))
+}
+
+/// The receipt as a file to save, named after its request.
+async fn receipt_download(
+    State(state): State<AppState>,
+    SessionUser(user): SessionUser,
+    Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    let approval = decided_approval(&state, &user, &id).await?;
+    receipt_file(&approval, "attachment")
+}
+
+/// `user`'s request `id`, which must have been decided.
+async fn decided_approval(
+    state: &AppState,
+    user: &UserId,
+    id: &str,
+) -> Result<ApprovalRecord, ApiError> {
     let not_found = || ApiError::not_found("approval request");
-    let id = ApprovalId::parse(&id).map_err(|_| not_found())?;
+    let id = ApprovalId::parse(id).map_err(|_| not_found())?;
     let approval = match state.store.approval(&id).await? {
-        Some(approval) if approval.user == user => approval,
+        Some(approval) if approval.user == *user => approval,
         _ => return Err(not_found()),
     };
-    let Some(receipt) = approval.receipt() else {
+    if approval.receipt().is_none() {
         return Err(ApiError::conflict(
             "not_decided",
             format!(
@@ -315,9 +364,18 @@ async fn receipt(
                 approval.status(clock::now()).as_str()
             ),
         ));
-    };
-    // Shown in the browser, saved under a name that says what it is.
-    let disposition = HeaderValue::from_str(&format!("inline; filename=\"{id}.receipt.json\""))
+    }
+    Ok(approval)
+}
+
+/// The receipt's JSON, with a `disposition` (`inline` or `attachment`) under a name that says
+/// what it is.
+fn receipt_file(approval: &ApprovalRecord, disposition: &str) -> Result<Response, ApiError> {
+    let receipt = approval
+        .receipt()
+        .ok_or_else(|| ApiError::internal("a decided request without a receipt"))?;
+    let name = receipt_file_name(approval.id.as_str());
+    let disposition = HeaderValue::from_str(&format!("{disposition}; filename=\"{name}\""))
         .map_err(ApiError::internal)?;
     Ok(([(header::CONTENT_DISPOSITION, disposition)], Json(receipt)).into_response())
 }

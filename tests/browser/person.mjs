@@ -4,7 +4,8 @@
 // script errors, CSP violations, failed loads), registration on the setup page, and running a
 // script so that any failure is reported on stderr with a screenshot and exit status 1.
 
-import { mkdir } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
+import { createRequire } from "node:module";
 import { join } from "node:path";
 
 import { chromium } from "playwright-core";
@@ -148,4 +149,22 @@ export async function run({ outputDir, failureShot, open, main }) {
     await browser?.context.close().catch(() => {});
   }
   process.exit(failed ? 1 : 0);
+}
+
+// axe-core's script, evaluated through the DevTools Protocol (not a <script> element), so the
+// pages' Content-Security-Policy, which allows the gateway's own scripts only, stays as it is.
+const AXE = await readFile(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+
+// Runs axe-core on `page` as it is now and fails on any serious or critical violation, naming
+// each with the elements concerned; saves a phone-size screenshot `axe-{name}.png` either way.
+export async function checkAccessibility(page, name, outputDir) {
+  await page.screenshot({ path: join(outputDir, `axe-${name}.png`), fullPage: true });
+  await page.evaluate(AXE);
+  const violations = await page.evaluate(async () => {
+    const results = await window.axe.run(document, { resultTypes: ["violations"] });
+    return results.violations
+      .filter((v) => v.impact === "serious" || v.impact === "critical")
+      .map((v) => `${v.id} (${v.impact}): ${v.help}; ${v.nodes.map((n) => n.target.join(" ")).slice(0, 5).join(", ")}`);
+  });
+  check(violations.length === 0, `${name} page: accessibility violations:\n${violations.join("\n")}`);
 }

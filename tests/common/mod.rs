@@ -32,7 +32,7 @@ use webauthn_rs::prelude::{CreationChallengeResponse, RequestChallengeResponse, 
 pub fn serve_args(data_dir: &std::path::Path, public_url: &str) -> ServeArgs {
     ServeArgs {
         listen: "127.0.0.1:0".parse().unwrap(),
-        public_url: Url::parse(public_url).unwrap(),
+        public_url: Some(Url::parse(public_url).unwrap()),
         data_dir: data_dir.to_owned(),
         token_lifetime: 30,
         limits: RequestLimits {
@@ -127,7 +127,12 @@ impl TestGateway {
         TestGateway {
             client: GatewayClient {
                 url,
-                public: args.public_url.as_str().trim_end_matches('/').to_owned(),
+                public: args
+                    .public_url()
+                    .unwrap()
+                    .as_str()
+                    .trim_end_matches('/')
+                    .to_owned(),
                 http: handsign::http_client::new().unwrap(),
             },
             store,
@@ -434,6 +439,28 @@ impl TestAgent {
                 })),
             )
             .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body
+    }
+
+    /// Creates a request for `flights.book` with params written exactly as `params_json` (so
+    /// with its keys in its own order); returns the created answer.
+    pub async fn request_text(&self, params_json: &str) -> Value {
+        let body = format!(
+            r#"{{"action":"flights.book","audience":"https://travel.example","params":{params_json}}}"#
+        );
+        let proof = self.proof(&Method::POST, "/v1/approvals");
+        let response = self
+            .http
+            .post(format!("{}/v1/approvals", self.url))
+            .header("dpop", proof)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
         assert_eq!(status, StatusCode::CREATED, "{body}");
         body
     }

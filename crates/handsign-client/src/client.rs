@@ -297,11 +297,24 @@ impl Client {
                 answer["error"].as_str().unwrap_or_default().to_owned(),
                 answer["message"].as_str().unwrap_or_default().to_owned(),
             ),
-            // Not the gateway's own error format: probably a proxy in front of it.
-            _ => (
-                format!("http_{}", status.as_u16()),
-                String::from_utf8_lossy(&bytes).chars().take(200).collect(),
-            ),
+            // Not the gateway's own error format: a proxy in front of it, or no Handsign
+            // gateway at this URL at all (another service, a wrong port): say which URL.
+            _ => {
+                let body: String = String::from_utf8_lossy(&bytes).chars().take(200).collect();
+                let said = if body.trim().is_empty() {
+                    "an empty answer".to_owned()
+                } else {
+                    format!("\"{}\"", body.trim())
+                };
+                (
+                    format!("http_{}", status.as_u16()),
+                    format!(
+                        "{url} gave {said}, not a Handsign gateway's error: check the \
+                         gateway URL (--gateway, HANDSIGN_GATEWAY), which is the gateway's \
+                         public URL"
+                    ),
+                )
+            }
         };
         Err(CallError::Refused {
             status,

@@ -13,6 +13,7 @@ use serde_json::value::RawValue;
 
 use super::unavailable;
 use crate::domain::{ApprovalId, ApprovalKind, ApprovalRecord, ApprovalState, UserId};
+use crate::params_order::ParamsOrder;
 use crate::store::StoreError;
 
 #[derive(Serialize, Deserialize)]
@@ -29,6 +30,9 @@ struct StoredRequest<'a> {
     action: Cow<'a, str>,
     #[serde(borrow)]
     params: &'a RawValue,
+    /// The agent's key order, only when it is not the sorted one (most requests keep nothing).
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    order: Option<Cow<'a, str>>,
     #[serde(borrow)]
     message: Option<Cow<'a, str>>,
     #[serde(borrow)]
@@ -50,6 +54,8 @@ pub fn to_json(approval: &ApprovalRecord) -> Result<String, StoreError> {
         audience: Cow::Borrowed(&approval.audience),
         action: Cow::Borrowed(&approval.action),
         params: &params,
+        order: (!approval.params_order.is_sorted())
+            .then(|| Cow::Borrowed(approval.params_order.as_str())),
         message: approval.message.as_deref().map(Cow::Borrowed),
         code: Cow::Borrowed(&approval.code),
         nonce: Cow::Borrowed(&approval.nonce),
@@ -75,6 +81,10 @@ pub fn from_json(id: &ApprovalId, json: &str) -> Result<ApprovalRecord, StoreErr
         action: stored.action.into_owned(),
         params_sha256: ParamsHash::of_canonical(params.as_bytes()),
         params,
+        params_order: stored
+            .order
+            .map(|order| ParamsOrder::from_stored(order.into_owned()))
+            .unwrap_or_default(),
         message: stored.message.map(Cow::into_owned),
         code: stored.code.into_owned(),
         nonce: stored.nonce.into_owned(),
@@ -102,6 +112,7 @@ mod tests {
             action: "flights.book".into(),
             params: params.as_str().into(),
             params_sha256: params.hash(),
+            params_order: Default::default(),
             message: Some("line\nbreak \u{1F6EB}".into()),
             code: "4711".into(),
             nonce: "bm9uY2U".into(),
@@ -121,6 +132,22 @@ mod tests {
             serde_json::to_value(&written).unwrap()
         );
         assert_eq!(read.params.as_bytes(), written.params.as_bytes());
+    }
+
+    #[test]
+    fn the_agents_key_order_costs_a_few_bytes_and_only_when_it_is_not_sorted() {
+        let sent = r#"{"to":"東京","note":"x","n":[1]}"#;
+        let mut written = approval(sent);
+        let sorted = to_json(&written).unwrap();
+        assert!(!sorted.contains("order"), "{sorted}");
+        written.params_order = ParamsOrder::of_agent_json(sent).unwrap();
+        let json = to_json(&written).unwrap();
+        assert!(json.contains(r#""order":"2,1,0""#), "{json}");
+        assert_eq!(json.len() - sorted.len(), r#","order":"2,1,0""#.len());
+        let read = from_json(&written.id, &json).unwrap();
+        assert_eq!(read.params_order, written.params_order);
+        assert_eq!(read.params, written.params);
+        assert_eq!(read.params_sha256, written.params_sha256);
     }
 
     #[test]
