@@ -18,7 +18,7 @@ use crate::domain::{
     AgentRecord, ApprovalKind, ApprovalRecord, ApprovalState, ApprovalStatus,
     PushSubscriptionRecord,
 };
-use crate::events::{self, Events};
+use crate::events::Events;
 use crate::store::Store;
 use webhooks::{WebhookEvent, Webhooks, marked_line};
 use webpush::{
@@ -210,7 +210,7 @@ impl Notifier {
         if self.webhooks.is_empty() {
             return;
         }
-        let mut changes = self.events.subscribe();
+        let mut changes = self.events.approval(&approval.id);
         loop {
             let Ok(Some(stored)) = self.store.approval(&approval.id).await else {
                 return;
@@ -220,7 +220,7 @@ impl Notifier {
                     // A second past the expiry second, so the clock has surely reached it.
                     let left = u64::try_from(stored.expires_at - clock::now()).unwrap_or(0) + 1;
                     let expiry = tokio::time::Instant::now() + std::time::Duration::from_secs(left);
-                    events::wait_for(&mut changes, expiry, |e| e.id == approval.id).await;
+                    changes.changed_before(expiry).await;
                 }
                 ApprovalStatus::Expired if matches!(stored.state, ApprovalState::Pending) => {
                     let event = WebhookEvent::approval_expired(&self.public, &stored, clock::now());

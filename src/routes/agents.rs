@@ -22,7 +22,6 @@ use crate::domain::{
     ApprovalStatus, UserId, parse_agent_name, random_bytes,
 };
 use crate::error::ApiError;
-use crate::events;
 use crate::metrics::RequestOutcome;
 use crate::rate::{ClientAddress, Rate, check_rate};
 use crate::routes::parse_json;
@@ -251,7 +250,7 @@ async fn read(
         ));
     }
     // Subscribe before the first read, so a decision between read and wait still wakes us.
-    let mut changes = state.events.subscribe();
+    let mut changes = state.events.approval(&id);
     let mut approval = own_approval(&state, &agent, &id).await?;
     let started = tokio::time::Instant::now();
     let deadline = started + std::time::Duration::from_secs(wait);
@@ -264,7 +263,7 @@ async fn read(
         // Read again on waking: thousands of agents may be waiting at once, and each record
         // holds its params (a kilobyte or more).
         drop(approval);
-        events::wait_for(&mut changes, wake_at, |event| event.id == id).await;
+        changes.changed_before(wake_at).await;
         approval = own_approval(&state, &agent, &id).await?;
     }
     // Boxed: a future is as large as its largest step, and collecting and minting is this one's;
@@ -282,7 +281,7 @@ async fn events_stream(
 ) -> Result<impl IntoResponse, ApiError> {
     use axum::response::sse::{Event, KeepAlive, Sse};
     let id = ApprovalId::parse(&id).map_err(|_| ApiError::not_found("approval request"))?;
-    let changes = state.events.subscribe();
+    let changes = state.events.approval(&id);
     // Checked before streaming, so that a request that is not the agent's is a plain 404.
     own_approval(&state, &agent, &id).await?;
     let stream = futures_util::stream::unfold(
@@ -310,7 +309,7 @@ async fn events_stream(
                     + std::time::Duration::from_secs(expires_in.saturating_add(1));
                 // As in `read`: not held while waiting, and room for `outcome` is boxed.
                 drop(approval);
-                events::wait_for(&mut changes, wake_at, |event| event.id == id).await;
+                changes.changed_before(wake_at).await;
             }
         },
     );
