@@ -10,6 +10,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod connections;
+pub mod deliveries;
 pub mod domain;
 pub mod error;
 pub mod events;

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::config::{ConnectionLimits, PublicUrl, RequestLimits};
+use crate::deliveries::Deliveries;
 use crate::events::Events;
 use crate::keyring::Keyring;
 use crate::metrics::{Metrics, MetricsAccess};
@@ -23,6 +24,8 @@ pub struct AppState {
     pub token_lifetime: i64,
     pub events: Events,
     pub notifier: Notifier,
+    /// The notifier's background tasks, which shutdown drains.
+    pub deliveries: Deliveries,
     /// What `GET /metrics` reports; `store` records its operations here too.
     pub metrics: Arc<Metrics>,
     /// Where and to whom `GET /metrics` is served.

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use crate::clock;
 use crate::config::PublicUrl;
+use crate::deliveries::Deliveries;
 use crate::domain::{
     AgentRecord, ApprovalKind, ApprovalRecord, ApprovalState, ApprovalStatus,
     PushSubscriptionRecord,
@@ -51,6 +52,8 @@ pub struct Notifier {
     webhooks: Webhooks,
     /// Changes to requests, so that an expiry report stops waiting once a request is decided.
     events: Events,
+    /// Where pushes and expiry watchers run, so that shutdown drains or stops them.
+    deliveries: Deliveries,
 }
 
 impl Notifier {
@@ -61,14 +64,16 @@ impl Notifier {
         http: reqwest::Client,
         webhooks: Webhooks,
         events: Events,
+        deliveries: Deliveries,
     ) -> Self {
         Notifier {
             store,
             public,
             push: Arc::new(push),
             http,
-            webhooks,
+            webhooks: webhooks.delivering_on(deliveries.clone()),
             events,
+            deliveries,
         }
     }
 
@@ -106,11 +111,13 @@ impl Notifier {
         self.webhooks
             .notify(WebhookEvent::approval_created(&self.public, approval, now));
         let notifier = self.clone();
+        let pushed = approval.clone();
+        self.deliveries
+            .spawn(async move { notifier.push_to_devices(&pushed).await });
+        let notifier = self.clone();
         let approval = approval.clone();
-        tokio::spawn(async move {
-            notifier.push_to_devices(&approval).await;
-            notifier.report_expiry(approval).await;
-        });
+        self.deliveries
+            .watch(async move { notifier.report_expiry(approval).await });
     }
 
     pub fn approval_decided(&self, approval: &ApprovalRecord) {
@@ -141,7 +148,8 @@ impl Notifier {
         for device in devices {
             let notifier = self.clone();
             let payload = payload.clone();
-            tokio::spawn(async move { notifier.push(&device, &payload).await });
+            self.deliveries
+                .spawn(async move { notifier.push(&device, &payload).await });
         }
     }
 
@@ -205,7 +213,7 @@ impl Notifier {
 
     /// Tells the webhooks when `approval` expires undecided. It waits on the request's change
     /// events until its expiry, and stops as soon as the request is decided or cancelled. A
-    /// gateway restart forgets the wait; the request itself still expires.
+    /// gateway restart (or shutdown) forgets the wait; the request itself still expires.
     async fn report_expiry(&self, approval: ApprovalRecord) {
         if self.webhooks.is_empty() {
             return;
