@@ -18,8 +18,8 @@ use crate::agent_auth::{Agent, Proof};
 use crate::clock;
 use crate::config::{DEFAULT_TTL, MIN_TTL};
 use crate::domain::{
-    AgentRecord, AgentStatus, ApprovalId, ApprovalKind, ApprovalRecord, ApprovalState,
-    ApprovalStatus, UserId, parse_agent_name, random_bytes,
+    Action, AgentName, AgentRecord, AgentStatus, ApprovalId, ApprovalKind, ApprovalRecord,
+    ApprovalState, ApprovalStatus, Audience, UserId, random_bytes,
 };
 use crate::error::ApiError;
 use crate::metrics::RequestOutcome;
@@ -84,8 +84,10 @@ async fn request_approval(
     check_rate(state, Rate::Agent(&agent.id), now).await?;
     check_rate(state, Rate::Prompts(&agent.user), now).await?;
 
-    validate_action(&request.action)?;
-    validate_audience(&request.audience)?;
+    let action = Action::parse(&request.action)
+        .map_err(|e| ApiError::bad_request("invalid_action", e.to_string()))?;
+    let audience = Audience::parse(&request.audience)
+        .map_err(|e| ApiError::bad_request("invalid_audience", e.to_string()))?;
     if let Some(user) = &request.user
         && *user != agent.user.as_str()
     {
@@ -110,8 +112,8 @@ async fn request_approval(
 
     let ask = Ask {
         kind: ApprovalKind::Action,
-        action: request.action,
-        audience: request.audience,
+        action: action.into(),
+        audience: audience.into(),
         params,
         message,
         ttl,
@@ -134,39 +136,6 @@ fn params_error(error: CanonicalError) -> ApiError {
         _ => StatusCode::BAD_REQUEST,
     };
     ApiError::new(status, "invalid_params", format!("params refused: {error}"))
-}
-
-fn validate_action(action: &str) -> Result<(), ApiError> {
-    let valid = (1..=128).contains(&action.len())
-        && action
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b));
-    if !valid {
-        return Err(ApiError::bad_request(
-            "invalid_action",
-            "action must be 1 to 128 characters of A-Z, a-z, 0-9, '.', '_', ':' or '-', e.g. flights.book",
-        ));
-    }
-    if action.starts_with("handsign.") {
-        return Err(ApiError::bad_request(
-            "invalid_action",
-            "actions starting with \"handsign.\" are reserved for the gateway",
-        ));
-    }
-    Ok(())
-}
-
-fn validate_audience(audience: &str) -> Result<(), ApiError> {
-    let valid =
-        (1..=256).contains(&audience.len()) && audience.bytes().all(|b| b.is_ascii_graphic());
-    if valid {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(
-            "invalid_audience",
-            "audience must be 1 to 256 printable ASCII characters without spaces, e.g. https://travel.example",
-        ))
-    }
 }
 
 const MAX_MESSAGE_CHARS: usize = 1000;
@@ -466,8 +435,8 @@ async fn request_enrollment(
     let request: EnrollRequest = parse_json(body)?;
     let user = UserId::parse(&request.user)
         .map_err(|e| ApiError::bad_request("invalid_user", e.to_string()))?;
-    let name =
-        parse_agent_name(&request.name).map_err(|e| ApiError::bad_request("invalid_name", e))?;
+    let name = AgentName::parse(&request.name)
+        .map_err(|e| ApiError::bad_request("invalid_name", e.to_string()))?;
     if state.store.user(&user).await?.is_none() {
         return Err(ApiError::not_found("user"));
     }
@@ -477,11 +446,14 @@ async fn request_enrollment(
         .agents(Some(&user))
         .await?
         .into_iter()
-        .any(|agent| agent.exists_at(now) && agent.name.to_lowercase() == name.to_lowercase());
+        .any(|agent| agent.exists_at(now) && name.is_taken_by(&agent.name));
     if taken {
         return Err(ApiError::conflict(
             "name_taken",
-            format!("{user} already has an agent called {name:?}; enroll under another name"),
+            format!(
+                "{user} already has an agent called {:?}; enroll under another name",
+                name.as_str()
+            ),
         ));
     }
     check_rate(state, Rate::EnrollmentsFor(&user), now).await?;
@@ -489,7 +461,7 @@ async fn request_enrollment(
     proof.record(state).await?;
     let agent = AgentRecord {
         id: proof.key_id().to_owned(),
-        name: name.clone(),
+        name: name.to_string(),
         user: user.clone(),
         public_jwk: None,
         status: AgentStatus::Pending,
@@ -509,7 +481,7 @@ async fn request_enrollment(
         }
         other => other?,
     }
-    let params = json!({"agent": agent.id, "name": name, "user": user});
+    let params = json!({"agent": agent.id, "name": agent.name, "user": user});
     let params =
         CanonicalParams::from_value(&params, &state.limits.params()).map_err(params_error)?;
     let ask = Ask {
