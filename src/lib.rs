@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod agent_auth;
+pub mod approvals;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -24,6 +24,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tower::util::Oneshot;
 use tower::{Service, ServiceBuilder, ServiceExt as _};
 
+use crate::approvals::Approvals;
 use crate::config::{ConnectionLimits, PublicUrl, ServeArgs};
 use crate::connections::{AnswerBody, Connections, RequestBody, Slot};
 use crate::deliveries::{DRAIN_BOUND, Deliveries};
@@ -313,7 +314,9 @@ pub async fn open(args: &ServeArgs, storage: &Storage) -> anyhow::Result<AppStat
         events.clone(),
         deliveries.clone(),
     );
+    let approvals = Approvals::new(store.clone(), events.clone(), notifier.clone());
     Ok(AppState {
+        approvals,
         store,
         keyring: Arc::new(keyring),
         passkeys: Arc::new(passkeys),

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::approvals::Approvals;
 use crate::config::{ConnectionLimits, PublicUrl, RequestLimits};
 use crate::deliveries::Deliveries;
 use crate::events::Events;
@@ -24,6 +25,8 @@ pub struct AppState {
     pub token_lifetime: i64,
     pub events: Events,
     pub notifier: Notifier,
+    /// A request's life: create, decide, deliver, cancel (over store, events and notifier).
+    pub approvals: Approvals,
     /// The notifier's background tasks, which shutdown drains.
     pub deliveries: Deliveries,
     /// What `GET /metrics` reports; `store` records its operations here too.

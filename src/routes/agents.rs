@@ -120,11 +120,9 @@ async fn request_approval(
     };
     let approval = new_approval(&agent, ask, now)?;
     state
-        .store
-        .create_approval(&approval, state.limits.max_pending_per_agent, now)
+        .approvals
+        .create(&approval, state.limits.max_pending_per_agent, now)
         .await?;
-    state.events.publish(&approval.id, &approval.user);
-    state.notifier.approval_created(&approval);
     tracing::info!(id = %approval.id, agent = %agent.id, action = %approval.action, "approval requested");
     Ok((StatusCode::CREATED, Json(created_json(state, &approval))).into_response())
 }
@@ -332,8 +330,7 @@ async fn outcome(
         && approval.kind == ApprovalKind::Action;
     if deliverable {
         agent.require_active()?;
-        if let Collection::Deliver(collected) = state.store.collect_token(&approval.id, now).await?
-        {
+        if let Collection::Deliver(collected) = state.approvals.deliver(&approval.id, now).await? {
             answer["token"] = Value::String(mint(state, &collected, now)?);
             state.metrics.token_issued();
             answer["token_delivered"] = Value::Bool(true);
@@ -494,10 +491,8 @@ async fn request_enrollment(
     };
     let approval = new_approval(&agent, ask, now)?;
     state
-        .store
-        .create_approval(&approval, state.limits.max_pending_per_agent, now)
+        .approvals
+        .create(&approval, state.limits.max_pending_per_agent, now)
         .await?;
-    state.events.publish(&approval.id, &approval.user);
-    state.notifier.approval_created(&approval);
     Ok((StatusCode::CREATED, Json(created_json(state, &approval))).into_response())
 }

@@ -20,9 +20,7 @@ use serde_json::json;
 use webauthn_rs::prelude::{PasskeyAuthentication, PublicKeyCredential};
 
 use crate::clock;
-use crate::domain::{
-    ApprovalId, ApprovalKind, ApprovalRecord, ApprovalState, ApprovalStatus, PasskeyRecord,
-};
+use crate::domain::{ApprovalId, ApprovalRecord, ApprovalState, ApprovalStatus, PasskeyRecord};
 use crate::error::ApiError;
 use crate::metrics::{DecisionOutcome, DecisionRefusal};
 use crate::pages::approve::ApprovePage;
@@ -221,7 +219,7 @@ async fn record_decision(
             receipt: Box::new(receipt),
         },
     };
-    let decided = state.store.decide(&approval.id, decided, now).await?;
+    let decided = state.approvals.decide(&approval.id, decided, now).await?;
     state.metrics.decided(
         match request.decision {
             Decision::Approve => DecisionOutcome::Approved,
@@ -229,14 +227,6 @@ async fn record_decision(
         },
         now - decided.created_at,
     );
-    state.notifier.approval_decided(&decided);
-    if decided.kind == ApprovalKind::Enrollment
-        && request.decision == Decision::Approve
-        && let Some(agent) = state.store.agent(&decided.agent).await?
-    {
-        state.notifier.agent_enrolled(&agent);
-    }
-    state.events.publish(&decided.id, &decided.user);
     tracing::info!(id = %decided.id, decision = request.decision.as_str(), user = %decided.user, "request decided");
     let status = decided.status(now);
     Ok(Json(json!({

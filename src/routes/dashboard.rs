@@ -406,18 +406,10 @@ async fn agent_status(
     };
     require_step_up(&state, &user, request.step_up, purpose).await?;
     // The requests a revocation cancels, so that their waiters can be woken afterwards.
-    let cancelled: Vec<ApprovalId> = if request.status == WantedStatus::Revoked {
-        state
-            .store
-            .approvals(&user, ApprovalFilter::Pending, clock::now(), usize::MAX)
-            .await?
-            .into_iter()
-            .filter(|approval| approval.agent == agent.id)
-            .map(|approval| approval.id)
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let cancelled = state
+        .approvals
+        .cancelled_by(&user, &agent.id, request.status.into(), clock::now())
+        .await?;
     let command = Command::SetAgentStatus {
         agent: agent.id.clone(),
         status: request.status.into(),
@@ -428,9 +420,7 @@ async fn agent_status(
         Answer::Unavailable { message } => return Err(StoreError::Unavailable(message).into()),
         other => return Err(ApiError::internal(format!("unexpected answer {other:?}"))),
     };
-    for id in &cancelled {
-        state.events.publish(id, &user);
-    }
+    state.approvals.cancelled(&user, &cancelled);
     tracing::info!(agent = %agent.id, status = agent.status.as_str(), %user, "agent status set from the dashboard");
     Ok(Json(json!({
         "id": agent.id,
