@@ -35,8 +35,10 @@ use handsign_protocol::params::CanonicalParams;
 
 /// Decide-and-collect rounds per batch: enough clock ticks (10 ms each) for a 1% reading.
 const ROUNDS: usize = 300;
-/// Polls opened at once while parking.
+/// Requests stored at once while setting up.
 const IN_FLIGHT: usize = 64;
+/// Parked polls (and pending requests) per agent.
+const POLLS_PER_AGENT: usize = 100;
 
 fn main() {
     let polls: usize = std::env::var("HANDSIGN_BENCH_POLLS")
@@ -74,25 +76,32 @@ async fn run(binary: &str, polls: usize) {
     // The agents and the requests the polls wait on, straight into the store while the gateway
     // is stopped.
     let user = UserId::parse("alice").unwrap();
-    let (worker, waiter) = {
+    let (worker, approvals) = {
         let store = EmbeddedStore::open(&data.path().join("handsign.redb")).unwrap();
         let worker = add_agent(&store, &user).await;
-        let waiter = add_agent(&store, &user).await;
+        // Spread over agents: a store counts an agent's pending requests at each creation.
+        let mut waiters = Vec::new();
+        for _ in 0..polls.div_ceil(POLLS_PER_AGENT) {
+            waiters.push(add_agent(&store, &user).await);
+        }
         let params = CanonicalParams::from_value(&flight(), &Limits::default()).unwrap();
         let now = handsign::clock::now();
-        let approvals: Vec<ApprovalRecord> = (0..polls)
-            .map(|_| approval(waiter.kid(), &user, &params, now))
+        let approvals: Vec<(SigningKey, ApprovalRecord)> = (0..polls)
+            .map(|i| {
+                let key = waiters[i / POLLS_PER_AGENT].clone();
+                let approval = approval(key.kid(), &user, &params, now);
+                (key, approval)
+            })
             .collect();
         futures_util::stream::iter(&approvals)
-            .map(|approval| store.create_approval(approval, usize::MAX, now))
+            .map(|(_, approval)| store.create_approval(approval, POLLS_PER_AGENT, now))
             .buffer_unordered(IN_FLIGHT)
             .collect::<Vec<_>>()
             .await
             .into_iter()
             .for_each(|created| created.unwrap());
-        (worker, (waiter, approvals))
+        (worker, approvals)
     };
-    let (waiter, approvals) = waiter;
 
     let (gateway, _) = Gateway::start(binary, data.path(), port);
     let agent = TestAgent::new(worker, &public);
@@ -116,8 +125,8 @@ async fn run(binary: &str, polls: usize) {
     let opened = Instant::now();
     let parked: Vec<_> = approvals
         .iter()
-        .map(|approval| {
-            let (http, key) = (http.clone(), waiter.clone());
+        .map(|(key, approval)| {
+            let (http, key) = (http.clone(), key.clone());
             let path = format!("/v1/approvals/{}", approval.id);
             let htu = format!("{public}{path}");
             let url = format!("http://127.0.0.1:{port}{path}?wait=60");
