@@ -15,7 +15,7 @@ use tokio::net::{UnixListener, UnixStream};
 
 use crate::clock;
 use crate::config::PublicUrl;
-use crate::domain::{AgentRecord, AgentStatus, UserId, parse_agent_name};
+use crate::domain::{AgentName, AgentRecord, AgentStatus, UserId};
 use crate::invitations;
 use crate::store::{Store, StoreError};
 
@@ -151,11 +151,11 @@ async fn run(store: &dyn Store, public: &PublicUrl, command: Command) -> Result<
                     "no user {user}; invite them first"
                 )));
             }
-            let name = parse_agent_name(&name)?;
+            let name = AgentName::parse(&name).map_err(|e| e.to_string())?;
             let (id, public_jwk) = agent_key(&key)?;
             let agent = AgentRecord {
                 id,
-                name,
+                name: name.into(),
                 user,
                 public_jwk,
                 status: AgentStatus::Active,

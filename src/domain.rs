@@ -221,18 +221,116 @@ impl AgentStatus {
 pub const MAX_AGENT_NAME_CHARS: usize = 64;
 
 /// An agent's name as people see it: trimmed, 1 to [`MAX_AGENT_NAME_CHARS`] characters, no
-/// control characters.
-pub fn parse_agent_name(name: &str) -> Result<String, String> {
-    let name = name.trim();
-    if name.is_empty()
-        || name.chars().count() > MAX_AGENT_NAME_CHARS
-        || name.chars().any(char::is_control)
-    {
-        return Err(format!(
-            "the agent name must be 1 to {MAX_AGENT_NAME_CHARS} characters without control characters"
-        ));
+/// control characters. Parsed once where a name comes in (an enrollment, `handsign agent add`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentName(String);
+
+/// Why a name is not an [`AgentName`]; the text says what a valid one is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the agent name must be 1 to {MAX_AGENT_NAME_CHARS} characters without control characters")]
+pub struct InvalidAgentName;
+
+impl AgentName {
+    pub fn parse(name: &str) -> Result<Self, InvalidAgentName> {
+        let name = name.trim();
+        if name.is_empty()
+            || name.chars().count() > MAX_AGENT_NAME_CHARS
+            || name.chars().any(char::is_control)
+        {
+            return Err(InvalidAgentName);
+        }
+        Ok(AgentName(name.to_owned()))
     }
-    Ok(name.to_owned())
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `other` reads as the same name (letter case aside): a copy of a real agent's
+    /// name would let a prompt pass for that agent.
+    pub fn is_taken_by(&self, other: &str) -> bool {
+        self.0.to_lowercase() == other.to_lowercase()
+    }
+}
+
+impl From<AgentName> for String {
+    fn from(name: AgentName) -> Self {
+        name.0
+    }
+}
+
+impl fmt::Display for AgentName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What an agent asks to do, as its service names it (`flights.book`): 1 to 128 characters of
+/// A-Z, a-z, 0-9, `.`, `_`, `:` or `-`, not in the gateway's own `handsign.` namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Action(String);
+
+/// Why a text is not an [`Action`]; the text says what a valid one is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidAction {
+    #[error(
+        "action must be 1 to 128 characters of A-Z, a-z, 0-9, '.', '_', ':' or '-', e.g. flights.book"
+    )]
+    Malformed,
+    #[error("actions starting with \"handsign.\" are reserved for the gateway")]
+    Reserved,
+}
+
+impl Action {
+    pub fn parse(action: &str) -> Result<Self, InvalidAction> {
+        let valid = (1..=128).contains(&action.len())
+            && action
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b));
+        if !valid {
+            return Err(InvalidAction::Malformed);
+        }
+        if action.starts_with("handsign.") {
+            return Err(InvalidAction::Reserved);
+        }
+        Ok(Action(action.to_owned()))
+    }
+}
+
+impl From<Action> for String {
+    fn from(action: Action) -> Self {
+        action.0
+    }
+}
+
+/// The service a token is for (its `aud`), e.g. `https://travel.example`: 1 to 256 printable
+/// ASCII characters without spaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audience(String);
+
+/// Why a text is not an [`Audience`]; the text says what a valid one is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "audience must be 1 to 256 printable ASCII characters without spaces, e.g. https://travel.example"
+)]
+pub struct InvalidAudience;
+
+impl Audience {
+    pub fn parse(audience: &str) -> Result<Self, InvalidAudience> {
+        let valid =
+            (1..=256).contains(&audience.len()) && audience.bytes().all(|b| b.is_ascii_graphic());
+        if valid {
+            Ok(Audience(audience.to_owned()))
+        } else {
+            Err(InvalidAudience)
+        }
+    }
+}
+
+impl From<Audience> for String {
+    fn from(audience: Audience) -> Self {
+        audience.0
+    }
 }
 
 /// An agent: software acting for a user, known by its key.
@@ -410,6 +508,36 @@ pub fn device_name(given: Option<&str>, default: &str) -> Result<String, String>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn actions_audiences_and_agent_names_parse_once_with_the_reason() {
+        assert!(Action::parse("flights.book").is_ok());
+        assert_eq!(Action::parse(""), Err(InvalidAction::Malformed));
+        assert_eq!(Action::parse("flights book"), Err(InvalidAction::Malformed));
+        assert_eq!(
+            Action::parse(&"a".repeat(129)),
+            Err(InvalidAction::Malformed)
+        );
+        assert_eq!(
+            Action::parse("handsign.agent.enroll"),
+            Err(InvalidAction::Reserved)
+        );
+        assert!(Audience::parse("https://travel.example").is_ok());
+        assert_eq!(Audience::parse("a b"), Err(InvalidAudience));
+        assert_eq!(Audience::parse(&"a".repeat(257)), Err(InvalidAudience));
+        assert_eq!(
+            AgentName::parse("  travel bot ").unwrap().as_str(),
+            "travel bot"
+        );
+        assert_eq!(AgentName::parse(" "), Err(InvalidAgentName));
+        assert_eq!(AgentName::parse("bot\u{7}"), Err(InvalidAgentName));
+        assert!(
+            AgentName::parse("Travel Bot")
+                .unwrap()
+                .is_taken_by("travel bot")
+        );
+        assert!(InvalidAgentName.to_string().contains("1 to 64 characters"));
+    }
 
     #[test]
     fn user_ids_are_narrow() {

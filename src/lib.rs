@@ -6,10 +6,12 @@
 
 pub mod admin;
 pub mod agent_auth;
+pub mod approvals;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod connections;
+pub mod deliveries;
 pub mod domain;
 pub mod error;
 pub mod events;

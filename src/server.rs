@@ -24,8 +24,10 @@ use tokio::net::{TcpListener, TcpSocket};
 use tower::util::Oneshot;
 use tower::{Service, ServiceBuilder, ServiceExt as _};
 
+use crate::approvals::Approvals;
 use crate::config::{ConnectionLimits, PublicUrl, ServeArgs};
 use crate::connections::{AnswerBody, Connections, RequestBody, Slot};
+use crate::deliveries::{DRAIN_BOUND, Deliveries};
 use crate::keyring::Keyring;
 use crate::metrics::{Metrics, MetricsAccess};
 use crate::notify::vapid::VapidKey;
@@ -125,7 +127,8 @@ pub fn listen(address: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
-/// Serves `state` on `listener` until `shutdown` completes, then finishes the requests in flight.
+/// Serves `state` on `listener` until `shutdown` completes, then finishes the requests in flight
+/// and the notifications being delivered (for at most [`DRAIN_BOUND`]).
 ///
 /// HTTP/1.1 only. Agents, browsers and proxies reach the gateway over plain HTTP/1.1 (browsers
 /// speak HTTP/2 only over TLS, which a proxy in front ends), and hyper's HTTP/1 connection keeps
@@ -138,13 +141,17 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let limits = state.connection_limits.clone();
     let max_body = state.limits.max_body_bytes;
+    let deliveries = state.deliveries.clone();
     serve(
         listener,
         gateway(router(state), max_body),
         &limits,
         shutdown,
     )
-    .await
+    .await?;
+    // After the requests: they may still have started deliveries.
+    deliveries.drain(DRAIN_BOUND).await;
+    Ok(())
 }
 
 /// Connections the metrics listener keeps open at most: enough for a few scrapers, and within
@@ -292,6 +299,7 @@ pub async fn open(args: &ServeArgs, storage: &Storage) -> anyhow::Result<AppStat
         None => "mailto:handsign@localhost".to_owned(),
     };
     let events = storage.events.clone();
+    let deliveries = Deliveries::new();
     let notifier = Notifier::new(
         store.clone(),
         public.clone(),
@@ -305,8 +313,11 @@ pub async fn open(args: &ServeArgs, storage: &Storage) -> anyhow::Result<AppStat
         crate::http_client::for_push(args.danger_allow_private_push_endpoints)?,
         Webhooks::new(http, args.webhooks.webhooks.clone(), RetryPolicy::default()),
         events.clone(),
+        deliveries.clone(),
     );
+    let approvals = Approvals::new(store.clone(), events.clone(), notifier.clone());
     Ok(AppState {
+        approvals,
         store,
         keyring: Arc::new(keyring),
         passkeys: Arc::new(passkeys),
@@ -316,6 +327,7 @@ pub async fn open(args: &ServeArgs, storage: &Storage) -> anyhow::Result<AppStat
         token_lifetime: args.token_lifetime,
         events,
         notifier,
+        deliveries,
         metrics,
         metrics_access: Arc::new(MetricsAccess::from_args(&args.metrics)?),
     })

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
+use crate::approvals::Approvals;
 use crate::config::{ConnectionLimits, PublicUrl, RequestLimits};
+use crate::deliveries::Deliveries;
 use crate::events::Events;
 use crate::keyring::Keyring;
 use crate::metrics::{Metrics, MetricsAccess};
@@ -23,6 +25,10 @@ pub struct AppState {
     pub token_lifetime: i64,
     pub events: Events,
     pub notifier: Notifier,
+    /// A request's life: create, decide, deliver, cancel (over store, events and notifier).
+    pub approvals: Approvals,
+    /// The notifier's background tasks, which shutdown drains.
+    pub deliveries: Deliveries,
     /// What `GET /metrics` reports; `store` records its operations here too.
     pub metrics: Arc<Metrics>,
     /// Where and to whom `GET /metrics` is served.

@@ -294,6 +294,50 @@ async fn an_agent_suspended_while_it_waits_gets_no_token() {
     );
 }
 
+/// Waiting costs memory only while someone waits: the gateway keeps one event sender per
+/// request being waited on, and none once its waiters have gone, however many requests there
+/// were.
+#[tokio::test]
+async fn waiters_leave_no_event_senders_behind() {
+    let (gateway, mut alice, agent, id) = common::alice_asked().await;
+    let others: Vec<String> = {
+        let mut others = Vec::new();
+        for _ in 0..3 {
+            others.push(
+                agent.request(flight()).await["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+        others
+    };
+    let polls: Vec<_> = std::iter::once(&id)
+        .chain(&others)
+        .map(|id| {
+            let (agent, id) = (agent.clone(), id.clone());
+            tokio::spawn(async move { agent.read(&id, 30).await })
+        })
+        .collect();
+    common::until("every long poll is parked", || {
+        gateway.state.events.waiters() == 4
+    })
+    .await;
+    assert_eq!(gateway.state.events.senders(), 4);
+
+    for (id, poll) in std::iter::once(&id).chain(&others).zip(polls) {
+        let (status, answer) = gateway.decide(&mut alice, id, "approve").await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        let (status, answer) = poll.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert!(answer["token"].is_string(), "{answer}");
+    }
+    common::until("no event sender is left", || {
+        gateway.state.events.senders() == 0 && gateway.state.events.waiters() == 0
+    })
+    .await;
+}
+
 /// Starts login ceremonies from `http` (with `forwarded` as X-Forwarded-For, if any) until the
 /// gateway answers 429; how many it started.
 async fn logins_until_limited(

@@ -17,11 +17,12 @@ use std::sync::Arc;
 
 use crate::clock;
 use crate::config::PublicUrl;
+use crate::deliveries::Deliveries;
 use crate::domain::{
     AgentRecord, ApprovalKind, ApprovalRecord, ApprovalState, ApprovalStatus,
     PushSubscriptionRecord,
 };
-use crate::events::{self, Events};
+use crate::events::Events;
 use crate::store::Store;
 use subscription::Subscription;
 use vapid::VapidKey;
@@ -54,6 +55,8 @@ pub struct Notifier {
     webhooks: Webhooks,
     /// Changes to requests, so that an expiry report stops waiting once a request is decided.
     events: Events,
+    /// Where pushes and expiry watchers run, so that shutdown drains or stops them.
+    deliveries: Deliveries,
 }
 
 impl Notifier {
@@ -64,14 +67,16 @@ impl Notifier {
         http: reqwest::Client,
         webhooks: Webhooks,
         events: Events,
+        deliveries: Deliveries,
     ) -> Self {
         Notifier {
             store,
             public,
             push: Arc::new(push),
             http,
-            webhooks,
+            webhooks: webhooks.delivering_on(deliveries.clone()),
             events,
+            deliveries,
         }
     }
 
@@ -109,11 +114,13 @@ impl Notifier {
         self.webhooks
             .notify(WebhookEvent::approval_created(&self.public, approval, now));
         let notifier = self.clone();
+        let pushed = approval.clone();
+        self.deliveries
+            .spawn(async move { notifier.push_to_devices(&pushed).await });
+        let notifier = self.clone();
         let approval = approval.clone();
-        tokio::spawn(async move {
-            notifier.push_to_devices(&approval).await;
-            notifier.report_expiry(approval).await;
-        });
+        self.deliveries
+            .watch(async move { notifier.report_expiry(approval).await });
     }
 
     pub fn approval_decided(&self, approval: &ApprovalRecord) {
@@ -144,7 +151,8 @@ impl Notifier {
         for device in devices {
             let notifier = self.clone();
             let payload = payload.clone();
-            tokio::spawn(async move { notifier.push(&device, &payload).await });
+            self.deliveries
+                .spawn(async move { notifier.push(&device, &payload).await });
         }
     }
 
@@ -196,12 +204,12 @@ impl Notifier {
 
     /// Tells the webhooks when `approval` expires undecided. It waits on the request's change
     /// events until its expiry, and stops as soon as the request is decided or cancelled. A
-    /// gateway restart forgets the wait; the request itself still expires.
+    /// gateway restart (or shutdown) forgets the wait; the request itself still expires.
     async fn report_expiry(&self, approval: ApprovalRecord) {
         if self.webhooks.is_empty() {
             return;
         }
-        let mut changes = self.events.subscribe();
+        let mut changes = self.events.approval(&approval.id);
         loop {
             let Ok(Some(stored)) = self.store.approval(&approval.id).await else {
                 return;
@@ -211,7 +219,7 @@ impl Notifier {
                     // A second past the expiry second, so the clock has surely reached it.
                     let left = u64::try_from(stored.expires_at - clock::now()).unwrap_or(0) + 1;
                     let expiry = tokio::time::Instant::now() + std::time::Duration::from_secs(left);
-                    events::wait_for(&mut changes, expiry, |e| e.id == approval.id).await;
+                    changes.changed_before(expiry).await;
                 }
                 ApprovalStatus::Expired if matches!(stored.state, ApprovalState::Pending) => {
                     let event = WebhookEvent::approval_expired(&self.public, &stored, clock::now());

@@ -70,6 +70,7 @@ use tokio::sync::Semaphore;
 use url::Url;
 
 use crate::config::PublicUrl;
+use crate::deliveries::Deliveries;
 use crate::domain::{AgentRecord, AgentStatus, ApprovalKind, ApprovalRecord, ApprovalStatus};
 use crate::pages::params_view::ShownText;
 
@@ -793,6 +794,8 @@ pub fn parse_retry_after(value: &str, now: i64) -> Option<Duration> {
 pub struct Webhooks {
     /// `None` when there are no targets.
     inner: Option<Arc<Inner>>,
+    /// Where deliveries run, so that shutdown waits for them.
+    deliveries: Deliveries,
 }
 
 struct Inner {
@@ -827,12 +830,21 @@ impl Webhooks {
                 policy,
                 in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             })),
+            deliveries: Deliveries::new(),
         }
+    }
+
+    /// The same webhooks, delivering on `deliveries` (the gateway's, which shutdown drains).
+    pub fn delivering_on(self, deliveries: Deliveries) -> Self {
+        Webhooks { deliveries, ..self }
     }
 
     /// No targets: [`Webhooks::notify`] does nothing.
     pub fn disabled() -> Self {
-        Webhooks { inner: None }
+        Webhooks {
+            inner: None,
+            deliveries: Deliveries::new(),
+        }
     }
 
     pub fn targets(&self) -> &[WebhookTarget] {
@@ -850,10 +862,6 @@ impl Webhooks {
         let Some(inner) = &self.inner else {
             return;
         };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::warn!(event = %event.event_type, id = %event.id, "no async runtime: webhook event dropped");
-            return;
-        };
         let event = Arc::new(event);
         for (index, target) in inner.targets.iter().enumerate() {
             let Ok(permit) = Arc::clone(&inner.in_flight).try_acquire_owned() else {
@@ -863,7 +871,7 @@ impl Webhooks {
             };
             let inner = Arc::clone(inner);
             let event = Arc::clone(&event);
-            runtime.spawn(async move {
+            self.deliveries.spawn(async move {
                 let _permit = permit;
                 let Some(target) = inner.targets.get(index) else {
                     return;

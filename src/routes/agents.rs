@@ -18,11 +18,10 @@ use crate::agent_auth::{Agent, Proof};
 use crate::clock;
 use crate::config::{DEFAULT_TTL, MIN_TTL};
 use crate::domain::{
-    AgentRecord, AgentStatus, ApprovalId, ApprovalKind, ApprovalRecord, ApprovalState,
-    ApprovalStatus, UserId, parse_agent_name, random_bytes,
+    Action, AgentName, AgentRecord, AgentStatus, ApprovalId, ApprovalKind, ApprovalRecord,
+    ApprovalState, ApprovalStatus, Audience, UserId, random_bytes,
 };
 use crate::error::ApiError;
-use crate::events;
 use crate::metrics::RequestOutcome;
 use crate::params_order::ParamsOrder;
 use crate::rate::{ClientAddress, Rate, check_rate};
@@ -86,8 +85,10 @@ async fn request_approval(
     check_rate(state, Rate::Agent(&agent.id), now).await?;
     check_rate(state, Rate::Prompts(&agent.user), now).await?;
 
-    validate_action(&request.action)?;
-    validate_audience(&request.audience)?;
+    let action = Action::parse(&request.action)
+        .map_err(|e| ApiError::bad_request("invalid_action", e.to_string()))?;
+    let audience = Audience::parse(&request.audience)
+        .map_err(|e| ApiError::bad_request("invalid_audience", e.to_string()))?;
     if let Some(user) = &request.user
         && *user != agent.user.as_str()
     {
@@ -114,8 +115,8 @@ async fn request_approval(
 
     let ask = Ask {
         kind: ApprovalKind::Action,
-        action: request.action,
-        audience: request.audience,
+        action: action.into(),
+        audience: audience.into(),
         params,
         params_order,
         message,
@@ -123,11 +124,9 @@ async fn request_approval(
     };
     let approval = new_approval(&agent, ask, now)?;
     state
-        .store
-        .create_approval(&approval, state.limits.max_pending_per_agent, now)
+        .approvals
+        .create(&approval, state.limits.max_pending_per_agent, now)
         .await?;
-    state.events.publish(&approval.id, &approval.user);
-    state.notifier.approval_created(&approval);
     tracing::info!(id = %approval.id, agent = %agent.id, action = %approval.action, "approval requested");
     Ok((StatusCode::CREATED, Json(created_json(state, &approval))).into_response())
 }
@@ -139,39 +138,6 @@ fn params_error(error: CanonicalError) -> ApiError {
         _ => StatusCode::BAD_REQUEST,
     };
     ApiError::new(status, "invalid_params", format!("params refused: {error}"))
-}
-
-fn validate_action(action: &str) -> Result<(), ApiError> {
-    let valid = (1..=128).contains(&action.len())
-        && action
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b));
-    if !valid {
-        return Err(ApiError::bad_request(
-            "invalid_action",
-            "action must be 1 to 128 characters of A-Z, a-z, 0-9, '.', '_', ':' or '-', e.g. flights.book",
-        ));
-    }
-    if action.starts_with("handsign.") {
-        return Err(ApiError::bad_request(
-            "invalid_action",
-            "actions starting with \"handsign.\" are reserved for the gateway",
-        ));
-    }
-    Ok(())
-}
-
-fn validate_audience(audience: &str) -> Result<(), ApiError> {
-    let valid =
-        (1..=256).contains(&audience.len()) && audience.bytes().all(|b| b.is_ascii_graphic());
-    if valid {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(
-            "invalid_audience",
-            "audience must be 1 to 256 printable ASCII characters without spaces, e.g. https://travel.example",
-        ))
-    }
 }
 
 const MAX_MESSAGE_CHARS: usize = 1000;
@@ -257,7 +223,7 @@ async fn read(
         ));
     }
     // Subscribe before the first read, so a decision between read and wait still wakes us.
-    let mut changes = state.events.subscribe();
+    let mut changes = state.events.approval(&id);
     let mut approval = own_approval(&state, &agent, &id).await?;
     let started = tokio::time::Instant::now();
     let deadline = started + std::time::Duration::from_secs(wait);
@@ -270,7 +236,7 @@ async fn read(
         // Read again on waking: thousands of agents may be waiting at once, and each record
         // holds its params (a kilobyte or more).
         drop(approval);
-        events::wait_for(&mut changes, wake_at, |event| event.id == id).await;
+        changes.changed_before(wake_at).await;
         approval = own_approval(&state, &agent, &id).await?;
     }
     // Boxed: a future is as large as its largest step, and collecting and minting is this one's;
@@ -288,7 +254,7 @@ async fn events_stream(
 ) -> Result<impl IntoResponse, ApiError> {
     use axum::response::sse::{Event, KeepAlive, Sse};
     let id = ApprovalId::parse(&id).map_err(|_| ApiError::not_found("approval request"))?;
-    let changes = state.events.subscribe();
+    let changes = state.events.approval(&id);
     // Checked before streaming, so that a request that is not the agent's is a plain 404.
     own_approval(&state, &agent, &id).await?;
     let stream = futures_util::stream::unfold(
@@ -316,7 +282,7 @@ async fn events_stream(
                     + std::time::Duration::from_secs(expires_in.saturating_add(1));
                 // As in `read`: not held while waiting, and room for `outcome` is boxed.
                 drop(approval);
-                events::wait_for(&mut changes, wake_at, |event| event.id == id).await;
+                changes.changed_before(wake_at).await;
             }
         },
     );
@@ -370,8 +336,7 @@ async fn outcome(
         && approval.kind == ApprovalKind::Action;
     if deliverable {
         agent.require_active()?;
-        if let Collection::Deliver(collected) = state.store.collect_token(&approval.id, now).await?
-        {
+        if let Collection::Deliver(collected) = state.approvals.deliver(&approval.id, now).await? {
             answer["token"] = Value::String(mint(state, &collected, now)?);
             state.metrics.token_issued();
             answer["token_delivered"] = Value::Bool(true);
@@ -473,8 +438,8 @@ async fn request_enrollment(
     let request: EnrollRequest = parse_json(body)?;
     let user = UserId::parse(&request.user)
         .map_err(|e| ApiError::bad_request("invalid_user", e.to_string()))?;
-    let name =
-        parse_agent_name(&request.name).map_err(|e| ApiError::bad_request("invalid_name", e))?;
+    let name = AgentName::parse(&request.name)
+        .map_err(|e| ApiError::bad_request("invalid_name", e.to_string()))?;
     if state.store.user(&user).await?.is_none() {
         return Err(ApiError::not_found("user"));
     }
@@ -484,11 +449,14 @@ async fn request_enrollment(
         .agents(Some(&user))
         .await?
         .into_iter()
-        .any(|agent| agent.exists_at(now) && agent.name.to_lowercase() == name.to_lowercase());
+        .any(|agent| agent.exists_at(now) && name.is_taken_by(&agent.name));
     if taken {
         return Err(ApiError::conflict(
             "name_taken",
-            format!("{user} already has an agent called {name:?}; enroll under another name"),
+            format!(
+                "{user} already has an agent called {:?}; enroll under another name",
+                name.as_str()
+            ),
         ));
     }
     check_rate(state, Rate::EnrollmentsFor(&user), now).await?;
@@ -496,7 +464,7 @@ async fn request_enrollment(
     proof.record(state).await?;
     let agent = AgentRecord {
         id: proof.key_id().to_owned(),
-        name: name.clone(),
+        name: name.to_string(),
         user: user.clone(),
         public_jwk: None,
         status: AgentStatus::Pending,
@@ -516,7 +484,7 @@ async fn request_enrollment(
         }
         other => other?,
     }
-    let params = json!({"agent": agent.id, "name": name, "user": user});
+    let params = json!({"agent": agent.id, "name": agent.name, "user": user});
     let params =
         CanonicalParams::from_value(&params, &state.limits.params()).map_err(params_error)?;
     let ask = Ask {
@@ -530,10 +498,8 @@ async fn request_enrollment(
     };
     let approval = new_approval(&agent, ask, now)?;
     state
-        .store
-        .create_approval(&approval, state.limits.max_pending_per_agent, now)
+        .approvals
+        .create(&approval, state.limits.max_pending_per_agent, now)
         .await?;
-    state.events.publish(&approval.id, &approval.user);
-    state.notifier.approval_created(&approval);
     Ok((StatusCode::CREATED, Json(created_json(state, &approval))).into_response())
 }

@@ -23,13 +23,12 @@ use handsign_protocol::statement::{Decision, STATEMENT_VERSION, Statement};
 use handsign_protocol::webauthn::CredentialPublicKey;
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::broadcast;
 use webauthn_rs::prelude::{PasskeyAuthentication, PublicKeyCredential};
 
 use crate::clock;
-use crate::domain::{ApprovalId, ApprovalKind, ApprovalRecord, ApprovalStatus, PasskeyRecord};
+use crate::domain::{ApprovalId, ApprovalRecord, ApprovalStatus, PasskeyRecord};
 use crate::error::ApiError;
-use crate::events::{self, Change};
+use crate::events::ApprovalWaiter;
 use crate::metrics::{DecisionOutcome, DecisionRefusal};
 use crate::pages::approve::ApprovePage;
 use crate::pages::error::negotiated;
@@ -54,9 +53,10 @@ async fn events(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    // Subscribed before reading, so that a change between the two is not missed.
-    let changes = state.events.subscribe();
     let approval = load(&state, &id).await?;
+    // Subscribed before reading again in `settled`, so that a change between the two is not
+    // missed.
+    let changes = state.events.approval(&approval.id);
     let settled = stream::once(settled(state, approval, changes)).filter_map(|status| async move {
         status.map(|s| Ok::<_, Infallible>(Event::default().event("status").data(s.as_str())))
     });
@@ -66,12 +66,13 @@ async fn events(
 }
 
 /// Waits until `approval` is no longer pending and returns its status then; `None` when that
-/// cannot be known (the store could not be read, or the gateway is stopping).
+/// cannot be known (the store could not be read).
 async fn settled(
     state: AppState,
-    mut approval: ApprovalRecord,
-    mut changes: broadcast::Receiver<Change>,
+    approval: ApprovalRecord,
+    mut changes: ApprovalWaiter,
 ) -> Option<ApprovalStatus> {
+    let mut approval = state.store.approval(&approval.id).await.ok()??;
     loop {
         let now = clock::now();
         let status = approval.status(now);
@@ -81,12 +82,7 @@ async fn settled(
         // A second past expiry, so that the request reads expired when looked at again.
         let left = u64::try_from(approval.expires_at - now).unwrap_or(0) + 1;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(left);
-        let id = approval.id.clone();
-        if !events::wait_for(&mut changes, deadline, |change| change.id == id).await
-            && tokio::time::Instant::now() < deadline
-        {
-            return None; // The gateway is stopping.
-        }
+        changes.changed_before(deadline).await;
         approval = state.store.approval(&approval.id).await.ok()??;
     }
 }
@@ -285,7 +281,7 @@ async fn record_decision(
             receipt: Box::new(receipt),
         },
     };
-    let decided = state.store.decide(&approval.id, decided, now).await?;
+    let decided = state.approvals.decide(&approval.id, decided, now).await?;
     state.metrics.decided(
         match request.decision {
             Decision::Approve => DecisionOutcome::Approved,
@@ -293,14 +289,6 @@ async fn record_decision(
         },
         now - decided.created_at,
     );
-    state.notifier.approval_decided(&decided);
-    if decided.kind == ApprovalKind::Enrollment
-        && request.decision == Decision::Approve
-        && let Some(agent) = state.store.agent(&decided.agent).await?
-    {
-        state.notifier.agent_enrolled(&agent);
-    }
-    state.events.publish(&decided.id, &decided.user);
     tracing::info!(id = %decided.id, decision = request.decision.as_str(), user = %decided.user, "request decided");
     let status = decided.status(now);
     Ok(Json(json!({

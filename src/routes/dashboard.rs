@@ -26,13 +26,12 @@ use futures_util::StreamExt as _;
 use futures_util::stream::{self, Stream};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tokio::sync::broadcast;
 
 use crate::admin::{self, Answer, Command};
 use crate::clock;
 use crate::domain::{AgentRecord, AgentStatus, ApprovalId, ApprovalRecord, ApprovalStatus, UserId};
 use crate::error::ApiError;
-use crate::events::Change;
+use crate::events::{UserChange, UserWaiter};
 use crate::invitations::INVITATION_SECS;
 use crate::pages::dashboard::{
     AgentNames, AgentRow, DashboardPage, HistoryList, HistoryRow, PasskeyRow, PendingList,
@@ -465,18 +464,10 @@ async fn agent_status(
     };
     require_step_up(&state, &user, request.step_up, purpose).await?;
     // The requests a revocation cancels, so that their waiters can be woken afterwards.
-    let cancelled: Vec<ApprovalId> = if request.status == WantedStatus::Revoked {
-        state
-            .store
-            .approvals(&user, ApprovalFilter::Pending, clock::now(), usize::MAX)
-            .await?
-            .into_iter()
-            .filter(|approval| approval.agent == agent.id)
-            .map(|approval| approval.id)
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let cancelled = state
+        .approvals
+        .cancelled_by(&user, &agent.id, request.status.into(), clock::now())
+        .await?;
     let command = Command::SetAgentStatus {
         agent: agent.id.clone(),
         status: request.status.into(),
@@ -487,9 +478,7 @@ async fn agent_status(
         Answer::Unavailable { message } => return Err(StoreError::Unavailable(message).into()),
         other => return Err(ApiError::internal(format!("unexpected answer {other:?}"))),
     };
-    for id in &cancelled {
-        state.events.publish(id, &user);
-    }
+    state.approvals.cancelled(&user, &cancelled);
     tracing::info!(agent = %agent.id, status = agent.status.as_str(), %user, "agent status set from the dashboard");
     Ok(Json(json!({
         "id": agent.id,
@@ -564,29 +553,19 @@ async fn events(
     State(state): State<AppState>,
     SessionUser(user): SessionUser,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let changes = state.events.subscribe();
+    let changes = state.events.user(&user);
     let ready = stream::once(async { Ok(Event::default().event("ready").data("ready")) });
-    Sse::new(ready.chain(changes_for(changes, user))).keep_alive(KeepAlive::default())
+    Sse::new(ready.chain(changes_for(changes))).keep_alive(KeepAlive::default())
 }
 
-/// The events of `changes` that concern `user`, as `changed` events. A lagging receiver may
-/// have missed one, so it reports a change too.
-fn changes_for(
-    changes: broadcast::Receiver<Change>,
-    user: UserId,
-) -> impl Stream<Item = Result<Event, Infallible>> {
-    stream::unfold((changes, user), |(mut changes, user)| async move {
-        loop {
-            let data = match changes.recv().await {
-                Ok(Change::Approval(change)) if change.user == user => change.id.to_string(),
-                Ok(Change::Approval(_)) => continue,
-                Ok(Change::Unknown) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                    "lagged".to_owned()
-                }
-                Err(broadcast::error::RecvError::Closed) => return None,
-            };
-            let event = Event::default().event("changed").data(data);
-            return Some((Ok(event), (changes, user)));
-        }
+/// The user's changes as `changed` events. Changes that may have been missed (a lagging
+/// waiter, a lost link to other instances) are reported as `lagged`, and the page looks again.
+fn changes_for(changes: UserWaiter) -> impl Stream<Item = Result<Event, Infallible>> {
+    stream::unfold(changes, |mut changes| async move {
+        let data = match changes.next().await? {
+            UserChange::Approval(id) => id.to_string(),
+            UserChange::Unknown => "lagged".to_owned(),
+        };
+        Some((Ok(Event::default().event("changed").data(data)), changes))
     })
 }
