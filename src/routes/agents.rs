@@ -8,11 +8,15 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use handsign_protocol::api::{
+    ApprovalCreated, ApprovalView, CancelApproval, CreateApproval, EnrollAgent, ErrorCode,
+    MAX_CANCEL_REASON_CHARS,
+};
 use handsign_protocol::canonical::CanonicalError;
 use handsign_protocol::params::CanonicalParams;
 use handsign_protocol::token::{self, Actor, ApprovalClaims, Confirmation};
 use serde::Deserialize;
-use serde_json::{Value, json, value::RawValue};
+use serde_json::json;
 
 use crate::agent_auth::{Agent, Proof};
 use crate::clock;
@@ -40,21 +44,8 @@ pub fn router() -> Router<AppState> {
         .route("/v1/approvals/{id}", get(read))
         .route("/v1/approvals/{id}/events", get(events_stream))
         .route("/v1/approvals/{id}/receipt", get(receipt))
+        .route("/v1/approvals/{id}/cancel", post(cancel))
         .route("/v1/agents/enroll", post(enroll))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateRequest {
-    action: String,
-    params: Box<RawValue>,
-    audience: String,
-    #[serde(default)]
-    user: Option<String>,
-    #[serde(default)]
-    message: Option<String>,
-    #[serde(default)]
-    ttl: Option<i64>,
 }
 
 async fn create(
@@ -80,7 +71,7 @@ async fn request_approval(
     body: &[u8],
 ) -> Result<Response, ApiError> {
     let agent = agent.require_active()?.clone();
-    let request: CreateRequest = parse_json(body)?;
+    let request: CreateApproval = parse_json(body)?;
     let now = clock::now();
     check_rate(state, Rate::Agent(&agent.id), now).await?;
     check_rate(state, Rate::Prompts(&agent.user), now).await?;
@@ -91,7 +82,7 @@ async fn request_approval(
         && *user != agent.user.as_str()
     {
         return Err(ApiError::forbidden(
-            "wrong_user",
+            ErrorCode::WrongUser,
             format!("this agent acts for {}, not {user}", agent.user.as_str()),
         ));
     }
@@ -99,7 +90,7 @@ async fn request_approval(
     let ttl = request.ttl.unwrap_or(DEFAULT_TTL);
     if !(MIN_TTL..=state.limits.max_ttl).contains(&ttl) {
         return Err(ApiError::bad_request(
-            "invalid_ttl",
+            ErrorCode::InvalidTtl,
             format!(
                 "ttl must be between {MIN_TTL} and {} seconds, got {ttl}",
                 state.limits.max_ttl
@@ -125,7 +116,7 @@ async fn request_approval(
     state.events.publish(&approval.id, &approval.user);
     state.notifier.approval_created(&approval);
     tracing::info!(id = %approval.id, agent = %agent.id, action = %approval.action, "approval requested");
-    Ok((StatusCode::CREATED, Json(created_json(state, &approval))).into_response())
+    Ok((StatusCode::CREATED, Json(created(state, &approval))).into_response())
 }
 
 fn params_error(error: CanonicalError) -> ApiError {
@@ -134,7 +125,11 @@ fn params_error(error: CanonicalError) -> ApiError {
         CanonicalErrorKind::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         _ => StatusCode::BAD_REQUEST,
     };
-    ApiError::new(status, "invalid_params", format!("params refused: {error}"))
+    ApiError::new(
+        status,
+        ErrorCode::InvalidParams,
+        format!("params refused: {error}"),
+    )
 }
 
 fn validate_action(action: &str) -> Result<(), ApiError> {
@@ -144,13 +139,13 @@ fn validate_action(action: &str) -> Result<(), ApiError> {
             .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b));
     if !valid {
         return Err(ApiError::bad_request(
-            "invalid_action",
+            ErrorCode::InvalidAction,
             "action must be 1 to 128 characters of A-Z, a-z, 0-9, '.', '_', ':' or '-', e.g. flights.book",
         ));
     }
     if action.starts_with("handsign.") {
         return Err(ApiError::bad_request(
-            "invalid_action",
+            ErrorCode::InvalidAction,
             "actions starting with \"handsign.\" are reserved for the gateway",
         ));
     }
@@ -164,7 +159,7 @@ fn validate_audience(audience: &str) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::bad_request(
-            "invalid_audience",
+            ErrorCode::InvalidAudience,
             "audience must be 1 to 256 printable ASCII characters without spaces, e.g. https://travel.example",
         ))
     }
@@ -175,7 +170,7 @@ const MAX_MESSAGE_CHARS: usize = 1000;
 fn validate_message(message: Option<String>) -> Result<Option<String>, ApiError> {
     match message {
         Some(text) if text.chars().count() > MAX_MESSAGE_CHARS => Err(ApiError::bad_request(
-            "invalid_message",
+            ErrorCode::InvalidMessage,
             format!("message must be at most {MAX_MESSAGE_CHARS} characters"),
         )),
         Some(text) if text.is_empty() => Ok(None),
@@ -216,14 +211,78 @@ fn new_approval(agent: &AgentRecord, ask: Ask, now: i64) -> Result<ApprovalRecor
     })
 }
 
-fn created_json(state: &AppState, approval: &ApprovalRecord) -> Value {
-    json!({
-        "id": approval.id,
-        "status": "pending",
-        "approval_url": state.public.join(&format!("/approve/{}", approval.id)),
-        "params_sha256": approval.params_sha256,
-        "code": approval.code,
-        "expires_at": approval.expires_at,
+fn created(state: &AppState, approval: &ApprovalRecord) -> ApprovalCreated {
+    ApprovalCreated {
+        id: approval.id.as_str().to_owned(),
+        status: ApprovalStatus::Pending,
+        approval_url: state.public.join(&format!("/approve/{}", approval.id)),
+        params_sha256: approval.params_sha256.as_str().to_owned(),
+        code: approval.code.clone(),
+        expires_at: approval.expires_at,
+    }
+}
+
+/// The reason recorded when the agent gives none.
+const DEFAULT_CANCEL_REASON: &str = "cancelled by the agent";
+
+/// The agent withdraws its own request, so the person is no longer asked: it can never be
+/// decided nor yield a token. Another agent's request is "not found", as for a read. The body,
+/// `{"reason"}`, may be empty.
+async fn cancel(
+    State(state): State<AppState>,
+    agent: Agent,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<ApprovalView>, ApiError> {
+    let id = ApprovalId::parse(&id).map_err(|_| ApiError::not_found("approval request"))?;
+    let request: CancelApproval = if body.is_empty() {
+        CancelApproval::default()
+    } else {
+        parse_json(&body)?
+    };
+    let reason = cancel_reason(request.reason)?;
+    own_approval(&state, &agent, &id).await?;
+    let now = clock::now();
+    let cancelled = match state
+        .store
+        .cancel_approval(&id, &agent.0.id, &reason, now)
+        .await
+    {
+        Ok(cancelled) => cancelled,
+        Err(StoreError::NotFound(_)) => return Err(ApiError::not_found("approval request")),
+        Err(StoreError::NotPending(status)) => {
+            return Err(ApiError::conflict(
+                ErrorCode::NotPending,
+                format!("the request is {status} and can no longer be cancelled"),
+            ));
+        }
+        Err(other) => return Err(other.into()),
+    };
+    state.events.publish(&cancelled.id, &cancelled.user);
+    tracing::info!(id = %cancelled.id, agent = %agent.0.id, "request cancelled by its agent");
+    Ok(Json(view(&state, &cancelled, cancelled.status(now))))
+}
+
+/// The reason as recorded: trimmed, [`DEFAULT_CANCEL_REASON`] when none, refused when longer
+/// than [`MAX_CANCEL_REASON_CHARS`] or holding control characters (it is shown to people).
+fn cancel_reason(reason: Option<String>) -> Result<String, ApiError> {
+    let reason = reason.as_deref().map(str::trim).unwrap_or_default();
+    if reason.chars().count() > MAX_CANCEL_REASON_CHARS {
+        return Err(ApiError::bad_request(
+            ErrorCode::InvalidReason,
+            format!("reason must be at most {MAX_CANCEL_REASON_CHARS} characters"),
+        ));
+    }
+    if reason.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            ErrorCode::InvalidReason,
+            "reason may not contain control characters such as newlines",
+        ));
+    }
+    Ok(if reason.is_empty() {
+        DEFAULT_CANCEL_REASON.to_owned()
+    } else {
+        reason.to_owned()
     })
 }
 
@@ -241,12 +300,12 @@ async fn read(
     agent: Agent,
     Path(id): Path<String>,
     Query(query): Query<ReadQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ApprovalView>, ApiError> {
     let id = ApprovalId::parse(&id).map_err(|_| ApiError::not_found("approval request"))?;
     let wait = query.wait.unwrap_or(0);
     if wait > MAX_WAIT_SECS {
         return Err(ApiError::bad_request(
-            "invalid_wait",
+            ErrorCode::InvalidWait,
             format!("wait is at most {MAX_WAIT_SECS} seconds"),
         ));
     }
@@ -342,18 +401,10 @@ async fn outcome(
     state: &AppState,
     agent: &Agent,
     approval: ApprovalRecord,
-) -> Result<Value, ApiError> {
+) -> Result<ApprovalView, ApiError> {
     let now = clock::now();
     let status = approval.status(now);
-    let mut answer = json!({
-        "id": approval.id,
-        "status": status.as_str(),
-        "action": approval.action,
-        "audience": approval.audience,
-        "params_sha256": approval.params_sha256,
-        "code": approval.code,
-        "expires_at": approval.expires_at,
-    });
+    let mut answer = view(state, &approval, status);
     let deliverable = matches!(
         approval.state,
         ApprovalState::Approved {
@@ -366,26 +417,42 @@ async fn outcome(
         agent.require_active()?;
         if let Collection::Deliver(collected) = state.store.collect_token(&approval.id, now).await?
         {
-            answer["token"] = Value::String(mint(state, &collected, now)?);
+            answer.token = Some(mint(state, &collected, now)?);
             state.metrics.token_issued();
-            answer["token_delivered"] = Value::Bool(true);
+            answer.token_delivered = Some(true);
+            answer.receipt_url = None;
             return Ok(answer);
         }
     }
-    if let ApprovalState::Approved {
-        token_delivered_at, ..
-    } = &approval.state
-    {
-        answer["token_delivered"] = Value::Bool(token_delivered_at.is_some());
-    }
-    if approval.receipt().is_some() {
-        answer["receipt_url"] = Value::String(
+    Ok(answer)
+}
+
+/// The request as it stands at `status`, without a token.
+fn view(state: &AppState, approval: &ApprovalRecord, status: ApprovalStatus) -> ApprovalView {
+    let (token_delivered, reason) = match &approval.state {
+        ApprovalState::Approved {
+            token_delivered_at, ..
+        } => (Some(token_delivered_at.is_some()), None),
+        ApprovalState::Cancelled { reason, .. } => (None, Some(reason.clone())),
+        ApprovalState::Pending | ApprovalState::Denied { .. } => (None, None),
+    };
+    ApprovalView {
+        id: approval.id.as_str().to_owned(),
+        status,
+        action: approval.action.clone(),
+        audience: approval.audience.clone(),
+        params_sha256: approval.params_sha256.as_str().to_owned(),
+        code: approval.code.clone(),
+        expires_at: approval.expires_at,
+        token: None,
+        token_delivered,
+        receipt_url: approval.receipt().map(|_| {
             state
                 .public
-                .join(&format!("/v1/approvals/{}/receipt", approval.id)),
-        );
+                .join(&format!("/v1/approvals/{}/receipt", approval.id))
+        }),
+        reason,
     }
-    Ok(answer)
 }
 
 /// The approval token for a collected request: bound to the agent's key, valid from now for the
@@ -422,20 +489,13 @@ async fn receipt(
     match approval.receipt() {
         Some(receipt) => Ok(Json(receipt).into_response()),
         None => Err(ApiError::conflict(
-            "not_decided",
+            ErrorCode::NotDecided,
             format!(
                 "the request is {}; a receipt exists once a person has decided",
                 approval.status(clock::now()).as_str()
             ),
         )),
     }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EnrollRequest {
-    name: String,
-    user: String,
 }
 
 /// Asks the user to approve this key as an agent acting for them.
@@ -464,11 +524,11 @@ async fn request_enrollment(
 ) -> Result<Response, ApiError> {
     let now = clock::now();
     check_rate(state, Rate::EnrollmentsFrom(client.0), now).await?;
-    let request: EnrollRequest = parse_json(body)?;
+    let request: EnrollAgent = parse_json(body)?;
     let user = UserId::parse(&request.user)
-        .map_err(|e| ApiError::bad_request("invalid_user", e.to_string()))?;
-    let name =
-        parse_agent_name(&request.name).map_err(|e| ApiError::bad_request("invalid_name", e))?;
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidUser, e.to_string()))?;
+    let name = parse_agent_name(&request.name)
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidName, e))?;
     if state.store.user(&user).await?.is_none() {
         return Err(ApiError::not_found("user"));
     }
@@ -481,7 +541,7 @@ async fn request_enrollment(
         .any(|agent| agent.exists_at(now) && agent.name.to_lowercase() == name.to_lowercase());
     if taken {
         return Err(ApiError::conflict(
-            "name_taken",
+            ErrorCode::NameTaken,
             format!("{user} already has an agent called {name:?}; enroll under another name"),
         ));
     }
@@ -504,7 +564,7 @@ async fn request_enrollment(
     {
         Err(StoreError::AlreadyExists(_)) => {
             return Err(ApiError::conflict(
-                "already_enrolled",
+                ErrorCode::AlreadyEnrolled,
                 "an agent with this key already exists or is waiting for its enrollment; use a new key to enroll again",
             ));
         }
@@ -528,5 +588,5 @@ async fn request_enrollment(
         .await?;
     state.events.publish(&approval.id, &approval.user);
     state.notifier.approval_created(&approval);
-    Ok((StatusCode::CREATED, Json(created_json(state, &approval))).into_response())
+    Ok((StatusCode::CREATED, Json(created(state, &approval))).into_response())
 }

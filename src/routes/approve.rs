@@ -11,6 +11,7 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use handsign_protocol::api::ErrorCode;
 use handsign_protocol::base64url;
 use handsign_protocol::receipt::{Credential, Evidence, RECEIPT_VERSION, Receipt, ReceiptBody};
 use handsign_protocol::statement::{Decision, STATEMENT_VERSION, Statement};
@@ -94,7 +95,7 @@ fn require_pending(approval: &ApprovalRecord, now: i64) -> Result<(), ApiError> 
     match approval.status(now) {
         ApprovalStatus::Pending => Ok(()),
         status => Err(ApiError::conflict(
-            "not_pending",
+            ErrorCode::NotPending,
             format!(
                 "the request is {} and can no longer be decided",
                 status.as_str()
@@ -119,7 +120,7 @@ async fn options(
     let passkeys = passkeys_of(&state, &approval.user).await?;
     if passkeys.is_empty() {
         return Err(ApiError::conflict(
-            "no_passkeys",
+            ErrorCode::NoPasskeys,
             format!("{} has no passkey registered", approval.user),
         ));
     }
@@ -188,7 +189,7 @@ async fn record_decision(
         .await?
         .ok_or_else(|| {
             ApiError::conflict(
-                "no_ceremony",
+                ErrorCode::NoCeremony,
                 "no passkey ceremony is in progress for this decision (it was used or expired); start again",
             )
         })?;
@@ -197,7 +198,7 @@ async fn record_decision(
     let result = state
         .passkeys
         .finish_authentication(&request.credential, &ceremony)
-        .map_err(|e| ApiError::forbidden("passkey_refused", e.to_string()))?;
+        .map_err(|e| ApiError::forbidden(ErrorCode::PasskeyRefused, e.to_string()))?;
 
     // The ceremony allowed only this user's credentials; our own records must agree.
     let passkey =

@@ -9,6 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
+use handsign_protocol::api::ErrorCode;
 use handsign_protocol::base64url;
 use serde::Deserialize;
 use serde_json::json;
@@ -52,18 +53,18 @@ async fn add(
 ) -> Result<Response, ApiError> {
     require_same_origin(&headers, &state.public.origin)?;
     let subscription = Subscription::from_json(&body, state.notifier.allows_http_push_endpoints())
-        .map_err(|e| ApiError::bad_request("invalid_subscription", e.to_string()))?;
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidSubscription, e.to_string()))?;
     state
         .notifier
         .check_endpoint(&subscription)
         .await
-        .map_err(|e| ApiError::bad_request("invalid_subscription", e.to_string()))?;
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidSubscription, e.to_string()))?;
     let default_name = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("a browser");
     let name = device_name(query.name.as_deref(), default_name)
-        .map_err(|e| ApiError::bad_request("invalid_name", e))?;
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidName, e))?;
     let stored = subscription.to_json();
     // Checked before adding: two adds at the same instant may pass it together, which lets a
     // user exceed the cap by the requests their session sends at once, not more. A browser
@@ -78,7 +79,7 @@ async fn add(
         .count();
     if others >= max {
         return Err(ApiError::conflict(
-            "too_many_devices",
+            ErrorCode::TooManyDevices,
             format!(
                 "{user} already has {max} devices receiving notifications, the most allowed; \
                  remove one first"

@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use handsign_protocol::api::ErrorCode;
 use handsign_protocol::base64url;
 use handsign_protocol::webauthn::AttestedCredential;
 use serde::{Deserialize, Serialize};
@@ -98,12 +99,12 @@ async fn register_options(
                 .as_deref()
                 .map(UserId::parse)
                 .transpose()
-                .map_err(|e| ApiError::bad_request("invalid_user", e.to_string()))?;
+                .map_err(|e| ApiError::bad_request(ErrorCode::InvalidUser, e.to_string()))?;
             let first_user = invitation.user.is_none();
             let user = match (invitation.user, named) {
                 (Some(invited), Some(named)) if invited != named => {
                     return Err(ApiError::forbidden(
-                        "wrong_user",
+                        ErrorCode::WrongUser,
                         format!("this invitation is for {invited}, not {named}"),
                     ));
                 }
@@ -111,7 +112,7 @@ async fn register_options(
                 (None, Some(named)) => named,
                 (None, None) => {
                     return Err(ApiError::bad_request(
-                        "invalid_user",
+                        ErrorCode::InvalidUser,
                         "choose a user name (\"user\")",
                     ));
                 }
@@ -120,7 +121,7 @@ async fn register_options(
             // is added by that account, with a fresh assertion.
             if state.store.user(&user).await?.is_some() {
                 return Err(ApiError::conflict(
-                    "already_exists",
+                    ErrorCode::AlreadyExists,
                     format!(
                         "{user} already exists; an invitation only creates a new user (an existing user adds passkeys from their dashboard)"
                     ),
@@ -131,7 +132,7 @@ async fn register_options(
         (None, Some(SessionUser(user))) => {
             let step_up = request.step_up.ok_or_else(|| {
                 ApiError::forbidden(
-                    "step_up_required",
+                    ErrorCode::StepUpRequired,
                     "adding a passkey needs a fresh assertion with one of your passkeys (\"step_up\")",
                 )
             })?;
@@ -140,7 +141,7 @@ async fn register_options(
         }
         (None, None) => {
             return Err(ApiError::unauthorized(
-                "login_required",
+                ErrorCode::LoginRequired,
                 "registering a passkey needs a setup or invitation code, or a logged-in session",
             ));
         }
@@ -210,7 +211,7 @@ async fn register_finish(
         .await?
         .ok_or_else(|| {
             ApiError::conflict(
-                "no_ceremony",
+                ErrorCode::NoCeremony,
                 "no registration is in progress with this ceremony id (it was used or expired); start again",
             )
         })?;
@@ -219,15 +220,15 @@ async fn register_finish(
     let passkey = state
         .passkeys
         .finish_registration(&request.credential, &pending.state)
-        .map_err(|e| ApiError::bad_request("passkey_refused", e.to_string()))?;
+        .map_err(|e| ApiError::bad_request(ErrorCode::PasskeyRefused, e.to_string()))?;
     // The exact COSE key the authenticator produced, kept for receipts; a key whose algorithm
     // an auditor could not check is refused here.
     let attested = AttestedCredential::from_attestation_object(
         &request.credential.response.attestation_object,
     )
-    .map_err(|e| ApiError::bad_request("passkey_refused", e.to_string()))?;
+    .map_err(|e| ApiError::bad_request(ErrorCode::PasskeyRefused, e.to_string()))?;
     let name = crate::domain::device_name(request.name.as_deref(), "passkey")
-        .map_err(|e| ApiError::bad_request("invalid_name", e))?;
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidName, e))?;
     let record = PasskeyRecord {
         credential_id: base64url::encode(passkey.cred_id()),
         user: pending.user.clone(),
@@ -298,7 +299,7 @@ async fn login_options(
         .as_deref()
         .map(UserId::parse)
         .transpose()
-        .map_err(|e| ApiError::bad_request("invalid_user", e.to_string()))?;
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidUser, e.to_string()))?;
     let (public_key, pending) = match user {
         None => {
             let (options, login) = state
@@ -349,12 +350,12 @@ async fn login_finish(
         .await?
         .ok_or_else(|| {
             ApiError::conflict(
-                "no_ceremony",
+                ErrorCode::NoCeremony,
                 "no login is in progress with this ceremony id (it was used or expired); start again",
             )
         })?;
     let pending: PendingLogin = serde_json::from_slice(&pending).map_err(ApiError::internal)?;
-    let refused = |e: CeremonyError| ApiError::forbidden("passkey_refused", e.to_string());
+    let refused = |e: CeremonyError| ApiError::forbidden(ErrorCode::PasskeyRefused, e.to_string());
     let (user, result) = match pending {
         PendingLogin::Named { user, state: login } => {
             let result = state
@@ -368,7 +369,10 @@ async fn login_finish(
             // user handle the browser sends is never trusted.
             let credential_id = base64url::encode(&request.credential.raw_id);
             let passkey = state.store.passkey(&credential_id).await?.ok_or_else(|| {
-                ApiError::forbidden("passkey_refused", "this passkey is not registered here")
+                ApiError::forbidden(
+                    ErrorCode::PasskeyRefused,
+                    "this passkey is not registered here",
+                )
             })?;
             let result = state
                 .passkeys
@@ -454,7 +458,7 @@ impl StepUp {
             .await?
             .ok_or_else(|| {
                 ApiError::forbidden(
-                    "step_up_required",
+                    ErrorCode::StepUpRequired,
                     "no step-up is in progress with this ceremony id (it was used or expired); confirm with your passkey again",
                 )
             })?;
@@ -462,14 +466,14 @@ impl StepUp {
             serde_json::from_slice(&pending).map_err(ApiError::internal)?;
         if pending.user != *user || pending.purpose != *purpose {
             return Err(ApiError::forbidden(
-                "step_up_required",
+                ErrorCode::StepUpRequired,
                 "this passkey confirmation was for another action; confirm this one",
             ));
         }
         let result = state
             .passkeys
             .finish_authentication(&self.credential, &pending.state)
-            .map_err(|e| ApiError::forbidden("passkey_refused", e.to_string()))?;
+            .map_err(|e| ApiError::forbidden(ErrorCode::PasskeyRefused, e.to_string()))?;
         record_passkey_use(state, user, &self.credential, &result, now).await?;
         Ok(())
     }

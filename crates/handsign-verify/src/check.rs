@@ -45,7 +45,9 @@ use sha2::{Digest as _, Sha256};
 
 use crate::config::VerifierInner;
 use crate::layer::{Params, ParamsSource, Route};
-use crate::refusal::{Refusal, codes};
+use handsign_protocol::api::ErrorCode;
+
+use crate::refusal::Refusal;
 
 /// Checks `request` against the verifier's configuration and the route; on success returns
 /// it with the claims in its extensions and its body replaced by the bytes that were hashed.
@@ -91,7 +93,7 @@ pub(crate) async fn check(
             verifier,
             &claims.jti,
             claims.exp.saturating_add(verifier.skew),
-            codes::TOKEN_REPLAYED,
+            ErrorCode::TokenReplayed,
             "this token was used already: an approval is good for one request; ask for a new \
              approval",
         )
@@ -101,7 +103,7 @@ pub(crate) async fn check(
             verifier,
             &proof_record_id(&proof),
             proof.fresh_until(),
-            codes::DPOP_REPLAYED,
+            ErrorCode::DpopReplayed,
             "this DPoP proof was used already: make a new proof for every request",
         )
         .await;
@@ -132,7 +134,7 @@ fn check_replay_record_covers(
     match verifier.replay.records_since() {
         Some(since) if claims.nbf.saturating_sub(verifier.skew) <= since => {
             Err(Refusal::unauthorized(
-                codes::ISSUED_BEFORE_START,
+                ErrorCode::IssuedBeforeStart,
                 "this token was issued before the service started, and the service's record \
                  of used tokens (in memory) began then: whether it was used already cannot be \
                  known; ask for a new approval",
@@ -148,7 +150,7 @@ async fn consume(
     verifier: &VerifierInner,
     id: &str,
     expires_at: i64,
-    code: &'static str,
+    code: ErrorCode,
     message: &'static str,
 ) -> Result<(), Refusal> {
     match verifier.replay.consume(id, expires_at).await {
@@ -157,7 +159,7 @@ async fn consume(
         Err(error) => {
             tracing::warn!(%error, "the replay store cannot be reached; refusing the request");
             Err(Refusal::Unavailable {
-                code: codes::REPLAY_STORE_UNAVAILABLE,
+                code: ErrorCode::ReplayStoreUnavailable,
                 message: "the service cannot record the token's use right now; try again \
                           with a new approval",
                 retry_after_secs: 1,
@@ -214,7 +216,7 @@ fn check_json_content_type(headers: &HeaderMap) -> Result<(), Refusal> {
 
 /// The token of the single `Authorization: Approval <token>` header.
 fn approval_token(headers: &HeaderMap) -> Result<&str, Refusal> {
-    let missing = |message: &str| Refusal::unauthorized(codes::MISSING_TOKEN, message);
+    let missing = |message: &str| Refusal::unauthorized(ErrorCode::MissingToken, message);
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let (Some(value), None) = (values.next(), values.next()) else {
         return Err(missing(
@@ -283,7 +285,7 @@ fn params_hash(
     body: &Bytes,
     limits: &Limits,
 ) -> Result<ParamsHash, Refusal> {
-    let invalid = |message: String| Refusal::unauthorized(codes::INVALID_PARAMS, message);
+    let invalid = |message: String| Refusal::unauthorized(ErrorCode::InvalidParams, message);
     let canonical = match source {
         ParamsSource::Body => CanonicalParams::parse(body, limits),
         ParamsSource::Custom(extract) => match extract(parts, body).map_err(|message| {
@@ -316,7 +318,7 @@ fn check_key_binding(
             return Ok(None);
         }
         return Err(Refusal::unauthorized(
-            codes::DPOP_REQUIRED,
+            ErrorCode::DpopRequired,
             "the token is not bound to an agent key (no cnf.jkt), and this service accepts \
              key-bound tokens only",
         ));
@@ -325,19 +327,19 @@ fn check_key_binding(
     let proof = match (values.next(), values.next()) {
         (None, _) => {
             return Err(Refusal::unauthorized(
-                codes::DPOP_REQUIRED,
+                ErrorCode::DpopRequired,
                 "the token is bound to an agent key (cnf.jkt): send a DPoP header with a proof \
                  made with that key for this method and URL, with ath set to the token's hash",
             ));
         }
         (Some(_), Some(_)) => {
             return Err(Refusal::unauthorized(
-                codes::INVALID_DPOP,
+                ErrorCode::InvalidDpop,
                 "send exactly one DPoP header",
             ));
         }
         (Some(value), None) => value.to_str().map_err(|_| {
-            Refusal::unauthorized(codes::INVALID_DPOP, "the DPoP header is not ASCII")
+            Refusal::unauthorized(ErrorCode::InvalidDpop, "the DPoP header is not ASCII")
         })?,
     };
     let url = request_url(verifier, parts);
@@ -350,10 +352,10 @@ fn check_key_binding(
             access_token: Some(token),
         },
     )
-    .map_err(|error| Refusal::unauthorized(codes::INVALID_DPOP, error.to_string()))?;
+    .map_err(|error| Refusal::unauthorized(ErrorCode::InvalidDpop, error.to_string()))?;
     if verified.jkt != cnf.jkt {
         return Err(Refusal::unauthorized(
-            codes::DPOP_KEY_MISMATCH,
+            ErrorCode::DpopKeyMismatch,
             format!(
                 "the DPoP proof is made with key {}, but the token is bound to key {}",
                 verified.jkt, cnf.jkt

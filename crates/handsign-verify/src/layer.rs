@@ -209,7 +209,7 @@ where
                     verifier.counters.refused(refusal.code());
                     tracing::info!(
                         action = %route.action,
-                        error = refusal.code(),
+                        error = refusal.code().as_str(),
                         "approval refused"
                     );
                     Ok(refusal.into_response())
