@@ -11,13 +11,12 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use handsign_protocol::api::ErrorCode;
+use handsign_protocol::api::{CeremonyOptions, DecisionOptions, DecisionRecorded, ErrorCode};
 use handsign_protocol::base64url;
 use handsign_protocol::receipt::{Credential, Evidence, RECEIPT_VERSION, Receipt, ReceiptBody};
 use handsign_protocol::statement::{Decision, STATEMENT_VERSION, Statement};
 use handsign_protocol::webauthn::CredentialPublicKey;
 use serde::Deserialize;
-use serde_json::json;
 use webauthn_rs::prelude::{PasskeyAuthentication, PublicKeyCredential};
 
 use crate::clock;
@@ -85,12 +84,6 @@ fn ceremony_key(id: &ApprovalId, decision: Decision, ceremony: &str) -> String {
     format!("approve:{id}:{}:{ceremony}", decision.as_str())
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct OptionsRequest {
-    decision: Decision,
-}
-
 fn require_pending(approval: &ApprovalRecord, now: i64) -> Result<(), ApiError> {
     match approval.status(now) {
         ApprovalStatus::Pending => Ok(()),
@@ -113,7 +106,7 @@ async fn options(
 ) -> Result<Response, ApiError> {
     require_same_origin(&headers, &state.public.origin)?;
     check_rate(&state, Rate::CeremoniesFrom(client.0), clock::now()).await?;
-    let request: OptionsRequest = parse_json(&body)?;
+    let request: DecisionOptions = parse_json(&body)?;
     let approval = load(&state, &id).await?;
     let now = clock::now();
     require_pending(&approval, now)?;
@@ -141,7 +134,11 @@ async fn options(
             approval.expires_at.min(now + 600),
         )
         .await?;
-    Ok(Json(json!({"ceremony": ceremony, "publicKey": options.public_key})).into_response())
+    Ok(Json(CeremonyOptions {
+        ceremony,
+        public_key: options.public_key,
+    })
+    .into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -240,11 +237,11 @@ async fn record_decision(
     state.events.publish(&decided.id, &decided.user);
     tracing::info!(id = %decided.id, decision = request.decision.as_str(), user = %decided.user, "request decided");
     let status = decided.status(now);
-    Ok(Json(json!({
-        "id": decided.id,
-        "status": status.as_str(),
-        "action": decided.action,
-    }))
+    Ok(Json(DecisionRecorded {
+        id: decided.id.as_str().to_owned(),
+        status,
+        action: decided.action.clone(),
+    })
     .into_response())
 }
 

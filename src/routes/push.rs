@@ -9,10 +9,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
-use handsign_protocol::api::ErrorCode;
+use handsign_protocol::api::{Device, DeviceAdded, ErrorCode, VapidKey};
 use handsign_protocol::base64url;
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::clock;
 use crate::domain::{PushSubscriptionRecord, device_name, random_bytes};
@@ -32,7 +31,9 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn vapid_key(State(state): State<AppState>) -> impl IntoResponse {
-    Json(json!({"publicKey": state.notifier.vapid_public_key()}))
+    Json(VapidKey {
+        public_key: state.notifier.vapid_public_key(),
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -97,7 +98,7 @@ async fn add(
     };
     state.store.add_push_subscription(&device).await?;
     tracing::info!(%user, device = %device.id, "device subscribed to notifications");
-    Ok((StatusCode::CREATED, Json(json!({"id": device.id}))).into_response())
+    Ok((StatusCode::CREATED, Json(DeviceAdded { id: device.id })).into_response())
 }
 
 /// The user's devices; the push address itself is a capability and is shown by host only.
@@ -119,13 +120,13 @@ async fn list(
             }
             .render()
             .map_err(ApiError::internal)?;
-            Ok(json!({
-                "id": device.id,
-                "name": device.name,
-                "name_html": name_html,
-                "endpoint_host": host,
-                "created_at": device.created_at,
-            }))
+            Ok(Device {
+                id: device.id.clone(),
+                name: device.name.clone(),
+                name_html,
+                endpoint_host: host,
+                created_at: device.created_at,
+            })
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
     Ok(Json(listed).into_response())

@@ -8,11 +8,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use handsign_protocol::api::ErrorCode;
+use handsign_protocol::api::{CeremonyOptions, ErrorCode, LoggedIn, PasskeyRegistered};
 use handsign_protocol::base64url;
 use handsign_protocol::webauthn::AttestedCredential;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use sha2::{Digest as _, Sha256};
 use webauthn_rs::prelude::{
     DiscoverableAuthentication, PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential,
@@ -184,7 +183,11 @@ async fn begin(
             clock::now() + CEREMONY_SECS,
         )
         .await?;
-    Ok(Json(json!({"ceremony": ceremony, "publicKey": public_key})).into_response())
+    Ok(Json(CeremonyOptions {
+        ceremony,
+        public_key,
+    })
+    .into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -257,7 +260,10 @@ async fn register_finish(
     Ok((
         StatusCode::CREATED,
         [(header::SET_COOKIE, cookie)],
-        Json(json!({"user": pending.user, "credential_id": record.credential_id})),
+        Json(PasskeyRegistered {
+            user: pending.user.as_str().to_owned(),
+            credential_id: record.credential_id,
+        }),
     )
         .into_response())
 }
@@ -383,7 +389,10 @@ async fn login_finish(
     };
     record_passkey_use(&state, &user, &request.credential, &result, now).await?;
     let cookie = session::start(&state, &user).await?;
-    Ok(([(header::SET_COOKIE, cookie)], Json(json!({"user": user}))).into_response())
+    let answer = LoggedIn {
+        user: user.as_str().to_owned(),
+    };
+    Ok(([(header::SET_COOKIE, cookie)], Json(answer)).into_response())
 }
 
 /// What a step-up assertion is for: one sensitive action, named exactly, so that an assertion
