@@ -29,7 +29,6 @@
 //! the token's agent cannot make the service store anything. The record's key is a hash of the
 //! agent's key and the `jti`, so its size does not depend on what the agent sent.
 
-use axum::body::Body;
 use axum::extract::OriginalUri;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Request, header};
@@ -40,10 +39,12 @@ use handsign_protocol::dpop::{self, VerifiedProof};
 use handsign_protocol::jws::CompactJws;
 use handsign_protocol::params::{CanonicalParams, ParamsHash};
 use handsign_protocol::token::{self, ApprovalClaims, TOKEN_TYP, TokenError, TokenHeader};
-use http_body_util::{BodyExt as _, LengthLimitError, Limited};
+use http_body::Body;
+use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
 use sha2::{Digest as _, Sha256};
 
 use crate::config::VerifierInner;
+use crate::layer::BoxError;
 use crate::layer::{Params, ParamsSource, Route};
 use handsign_protocol::api::ErrorCode;
 
@@ -51,11 +52,15 @@ use crate::refusal::Refusal;
 
 /// Checks `request` against the verifier's configuration and the route; on success returns
 /// it with the claims in its extensions and its body replaced by the bytes that were hashed.
-pub(crate) async fn check(
+pub(crate) async fn check<B>(
     verifier: &VerifierInner,
     route: &Route,
-    request: Request<Body>,
-) -> Result<Request<Body>, Refusal> {
+    request: Request<B>,
+) -> Result<Request<Full<Bytes>>, Refusal>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
     let token = approval_token(request.headers())?.to_owned();
     let kid = token_kid(&token)?;
     if matches!(route.params, ParamsSource::Body) {
@@ -120,7 +125,7 @@ pub(crate) async fn check(
     use_token().await?;
 
     parts.extensions.insert(claims);
-    Ok(Request::from_parts(parts, Body::from(body)))
+    Ok(Request::from_parts(parts, Full::new(body)))
 }
 
 /// Refuses a token the replay store cannot vouch for: one that could have been accepted (its
@@ -268,7 +273,11 @@ fn check_announced_length(headers: &HeaderMap, limit: usize) -> Result<(), Refus
 
 /// The whole body, refusing it once more than `limit` bytes arrive (a body sent without
 /// `Content-Length`, or longer than announced).
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, Refusal> {
+async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, Refusal>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.is::<LengthLimitError>() => Err(Refusal::BodyTooLarge { limit }),
