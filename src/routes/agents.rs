@@ -2,21 +2,20 @@
 //! receipts, and enroll. Every call is authenticated by a DPoP proof only.
 
 use axum::Json;
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use handsign_protocol::api::{
-    ApprovalCreated, ApprovalView, CancelApproval, CreateApproval, EnrollAgent, ErrorCode,
-    MAX_CANCEL_REASON_CHARS,
+    ApprovalCreated, ApprovalView, CancelApproval, CreateApproval, EnrollAgent, ErrorBody,
+    ErrorCode, MAX_CANCEL_REASON_CHARS,
 };
 use handsign_protocol::canonical::CanonicalError;
 use handsign_protocol::params::CanonicalParams;
 use handsign_protocol::token::{self, Actor, ApprovalClaims, Confirmation};
 use serde::Deserialize;
 use serde_json::json;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::agent_auth::{Agent, Proof};
 use crate::clock;
@@ -38,16 +37,19 @@ pub const ENROLL_ACTION: &str = "handsign.agent.enroll";
 /// The longest a long poll may wait.
 const MAX_WAIT_SECS: u64 = 60;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/approvals", post(create))
-        .route("/v1/approvals/{id}", get(read))
-        .route("/v1/approvals/{id}/events", get(events_stream))
-        .route("/v1/approvals/{id}/receipt", get(receipt))
-        .route("/v1/approvals/{id}/cancel", post(cancel))
-        .route("/v1/agents/enroll", post(enroll))
+/// The agent API, each route registered with its OpenAPI description (`tag = "agents"`).
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create))
+        .routes(routes!(read))
+        .routes(routes!(events_stream))
+        .routes(routes!(receipt))
+        .routes(routes!(cancel))
+        .routes(routes!(enroll))
 }
 
+#[utoipa::path(post, path = "/v1/approvals", tag = "agents", request_body = CreateApproval,
+    responses((status = 201, body = ApprovalCreated), (status = "4XX", description = "refused: `{\"error\", \"message\"}`", body = ErrorBody), (status = 503, description = "storage unavailable; nothing was decided or issued", body = ErrorBody)))]
 async fn create(
     State(state): State<AppState>,
     agent: Agent,
@@ -228,6 +230,9 @@ const DEFAULT_CANCEL_REASON: &str = "cancelled by the agent";
 /// The agent withdraws its own request, so the person is no longer asked: it can never be
 /// decided nor yield a token. Another agent's request is "not found", as for a read. The body,
 /// `{"reason"}`, may be empty.
+#[utoipa::path(post, path = "/v1/approvals/{id}/cancel", tag = "agents", params(("id" = String, Path, description = "the request's id")),
+    request_body(content = Option<CancelApproval>, description = "may be empty"),
+    responses((status = 200, body = ApprovalView), (status = "4XX", description = "refused: `{\"error\", \"message\"}`", body = ErrorBody), (status = 503, description = "storage unavailable; nothing was decided or issued", body = ErrorBody)))]
 async fn cancel(
     State(state): State<AppState>,
     agent: Agent,
@@ -295,6 +300,9 @@ struct ReadQuery {
 
 /// The request's state; waits up to `wait` seconds while it is pending; delivers the token at the
 /// first read after approval, and never again.
+#[utoipa::path(get, path = "/v1/approvals/{id}", tag = "agents",
+    params(("id" = String, Path, description = "the request's id"), ("wait" = Option<u64>, Query, description = "seconds to wait for a decision, at most 60")),
+    responses((status = 200, body = ApprovalView), (status = "4XX", description = "refused: `{\"error\", \"message\"}`", body = ErrorBody), (status = 503, description = "storage unavailable; nothing was decided or issued", body = ErrorBody)))]
 async fn read(
     State(state): State<AppState>,
     agent: Agent,
@@ -334,6 +342,8 @@ async fn read(
 /// The request's state as server-sent events: one `state` event now and one at every change,
 /// the last when the request is final. The first event after approval carries the token (it is
 /// collected then, once, as by a read).
+#[utoipa::path(get, path = "/v1/approvals/{id}/events", tag = "agents", params(("id" = String, Path, description = "the request's id")),
+    responses((status = 200, description = "server-sent events named `state`, each an ApprovalView", content_type = "text/event-stream", body = ApprovalView), (status = "4XX", description = "refused: `{\"error\", \"message\"}`", body = ErrorBody), (status = 503, description = "storage unavailable; nothing was decided or issued", body = ErrorBody)))]
 async fn events_stream(
     State(state): State<AppState>,
     agent: Agent,
@@ -479,6 +489,8 @@ fn mint(state: &AppState, approval: &ApprovalRecord, now: i64) -> Result<String,
     token::mint(state.keyring.current(), &claims).map_err(ApiError::internal)
 }
 
+#[utoipa::path(get, path = "/v1/approvals/{id}/receipt", tag = "agents", params(("id" = String, Path, description = "the request's id")),
+    responses((status = 200, description = "the receipt (docs/protocol.md, Receipts)", body = Object), (status = "4XX", description = "refused: `{\"error\", \"message\"}`", body = ErrorBody), (status = 503, description = "storage unavailable; nothing was decided or issued", body = ErrorBody)))]
 async fn receipt(
     State(state): State<AppState>,
     agent: Agent,
@@ -499,6 +511,8 @@ async fn receipt(
 }
 
 /// Asks the user to approve this key as an agent acting for them.
+#[utoipa::path(post, path = "/v1/agents/enroll", tag = "agents", request_body = EnrollAgent,
+    responses((status = 201, body = ApprovalCreated), (status = "4XX", description = "refused: `{\"error\", \"message\"}`", body = ErrorBody), (status = 503, description = "storage unavailable; nothing was decided or issued", body = ErrorBody)))]
 async fn enroll(
     State(state): State<AppState>,
     client: ClientAddress,

@@ -10,13 +10,16 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use handsign_protocol::api::{CeremonyOptions, DecisionOptions, DecisionRecorded, ErrorCode};
+use axum::routing::get;
+use handsign_protocol::api::{
+    CeremonyOptions, DecisionOptions, DecisionRecorded, ErrorBody, ErrorCode,
+};
 use handsign_protocol::base64url;
 use handsign_protocol::receipt::{Credential, Evidence, RECEIPT_VERSION, Receipt, ReceiptBody};
 use handsign_protocol::statement::{Decision, STATEMENT_VERSION, Statement};
 use handsign_protocol::webauthn::CredentialPublicKey;
 use serde::Deserialize;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use webauthn_rs::prelude::{PasskeyAuthentication, PublicKeyCredential};
 
 use crate::clock;
@@ -30,10 +33,17 @@ use crate::rate::{ClientAddress, Rate, check_rate};
 use crate::routes::{parse_json, passkeys_of, record_passkey_use, require_same_origin};
 use crate::state::AppState;
 
+/// The approval page (HTML), beside the decision's JSON calls in [`api`].
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/approve/{id}", get(page).post(decide))
-        .route("/approve/{id}/options", post(options))
+    Router::new().route("/approve/{id}", get(page))
+}
+
+/// The approval ceremony: options for a decision, and the signed decision, each registered with
+/// its OpenAPI description (`tag = "passkeys"`).
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(options))
+        .routes(routes!(decide))
 }
 
 async fn page(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
@@ -97,6 +107,9 @@ fn require_pending(approval: &ApprovalRecord, now: i64) -> Result<(), ApiError> 
     }
 }
 
+#[utoipa::path(post, path = "/approve/{id}/options", tag = "passkeys", params(("id" = String, Path, description = "the request's id")),
+    request_body = DecisionOptions,
+    responses((status = 200, description = "`{\"ceremony\", \"publicKey\": PublicKeyCredentialRequestOptionsJSON}`", body = Object), (status = "4XX", description = "refused: `{\"error\", \"message\"}`", body = ErrorBody), (status = 503, description = "storage unavailable; nothing was decided or issued", body = ErrorBody)))]
 async fn options(
     State(state): State<AppState>,
     client: ClientAddress,
@@ -150,6 +163,9 @@ struct DecideRequest {
     credential: PublicKeyCredential,
 }
 
+#[utoipa::path(post, path = "/approve/{id}", tag = "passkeys", params(("id" = String, Path, description = "the request's id")),
+    request_body(content = Object, description = "`{\"decision\", \"ceremony\", \"credential\": PublicKeyCredential.toJSON()}`"),
+    responses((status = 200, body = DecisionRecorded), (status = "4XX", description = "refused: `{\"error\", \"message\"}`", body = ErrorBody), (status = 503, description = "storage unavailable; nothing was decided or issued", body = ErrorBody)))]
 async fn decide(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -1,9 +1,11 @@
 //! HTTP routes, one module per audience: agents (`/v1`), the person deciding (`/approve`),
-//! passkey ceremonies (`/webauthn`), and the gateway's public documents (health, JWKS).
+//! passkey ceremonies (`/webauthn`), and the gateway's public documents (health, JWKS, the
+//! OpenAPI description).
 
 pub mod agents;
 pub mod approve;
 pub mod dashboard;
+pub mod openapi;
 pub mod public;
 pub mod push;
 pub mod webauthn;

@@ -2,17 +2,16 @@
 //! pages' script stays thin and any client can drive them.
 
 use axum::Json;
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use handsign_protocol::api::{CeremonyOptions, ErrorCode, LoggedIn, PasskeyRegistered};
+use handsign_protocol::api::{CeremonyOptions, ErrorBody, ErrorCode, LoggedIn, PasskeyRegistered};
 use handsign_protocol::base64url;
 use handsign_protocol::webauthn::AttestedCredential;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
+use utoipa_axum::{router::OpenApiRouter, routes};
 use webauthn_rs::prelude::{
     DiscoverableAuthentication, PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential,
     RegisterPublicKeyCredential,
@@ -31,13 +30,14 @@ use crate::store::StoreError;
 /// How long a person has between options and finish.
 const CEREMONY_SECS: i64 = 300;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/webauthn/register/options", post(register_options))
-        .route("/webauthn/register/finish", post(register_finish))
-        .route("/webauthn/login/options", post(login_options))
-        .route("/webauthn/login/finish", post(login_finish))
-        .route("/webauthn/step-up/options", post(step_up_options))
+/// The passkey ceremonies, each registered with its OpenAPI description (`tag = "passkeys"`).
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register_options))
+        .routes(routes!(register_finish))
+        .routes(routes!(login_options))
+        .routes(routes!(login_finish))
+        .routes(routes!(step_up_options))
 }
 
 /// base64url SHA-256 of a setup or invitation code: what the store keeps.
@@ -70,6 +70,9 @@ struct PendingRegistration {
     state: PasskeyRegistration,
 }
 
+#[utoipa::path(post, path = "/webauthn/register/options", tag = "passkeys",
+    request_body(content = Object, description = "`{\"code\"?, \"user\"?, \"step_up\"?}`"),
+    responses((status = 200, description = "`{\"ceremony\", \"publicKey\"}`: the options for navigator.credentials", body = Object), (status = "4XX", description = "refused: `{\"error\", \"message\"}`", body = ErrorBody), (status = 503, description = "storage unavailable; nothing was decided or issued", body = ErrorBody)))]
 async fn register_options(
     State(state): State<AppState>,
     client: ClientAddress,
@@ -200,6 +203,9 @@ struct RegisterFinishRequest {
     name: Option<String>,
 }
 
+#[utoipa::path(post, path = "/webauthn/register/finish", tag = "passkeys",
+    request_body(content = Object, description = "`{\"ceremony\", \"credential\": RegistrationResponseJSON}`"),
+    responses((status = 201, description = "registered; sets the session cookie", body = PasskeyRegistered), (status = "4XX", description = "refused: `{\"error\", \"message\"}`", body = ErrorBody), (status = 503, description = "storage unavailable; nothing was decided or issued", body = ErrorBody)))]
 async fn register_finish(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -291,6 +297,9 @@ enum PendingLogin {
     },
 }
 
+#[utoipa::path(post, path = "/webauthn/login/options", tag = "passkeys",
+    request_body(content = Object, description = "`{}` or `{\"user\"}`"),
+    responses((status = 200, description = "`{\"ceremony\", \"publicKey\"}`: the options for navigator.credentials", body = Object), (status = "4XX", description = "refused: `{\"error\", \"message\"}`", body = ErrorBody), (status = 503, description = "storage unavailable; nothing was decided or issued", body = ErrorBody)))]
 async fn login_options(
     State(state): State<AppState>,
     client: ClientAddress,
@@ -342,6 +351,9 @@ struct LoginFinishRequest {
     credential: PublicKeyCredential,
 }
 
+#[utoipa::path(post, path = "/webauthn/login/finish", tag = "passkeys",
+    request_body(content = Object, description = "`{\"ceremony\", \"credential\": AuthenticationResponseJSON}`"),
+    responses((status = 200, description = "logged in; sets the session cookie", body = LoggedIn), (status = "4XX", description = "refused: `{\"error\", \"message\"}`", body = ErrorBody), (status = 503, description = "storage unavailable; nothing was decided or issued", body = ErrorBody)))]
 async fn login_finish(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -420,6 +432,9 @@ struct StepUpOptionsRequest {
 }
 
 /// Starts a step-up: an assertion by one of the logged-in person's passkeys, for `purpose`.
+#[utoipa::path(post, path = "/webauthn/step-up/options", tag = "passkeys",
+    request_body(content = Object, description = "`{\"purpose\"}`: the sensitive action the assertion is for"),
+    responses((status = 200, description = "`{\"ceremony\", \"publicKey\"}`: the options for navigator.credentials", body = Object), (status = "4XX", description = "refused: `{\"error\", \"message\"}`", body = ErrorBody), (status = 503, description = "storage unavailable; nothing was decided or issued", body = ErrorBody)))]
 async fn step_up_options(
     State(state): State<AppState>,
     client: ClientAddress,

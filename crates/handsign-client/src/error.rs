@@ -21,8 +21,10 @@ pub enum ApprovalError {
     /// agent gave).
     #[error("the request was cancelled{}", reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default())]
     Cancelled { reason: Option<String> },
-    /// The caller's own deadline passed with the request still pending. The request stays
-    /// pending at the gateway: wait on it again to collect it, do not ask again.
+    /// The caller's own deadline passed with the request still pending. After
+    /// [`wait_timeout`](crate::PendingApproval::wait_timeout) the request stays pending at the
+    /// gateway: wait on it again to collect it, do not ask again.
+    /// [`wait_or_cancel`](crate::PendingApproval::wait_or_cancel) has cancelled it instead.
     #[error("no decision before the deadline; the request is still pending")]
     TimedOut,
     /// The gateway answered with an error (`{"error", "message"}`); `code` is its stable code,

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// An error answer's body: `{"error": "<code>", "message": "<what was wrong and what to do>"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     pub error: ErrorCode,
     pub message: String,
@@ -17,6 +18,7 @@ macro_rules! error_codes {
         /// [`ErrorCode::Unknown`] for a code this version does not know (a newer gateway or
         /// middleware), and should then act on the HTTP status.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         #[serde(rename_all = "snake_case")]
         pub enum ErrorCode {
             $($(#[$doc])* $variant,)*

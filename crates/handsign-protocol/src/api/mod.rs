@@ -16,6 +16,7 @@ pub const MAX_CANCEL_REASON_CHARS: usize = 200;
 
 /// Where a request stands, as an agent and a person see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ApprovalStatus {
     Pending,
@@ -50,12 +51,14 @@ impl std::fmt::Display for ApprovalStatus {
 
 /// `POST /v1/approvals`: what an agent asks a person to approve.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateApproval {
     /// 1 to 128 of `A-Z a-z 0-9 . _ : -`, e.g. `flights.book`; `handsign.` is reserved.
     pub action: String,
     /// Any JSON value, kept as the exact text sent: the gateway canonicalizes that text
     /// (RFC 8785), so a duplicate key or an imprecise number is refused, never silently changed.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub params: Box<RawValue>,
     /// The service that will accept the token, e.g. `https://travel.example`.
     pub audience: String,
@@ -72,6 +75,7 @@ pub struct CreateApproval {
 
 /// `POST /v1/agents/enroll`: a key asks a user to approve it as their agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EnrollAgent {
     pub name: String,
@@ -80,6 +84,7 @@ pub struct EnrollAgent {
 
 /// `POST /v1/approvals/{id}/cancel`: the agent withdraws its request. The body may be empty.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CancelApproval {
     /// Why, in at most [`MAX_CANCEL_REASON_CHARS`] characters; shown with the request.
@@ -89,6 +94,7 @@ pub struct CancelApproval {
 
 /// `201` to `POST /v1/approvals` and `POST /v1/agents/enroll`: where and how the person decides.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApprovalCreated {
     pub id: String,
     /// Always `pending`.
@@ -106,6 +112,7 @@ pub struct ApprovalCreated {
 /// A request as it stands, for the agent that asked (`GET /v1/approvals/{id}`, its events, and
 /// the answer to a cancellation).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApprovalView {
     pub id: String,
     pub status: ApprovalStatus,
@@ -140,6 +147,7 @@ pub struct CeremonyOptions<T> {
 
 /// `POST /approve/{id}/options`: which decision the person is about to sign.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DecisionOptions {
     pub decision: Decision,
@@ -147,6 +155,7 @@ pub struct DecisionOptions {
 
 /// `POST /approve/{id}` with the signed decision: the request's new status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DecisionRecorded {
     pub id: String,
     pub status: ApprovalStatus,
@@ -155,6 +164,7 @@ pub struct DecisionRecorded {
 
 /// `201` to `POST /webauthn/register/finish`: the passkey registered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PasskeyRegistered {
     pub user: String,
     pub credential_id: String,
@@ -162,6 +172,7 @@ pub struct PasskeyRegistered {
 
 /// `POST /webauthn/login/finish`: who is logged in now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoggedIn {
     pub user: String,
 }
@@ -169,6 +180,7 @@ pub struct LoggedIn {
 /// `GET /v1/push/vapid-key`: the gateway's VAPID public key (base64url of the uncompressed
 /// P-256 point), for `pushManager.subscribe`'s `applicationServerKey`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VapidKey {
     #[serde(rename = "publicKey")]
     pub public_key: String,
@@ -176,6 +188,7 @@ pub struct VapidKey {
 
 /// `201` to `POST /v1/push/subscriptions`: the new device's id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeviceAdded {
     pub id: String,
 }
@@ -183,6 +196,7 @@ pub struct DeviceAdded {
 /// One of `GET /v1/push/subscriptions`: a device receiving notifications. The push endpoint is
 /// a capability and is shown by host only.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Device {
     pub id: String,
     pub name: String,
