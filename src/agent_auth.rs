@@ -10,6 +10,7 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use handsign_protocol::api::ErrorCode;
 use handsign_protocol::dpop::{self, VerifiedProof};
 use sha2::{Digest as _, Sha256};
 
@@ -53,7 +54,7 @@ impl Proof {
             Ok(())
         } else {
             Err(ApiError::unauthorized(
-                "dpop_replay",
+                ErrorCode::DpopReplay,
                 "this DPoP proof was already used; make a new proof for every request",
             ))
         }
@@ -68,24 +69,24 @@ impl FromRequestParts<AppState> for Proof {
         let (Some(proof), None) = (proofs.next(), proofs.next()) else {
             return Err(if parts.headers.contains_key("dpop") {
                 ApiError::unauthorized(
-                    "invalid_dpop_proof",
+                    ErrorCode::InvalidDpopProof,
                     "send exactly one DPoP header; this request has several",
                 )
             } else {
                 ApiError::unauthorized(
-                    "dpop_required",
+                    ErrorCode::DpopRequired,
                     "agent calls need a DPoP header: a proof made with the agent's Ed25519 key for this method and URL",
                 )
             });
         };
         if proof.len() > MAX_PROOF_BYTES {
             return Err(ApiError::unauthorized(
-                "invalid_dpop_proof",
+                ErrorCode::InvalidDpopProof,
                 format!("the DPoP proof is longer than {MAX_PROOF_BYTES} bytes"),
             ));
         }
         let proof = proof.to_str().map_err(|_| {
-            ApiError::unauthorized("invalid_dpop_proof", "the DPoP header is not ASCII")
+            ApiError::unauthorized(ErrorCode::InvalidDpopProof, "the DPoP header is not ASCII")
         })?;
         let url = state.public.join(parts.uri.path());
         let expected = dpop::Expected {
@@ -102,7 +103,7 @@ impl FromRequestParts<AppState> for Proof {
                 ),
                 _ => String::new(),
             };
-            ApiError::unauthorized("invalid_dpop_proof", format!("{e}{hint}"))
+            ApiError::unauthorized(ErrorCode::InvalidDpopProof, format!("{e}{hint}"))
         })?;
         Ok(Proof { verified })
     }
@@ -132,7 +133,7 @@ async fn known_agent(state: &AppState, id: &str) -> Result<AgentRecord, ApiError
         .filter(|agent| agent.exists_at(clock::now()))
         .ok_or_else(|| {
             ApiError::unauthorized(
-                "unknown_agent",
+                ErrorCode::UnknownAgent,
                 format!(
                     "no agent has the key {id}; enroll with POST /v1/agents/enroll or ask the operator to run `handsign agent add`"
                 ),
@@ -140,7 +141,7 @@ async fn known_agent(state: &AppState, id: &str) -> Result<AgentRecord, ApiError
         })?;
     if agent.status == AgentStatus::Revoked {
         return Err(ApiError::forbidden(
-            "agent_revoked",
+            ErrorCode::AgentRevoked,
             "this agent was revoked and can do nothing more",
         ));
     }
@@ -153,15 +154,15 @@ impl Agent {
         match self.0.status {
             AgentStatus::Active => Ok(&self.0),
             AgentStatus::Pending => Err(ApiError::forbidden(
-                "agent_not_enrolled",
+                ErrorCode::AgentNotEnrolled,
                 "this agent's enrollment has not been approved yet",
             )),
             AgentStatus::Suspended => Err(ApiError::forbidden(
-                "agent_suspended",
+                ErrorCode::AgentSuspended,
                 "this agent is suspended; ask its user to resume it",
             )),
             AgentStatus::Revoked => Err(ApiError::forbidden(
-                "agent_revoked",
+                ErrorCode::AgentRevoked,
                 "this agent was revoked and can do nothing more",
             )),
         }

@@ -420,38 +420,7 @@ pub enum ApprovalState {
 pub const COLLECT_WITHIN_SECS: i64 = 120;
 
 /// The status an agent and a person see.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ApprovalStatus {
-    Pending,
-    Approved,
-    Denied,
-    Expired,
-    Cancelled,
-}
-
-impl ApprovalStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ApprovalStatus::Pending => "pending",
-            ApprovalStatus::Approved => "approved",
-            ApprovalStatus::Denied => "denied",
-            ApprovalStatus::Expired => "expired",
-            ApprovalStatus::Cancelled => "cancelled",
-        }
-    }
-
-    /// Whether nothing more can happen to the request.
-    pub fn is_final(self) -> bool {
-        self != ApprovalStatus::Pending
-    }
-}
-
-impl fmt::Display for ApprovalStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use handsign_protocol::api::ApprovalStatus;
 
 impl ApprovalRecord {
     /// The status at `now`: a pending request past `expires_at`, or an approved one whose token

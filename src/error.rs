@@ -7,7 +7,7 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use handsign_protocol::api::{ErrorBody, ErrorCode};
 
 use crate::store::StoreError;
 
@@ -15,14 +15,14 @@ use crate::store::StoreError;
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     /// Seconds, for `Retry-After` on 429 and 503.
     pub retry_after: Option<u64>,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
@@ -31,27 +31,27 @@ impl ApiError {
         }
     }
 
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
     pub fn not_found(what: &str) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
-            "not_found",
+            ErrorCode::NotFound,
             format!("{what} not found"),
         )
     }
 
-    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn forbidden(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, code, message)
     }
 
-    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn conflict(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, code, message)
     }
 
-    pub fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn unauthorized(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, code, message)
     }
 
@@ -60,7 +60,7 @@ impl ApiError {
         tracing::error!(%detail, "internal error");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
+            ErrorCode::InternalError,
             "the gateway failed to handle this request; nothing was decided or issued",
         )
     }
@@ -78,22 +78,22 @@ impl From<StoreError> for ApiError {
                 tracing::error!(%detail, "storage unavailable");
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "storage_unavailable",
+                    ErrorCode::StorageUnavailable,
                     "the gateway's storage is unavailable; nothing was decided or issued, try again shortly",
                 )
                 .with_retry_after(5)
             }
             StoreError::AlreadyExists(what) => {
-                ApiError::conflict("already_exists", format!("{what} already exists"))
+                ApiError::conflict(ErrorCode::AlreadyExists, format!("{what} already exists"))
             }
             StoreError::NotFound(what) => ApiError::not_found(what),
             StoreError::InvalidInvitation => ApiError::forbidden(
-                "invalid_invitation",
+                ErrorCode::InvalidInvitation,
                 "the setup or invitation code is unknown, already used or expired; ask for a new one",
             ),
             StoreError::TooManyPending { limit } => ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                "too_many_pending",
+                ErrorCode::TooManyPending,
                 format!(
                     "this agent already has {limit} pending requests, the most it may have; wait for decisions before asking again"
                 ),
@@ -101,18 +101,18 @@ impl From<StoreError> for ApiError {
             .with_retry_after(30),
             StoreError::TooManyEnrollments { limit } => ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                "too_many_enrollments",
+                ErrorCode::TooManyEnrollments,
                 format!(
                     "{limit} agents are already waiting for this user to decide their enrollment, the most there may be; try again once they are decided or expired"
                 ),
             )
             .with_retry_after(60),
             StoreError::AgentInactive(status) => ApiError::forbidden(
-                "agent_inactive",
+                ErrorCode::AgentInactive,
                 format!("the agent is {} and cannot do this", status.as_str()),
             ),
             StoreError::NotPending(status) => ApiError::conflict(
-                "not_pending",
+                ErrorCode::NotPending,
                 format!("the request is {} and can no longer be decided", status.as_str()),
             ),
         }
@@ -123,7 +123,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (
             self.status,
-            Json(json!({"error": self.code, "message": self.message})),
+            Json(ErrorBody {
+                error: self.code,
+                message: self.message,
+            }),
         )
             .into_response();
         if let Some(seconds) = self.retry_after

@@ -7,6 +7,7 @@
 //! [`Store`](crate::store::Store) methods, never from a request: the page is public like
 //! `/healthz`, and names no user, agent, action or parameter.
 
+use handsign_protocol::api::ErrorCode;
 use std::fmt;
 use std::path::Path;
 use std::time::Duration;
@@ -127,12 +128,13 @@ impl RequestOutcome {
     /// The outcome of a request refused with `error`.
     pub fn of_error(error: &ApiError) -> Self {
         match error.code {
-            "rate_limited" => RequestOutcome::RateLimited,
-            "too_many_pending" => RequestOutcome::TooManyPending,
-            "agent_inactive" | "agent_not_enrolled" | "agent_suspended" | "agent_revoked" => {
-                RequestOutcome::AgentInactive
-            }
-            "storage_unavailable" => RequestOutcome::Unavailable,
+            ErrorCode::RateLimited => RequestOutcome::RateLimited,
+            ErrorCode::TooManyPending => RequestOutcome::TooManyPending,
+            ErrorCode::AgentInactive
+            | ErrorCode::AgentNotEnrolled
+            | ErrorCode::AgentSuspended
+            | ErrorCode::AgentRevoked => RequestOutcome::AgentInactive,
+            ErrorCode::StorageUnavailable => RequestOutcome::Unavailable,
             _ if error.status.is_client_error() => RequestOutcome::Invalid,
             _ => RequestOutcome::Error,
         }
@@ -143,10 +145,10 @@ impl DecisionRefusal {
     /// The reason of a decision refused with `error`.
     pub fn of_error(error: &ApiError) -> Self {
         match error.code {
-            "not_pending" => DecisionRefusal::NotPending,
-            "no_ceremony" => DecisionRefusal::NoCeremony,
-            "passkey_refused" => DecisionRefusal::PasskeyRefused,
-            "storage_unavailable" => DecisionRefusal::Unavailable,
+            ErrorCode::NotPending => DecisionRefusal::NotPending,
+            ErrorCode::NoCeremony => DecisionRefusal::NoCeremony,
+            ErrorCode::PasskeyRefused => DecisionRefusal::PasskeyRefused,
+            ErrorCode::StorageUnavailable => DecisionRefusal::Unavailable,
             _ if error.status.is_client_error() => DecisionRefusal::Invalid,
             _ => DecisionRefusal::Error,
         }
@@ -434,35 +436,38 @@ mod tests {
         let error = |status, code| ApiError::new(status, code, "x");
         let cases = [
             (
-                error(StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+                error(StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited),
                 RequestOutcome::RateLimited,
             ),
             (
-                error(StatusCode::TOO_MANY_REQUESTS, "too_many_pending"),
+                error(StatusCode::TOO_MANY_REQUESTS, ErrorCode::TooManyPending),
                 RequestOutcome::TooManyPending,
             ),
             (
-                error(StatusCode::FORBIDDEN, "agent_suspended"),
+                error(StatusCode::FORBIDDEN, ErrorCode::AgentSuspended),
                 RequestOutcome::AgentInactive,
             ),
             (
-                error(StatusCode::FORBIDDEN, "agent_inactive"),
+                error(StatusCode::FORBIDDEN, ErrorCode::AgentInactive),
                 RequestOutcome::AgentInactive,
             ),
             (
-                error(StatusCode::BAD_REQUEST, "invalid_action"),
+                error(StatusCode::BAD_REQUEST, ErrorCode::InvalidAction),
                 RequestOutcome::Invalid,
             ),
             (
-                error(StatusCode::CONFLICT, "already_enrolled"),
+                error(StatusCode::CONFLICT, ErrorCode::AlreadyEnrolled),
                 RequestOutcome::Invalid,
             ),
             (
-                error(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
+                error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::StorageUnavailable,
+                ),
                 RequestOutcome::Unavailable,
             ),
             (
-                error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+                error(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::InternalError),
                 RequestOutcome::Error,
             ),
         ];
@@ -470,11 +475,11 @@ mod tests {
             assert_eq!(RequestOutcome::of_error(&error), outcome, "{error:?}");
         }
         assert_eq!(
-            DecisionRefusal::of_error(&error(StatusCode::FORBIDDEN, "bad_origin")),
+            DecisionRefusal::of_error(&error(StatusCode::FORBIDDEN, ErrorCode::BadOrigin)),
             DecisionRefusal::Invalid
         );
         assert_eq!(
-            DecisionRefusal::of_error(&error(StatusCode::CONFLICT, "not_pending")),
+            DecisionRefusal::of_error(&error(StatusCode::CONFLICT, ErrorCode::NotPending)),
             DecisionRefusal::NotPending
         );
     }

@@ -2,6 +2,7 @@
 //! windows in the store (so every instance sharing it counts together), and the client address
 //! that limits per address count by.
 
+use handsign_protocol::api::ErrorCode;
 use std::net::IpAddr;
 
 use axum::extract::FromRequestParts;
@@ -38,7 +39,7 @@ impl FromRequestParts<AppState> for ClientAddress {
                 .next_back();
             return forwarded.map(ClientAddress).ok_or_else(|| {
                 ApiError::bad_request(
-                    "no_client_address",
+                    ErrorCode::NoClientAddress,
                     format!("the request has no client address in its {header} header"),
                 )
             });
@@ -108,7 +109,7 @@ pub async fn check_rate(state: &AppState, rate: Rate<'_>, now: i64) -> Result<()
         let retry = u64::try_from(window_start + 60 - now).unwrap_or(1).max(1);
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
+            ErrorCode::RateLimited,
             format!("at most {limit} {what} per minute; try again in {retry} s"),
         )
         .with_retry_after(retry));

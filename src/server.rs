@@ -51,9 +51,8 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 fn router(state: AppState) -> Router {
     let router = Router::new()
         .merge(routes::public::router())
-        .merge(routes::agents::router())
+        .merge(routes::openapi::router())
         .merge(routes::approve::router())
-        .merge(routes::webauthn::router())
         .merge(routes::push::router())
         .merge(routes::dashboard::router())
         .merge(crate::pages::static_files())

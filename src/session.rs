@@ -6,6 +6,7 @@
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
+use handsign_protocol::api::ErrorCode;
 use sha2::{Digest as _, Sha256};
 
 use crate::clock;
@@ -77,7 +78,7 @@ impl FromRequestParts<AppState> for SessionUser {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let not_logged_in =
-            || ApiError::unauthorized("login_required", "log in with a passkey first");
+            || ApiError::unauthorized(ErrorCode::LoginRequired, "log in with a passkey first");
         let secret = cookie_value(&parts.headers).ok_or_else(not_logged_in)?;
         let session = state
             .store
@@ -98,7 +99,7 @@ impl axum::extract::OptionalFromRequestParts<AppState> for SessionUser {
     ) -> Result<Option<Self>, ApiError> {
         match <SessionUser as FromRequestParts<AppState>>::from_request_parts(parts, state).await {
             Ok(user) => Ok(Some(user)),
-            Err(e) if e.code == "login_required" => Ok(None),
+            Err(e) if e.code == ErrorCode::LoginRequired => Ok(None),
             Err(e) => Err(e),
         }
     }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::{GatewayClient, Person, TestGateway, flight, until};
 use handsign::domain::{AgentRecord, AgentStatus, ApprovalRecord, UserId};
 use handsign::store::ApprovalFilter;
-use handsign_client::{AgentKey, ApprovalError, ApprovalRequest, Client, RetryPolicy};
+use handsign_client::{AgentKey, ApprovalError, ApprovalRequest, Client, ErrorCode, RetryPolicy};
 use handsign_protocol::canonical::Limits;
 use handsign_protocol::dpop;
 use handsign_protocol::params::CanonicalParams;
@@ -251,7 +251,7 @@ async fn the_gateway_refusal_comes_back_with_its_code() {
             message,
         } => {
             assert_eq!(status, 400);
-            assert_eq!(code, "invalid_action");
+            assert_eq!(code, ErrorCode::InvalidAction);
             assert!(message.contains("action"), "{message}");
         }
         other => panic!("expected Refused, got {other:?}"),
@@ -261,7 +261,7 @@ async fn the_gateway_refusal_comes_back_with_its_code() {
     let stranger = Client::new(&gateway.url, AgentKey::generate().unwrap()).unwrap();
     let error = stranger.request_approval(book(flight())).await.unwrap_err();
     assert!(
-        matches!(&error, ApprovalError::Refused { status: 401, code, .. } if code == "unknown_agent"),
+        matches!(&error, ApprovalError::Refused { status: 401, code, .. } if *code == ErrorCode::UnknownAgent),
         "{error:?}"
     );
 }
@@ -471,7 +471,7 @@ async fn enrollment_is_approved_by_the_user_and_the_agent_can_then_ask() {
     // Not active yet: asking for an approval is refused.
     let early = client.request_approval(book(flight())).await.unwrap_err();
     assert!(
-        matches!(&early, ApprovalError::Refused { code, .. } if code == "agent_not_enrolled"),
+        matches!(&early, ApprovalError::Refused { code, .. } if *code == ErrorCode::AgentNotEnrolled),
         "{early:?}"
     );
     let waiting = tokio::spawn({
@@ -790,4 +790,139 @@ async fn cli_request_at_a_wrong_gateway_url_says_which_url_answered() {
         )),
         "{stderr}"
     );
+}
+
+/// The state of request `id` as stored.
+async fn stored(gateway: &TestGateway, id: &str) -> ApprovalRecord {
+    let id = handsign::domain::ApprovalId::parse(id).unwrap();
+    gateway.store.approval(&id).await.unwrap().unwrap()
+}
+
+fn cancel_reason(record: &ApprovalRecord) -> Option<&str> {
+    match &record.state {
+        handsign::domain::ApprovalState::Cancelled { reason, .. } => Some(reason),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn a_cancelled_request_ends_the_wait_with_its_reason() {
+    let (gateway, _alice, client) = alice_and_agent().await;
+    let pending = client.request_approval(book(flight())).await.unwrap();
+    pending.cancel(Some("plans changed")).await.unwrap();
+    assert_eq!(
+        pending.wait().await.unwrap_err(),
+        ApprovalError::Cancelled {
+            reason: Some("plans changed".into())
+        }
+    );
+    let (status, answer) = gateway.options(pending.id(), "approve").await;
+    assert_eq!(status, reqwest::StatusCode::CONFLICT, "{answer}");
+    // Cancelling twice is refused with the gateway's typed code.
+    assert!(matches!(
+        pending.cancel(None).await.unwrap_err(),
+        ApprovalError::Refused {
+            status: 409,
+            code: ErrorCode::NotPending,
+            ..
+        }
+    ));
+}
+
+#[tokio::test]
+async fn a_revocation_during_the_wait_says_why() {
+    let (gateway, _alice, client) = alice_and_agent().await;
+    let pending = client.request_approval(book(flight())).await.unwrap();
+    let parked_before = gateway.state.events.waiters();
+    let waiting = {
+        let pending = pending.clone();
+        tokio::spawn(async move { pending.wait().await })
+    };
+    // Revoked once the long poll is parked; a revoked agent's later reads are refused.
+    let id = handsign::domain::ApprovalId::parse(pending.id()).unwrap();
+    until("the wait is parked", || {
+        gateway.state.events.waiters() > parked_before
+    })
+    .await;
+    let revoked = gateway
+        .store
+        .set_agent_status(
+            client.agent_id(),
+            AgentStatus::Revoked,
+            handsign::clock::now(),
+        )
+        .await
+        .unwrap();
+    gateway.state.events.publish(&id, &revoked.user);
+    assert_eq!(
+        waiting.await.unwrap().unwrap_err(),
+        ApprovalError::Cancelled {
+            reason: Some("agent revoked".into())
+        }
+    );
+}
+
+#[tokio::test]
+async fn wait_or_cancel_withdraws_the_request_when_the_time_runs_out() {
+    let (gateway, _alice, client) = alice_and_agent().await;
+    let pending = client.request_approval(book(flight())).await.unwrap();
+    assert_eq!(
+        pending
+            .wait_or_cancel(Duration::from_secs(1))
+            .await
+            .unwrap_err(),
+        ApprovalError::TimedOut
+    );
+    let record = stored(&gateway, pending.id()).await;
+    assert_eq!(
+        cancel_reason(&record),
+        Some("the agent stopped waiting for a decision")
+    );
+}
+
+#[tokio::test]
+async fn wait_or_cancel_returns_a_decision_that_came_first() {
+    let (gateway, mut alice, client) = alice_and_agent().await;
+    let pending = client.request_approval(book(flight())).await.unwrap();
+    let (status, answer) = gateway.decide(&mut alice, pending.id(), "approve").await;
+    assert!(status.is_success(), "{answer}");
+    let approval = pending.wait_or_cancel(Duration::ZERO).await.unwrap();
+    assert_eq!(approval.approval_id(), pending.id());
+}
+
+#[tokio::test]
+async fn cli_request_cancels_the_request_when_its_timeout_passes() {
+    let gateway = TestGateway::start().await;
+    let _alice = gateway.register("alice").await;
+    let (_dir, key_file) = cli_agent(&gateway).await;
+
+    let mut command = AgentCommand::request(&gateway, &key_file, &["--timeout", "1"]);
+    let id = command.approval_id().await;
+    let output = command.finish().await;
+    assert_eq!(output.status.code(), Some(5));
+    let record = stored(&gateway, &id).await;
+    assert_eq!(
+        cancel_reason(&record),
+        Some("the agent stopped waiting for a decision")
+    );
+}
+
+#[tokio::test]
+async fn cli_request_cancels_the_request_on_ctrl_c() {
+    let gateway = TestGateway::start().await;
+    let _alice = gateway.register("alice").await;
+    let (_dir, key_file) = cli_agent(&gateway).await;
+
+    let mut command = AgentCommand::request(&gateway, &key_file, &[]);
+    let id = command.approval_id().await;
+    let interrupted = Command::new("kill")
+        .args(["-INT", &command.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let output = command.finish().await;
+    assert_eq!(output.status.code(), Some(130));
+    assert!(output.stdout.is_empty());
+    let record = stored(&gateway, &id).await;
+    assert_eq!(cancel_reason(&record), Some("the agent was interrupted"));
 }

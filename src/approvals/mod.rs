@@ -73,6 +73,20 @@ impl Approvals {
         self.store.collect_token(id, now).await
     }
 
+    /// Cancels a pending request for the agent that asked for it (`agent`), recording `reason`,
+    /// and wakes its waiters: the page and the dashboard stop offering a decision.
+    pub async fn cancel(
+        &self,
+        id: &ApprovalId,
+        agent: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<ApprovalRecord, StoreError> {
+        let cancelled = self.store.cancel_approval(id, agent, reason, now).await?;
+        self.events.publish(&cancelled.id, &cancelled.user);
+        Ok(cancelled)
+    }
+
     /// The pending requests of `agent` (of `user`), which setting it to `status` cancels when
     /// that status is `Revoked`; after the change, [`cancelled`](Self::cancelled) wakes their
     /// waiters.

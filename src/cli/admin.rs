@@ -89,10 +89,6 @@ pub enum AgentCommand {
         #[command(flatten)]
         target: Target,
     },
-    /// Make a new agent key file (owner-only); print the agent id and its public JWK.
-    Keygen(super::agent_client::KeygenArgs),
-    /// Ask a user to approve this agent key with their passkey, and wait.
-    Enroll(super::agent_client::EnrollArgs),
 }
 
 pub async fn user(command: UserCommand) -> anyhow::Result<Outcome> {
@@ -127,8 +123,6 @@ pub async fn agent(command: AgentCommand) -> anyhow::Result<Outcome> {
         AgentCommand::Suspend { agent, target } => (target, status(agent, AgentStatus::Suspended)),
         AgentCommand::Resume { agent, target } => (target, status(agent, AgentStatus::Active)),
         AgentCommand::Revoke { agent, target } => (target, status(agent, AgentStatus::Revoked)),
-        AgentCommand::Keygen(args) => return super::agent_client::keygen(args).await,
-        AgentCommand::Enroll(args) => return super::agent_client::enroll(args).await,
     };
     run(&target, command).await
 }

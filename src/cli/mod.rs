@@ -4,11 +4,14 @@
 //! accepted, receipt valid), 1 when the input was examined and refused (the message says which
 //! check failed), 2 when the command could not run (bad arguments, unreadable file, unreachable
 //! JWKS). `handsign request` and `handsign agent enroll` also end with 3 (denied), 4 (expired or
-//! cancelled) or 5 (timed out); see `agent_client.rs`. `handsign health`, a container's
+//! cancelled) or 5 (timed out); see `handsign_client::cli`. `handsign health`, a container's
 //! healthcheck, ends with 1 when the gateway is unreachable too (Docker reserves 2).
+//!
+//! The agent's commands (`request`, `call`, `agent keygen|enroll`) are the agent SDK's
+//! (`handsign_client::cli`): the binary puts them beside these, so that the gateway does not
+//! depend on the SDK.
 
 mod admin;
-mod agent_client;
 mod canonicalize;
 mod health;
 mod receipt;
@@ -17,22 +20,18 @@ mod token;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
+
+pub use admin::AgentCommand;
 
 /// Exit status when the input was examined and refused.
 pub const EXIT_REFUSED: u8 = 1;
 /// Exit status when the command could not run.
 pub const EXIT_ERROR: u8 = 2;
 
-#[derive(Debug, Parser)]
-#[command(name = "handsign", version, about = "Passkey approvals for AI agents")]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
+/// The gateway's commands; `agent` is [`AgentCommand`], the operator's side of it.
 #[derive(Debug, Subcommand)]
-enum Command {
+pub enum Command {
     /// Run the gateway.
     Serve(Box<crate::config::ServeArgs>),
     /// Read one JSON document on stdin and write its RFC 8785 canonical form (no trailing newline).
@@ -43,16 +42,9 @@ enum Command {
     /// Users: invite a person to register a passkey.
     #[command(subcommand)]
     User(admin::UserCommand),
-    /// Agents: keygen, enroll (run by the agent); add, list, suspend, resume, revoke.
-    #[command(subcommand)]
-    Agent(admin::AgentCommand),
     /// Receipts: the evidence of a decision.
     #[command(subcommand)]
     Receipt(receipt::Command),
-    /// Ask a person to approve an action with exact params; print the approval token.
-    Request(agent_client::RequestArgs),
-    /// Call a service with a token, as an agent does: attaches the token and a DPoP proof.
-    Call(agent_client::CallArgs),
     /// Check a running gateway (a container's healthcheck): exit 0 when the URL answers 2xx, 1
     /// otherwise.
     Health(health::Args),
@@ -66,9 +58,25 @@ pub enum Outcome {
     Exit(u8),
 }
 
-/// Parses the arguments, runs the command and maps the outcome to an exit status.
-pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+/// Runs one of the gateway's commands.
+pub async fn run(command: Command) -> anyhow::Result<Outcome> {
+    match command {
+        Command::Serve(args) => serve::run(*args).await,
+        Command::Canonicalize(args) => canonicalize::run(args).await,
+        Command::Token(command) => token::run(command).await,
+        Command::Receipt(command) => receipt::run(command).await,
+        Command::User(command) => admin::user(command).await,
+        Command::Health(args) => health::run(args).await,
+    }
+}
+
+/// Runs the operator's `handsign agent ...` commands.
+pub async fn agent(command: AgentCommand) -> anyhow::Result<Outcome> {
+    admin::agent(command).await
+}
+
+/// Runs a parsed command on a new runtime and maps its outcome to the exit status.
+pub fn exit_after(command: impl Future<Output = anyhow::Result<Outcome>>) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -79,20 +87,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(EXIT_ERROR);
         }
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Serve(args) => serve::run(*args).await,
-            Command::Canonicalize(args) => canonicalize::run(args).await,
-            Command::Token(command) => token::run(command).await,
-            Command::Receipt(command) => receipt::run(command).await,
-            Command::User(command) => admin::user(command).await,
-            Command::Agent(command) => admin::agent(command).await,
-            Command::Request(args) => agent_client::request(args).await,
-            Command::Call(args) => agent_client::call(args).await,
-            Command::Health(args) => health::run(args).await,
-        }
-    });
-    match result {
+    match runtime.block_on(command) {
         Ok(Outcome::Accepted) => ExitCode::SUCCESS,
         Ok(Outcome::Refused) => ExitCode::from(EXIT_REFUSED),
         Ok(Outcome::Exit(status)) => ExitCode::from(status),

@@ -8,6 +8,7 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use handsign_protocol::api::ErrorCode;
 
 use crate::error::ApiError;
 
@@ -65,7 +66,7 @@ pub async fn not_found(uri: Uri, headers: HeaderMap) -> Response {
     let message = format!("there is no page at {}", uri.path());
     negotiated(
         &headers,
-        ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
+        ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message),
     )
 }
 

@@ -2,17 +2,20 @@
 //! receipts, and enroll. Every call is authenticated by a DPoP proof only.
 
 use axum::Json;
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use handsign_protocol::api::{
+    ApprovalCreated, ApprovalView, CancelApproval, CreateApproval, EnrollAgent, ErrorBody,
+    ErrorCode, MAX_CANCEL_REASON_CHARS,
+};
 use handsign_protocol::canonical::CanonicalError;
 use handsign_protocol::params::CanonicalParams;
 use handsign_protocol::token::{self, Actor, ApprovalClaims, Confirmation};
 use serde::Deserialize;
-use serde_json::{Value, json, value::RawValue};
+use serde_json::json;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::agent_auth::{Agent, Proof};
 use crate::clock;
@@ -34,29 +37,19 @@ pub const ENROLL_ACTION: &str = "handsign.agent.enroll";
 /// The longest a long poll may wait.
 const MAX_WAIT_SECS: u64 = 60;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/approvals", post(create))
-        .route("/v1/approvals/{id}", get(read))
-        .route("/v1/approvals/{id}/events", get(events_stream))
-        .route("/v1/approvals/{id}/receipt", get(receipt))
-        .route("/v1/agents/enroll", post(enroll))
+/// The agent API, each route registered with its OpenAPI description (`tag = "agents"`).
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create))
+        .routes(routes!(read))
+        .routes(routes!(events_stream))
+        .routes(routes!(receipt))
+        .routes(routes!(cancel))
+        .routes(routes!(enroll))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateRequest {
-    action: String,
-    params: Box<RawValue>,
-    audience: String,
-    #[serde(default)]
-    user: Option<String>,
-    #[serde(default)]
-    message: Option<String>,
-    #[serde(default)]
-    ttl: Option<i64>,
-}
-
+#[utoipa::path(post, path = "/v1/approvals", tag = "agents", request_body = CreateApproval,
+    responses((status = 201, body = ApprovalCreated), (status = "4XX", description = "refused: `{\"error\", \"message\"}`", body = ErrorBody), (status = 503, description = "storage unavailable; nothing was decided or issued", body = ErrorBody)))]
 async fn create(
     State(state): State<AppState>,
     agent: Agent,
@@ -80,20 +73,20 @@ async fn request_approval(
     body: &[u8],
 ) -> Result<Response, ApiError> {
     let agent = agent.require_active()?.clone();
-    let request: CreateRequest = parse_json(body)?;
+    let request: CreateApproval = parse_json(body)?;
     let now = clock::now();
     check_rate(state, Rate::Agent(&agent.id), now).await?;
     check_rate(state, Rate::Prompts(&agent.user), now).await?;
 
     let action = Action::parse(&request.action)
-        .map_err(|e| ApiError::bad_request("invalid_action", e.to_string()))?;
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidAction, e.to_string()))?;
     let audience = Audience::parse(&request.audience)
-        .map_err(|e| ApiError::bad_request("invalid_audience", e.to_string()))?;
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidAudience, e.to_string()))?;
     if let Some(user) = &request.user
         && *user != agent.user.as_str()
     {
         return Err(ApiError::forbidden(
-            "wrong_user",
+            ErrorCode::WrongUser,
             format!("this agent acts for {}, not {user}", agent.user.as_str()),
         ));
     }
@@ -101,7 +94,7 @@ async fn request_approval(
     let ttl = request.ttl.unwrap_or(DEFAULT_TTL);
     if !(MIN_TTL..=state.limits.max_ttl).contains(&ttl) {
         return Err(ApiError::bad_request(
-            "invalid_ttl",
+            ErrorCode::InvalidTtl,
             format!(
                 "ttl must be between {MIN_TTL} and {} seconds, got {ttl}",
                 state.limits.max_ttl
@@ -128,7 +121,7 @@ async fn request_approval(
         .create(&approval, state.limits.max_pending_per_agent, now)
         .await?;
     tracing::info!(id = %approval.id, agent = %agent.id, action = %approval.action, "approval requested");
-    Ok((StatusCode::CREATED, Json(created_json(state, &approval))).into_response())
+    Ok((StatusCode::CREATED, Json(created(state, &approval))).into_response())
 }
 
 fn params_error(error: CanonicalError) -> ApiError {
@@ -137,7 +130,11 @@ fn params_error(error: CanonicalError) -> ApiError {
         CanonicalErrorKind::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         _ => StatusCode::BAD_REQUEST,
     };
-    ApiError::new(status, "invalid_params", format!("params refused: {error}"))
+    ApiError::new(
+        status,
+        ErrorCode::InvalidParams,
+        format!("params refused: {error}"),
+    )
 }
 
 const MAX_MESSAGE_CHARS: usize = 1000;
@@ -145,7 +142,7 @@ const MAX_MESSAGE_CHARS: usize = 1000;
 fn validate_message(message: Option<String>) -> Result<Option<String>, ApiError> {
     match message {
         Some(text) if text.chars().count() > MAX_MESSAGE_CHARS => Err(ApiError::bad_request(
-            "invalid_message",
+            ErrorCode::InvalidMessage,
             format!("message must be at most {MAX_MESSAGE_CHARS} characters"),
         )),
         Some(text) if text.is_empty() => Ok(None),
@@ -188,14 +185,76 @@ fn new_approval(agent: &AgentRecord, ask: Ask, now: i64) -> Result<ApprovalRecor
     })
 }
 
-fn created_json(state: &AppState, approval: &ApprovalRecord) -> Value {
-    json!({
-        "id": approval.id,
-        "status": "pending",
-        "approval_url": state.public.join(&format!("/approve/{}", approval.id)),
-        "params_sha256": approval.params_sha256,
-        "code": approval.code,
-        "expires_at": approval.expires_at,
+fn created(state: &AppState, approval: &ApprovalRecord) -> ApprovalCreated {
+    ApprovalCreated {
+        id: approval.id.as_str().to_owned(),
+        status: ApprovalStatus::Pending,
+        approval_url: state.public.join(&format!("/approve/{}", approval.id)),
+        params_sha256: approval.params_sha256.as_str().to_owned(),
+        code: approval.code.clone(),
+        expires_at: approval.expires_at,
+    }
+}
+
+/// The reason recorded when the agent gives none.
+const DEFAULT_CANCEL_REASON: &str = "cancelled by the agent";
+
+/// The agent withdraws its own request, so the person is no longer asked: it can never be
+/// decided nor yield a token. Another agent's request is "not found", as for a read. The body,
+/// `{"reason"}`, may be empty.
+#[utoipa::path(post, path = "/v1/approvals/{id}/cancel", tag = "agents", params(("id" = String, Path, description = "the request's id")),
+    request_body(content = Option<CancelApproval>, description = "may be empty"),
+    responses((status = 200, body = ApprovalView), (status = "4XX", description = "refused: `{\"error\", \"message\"}`", body = ErrorBody), (status = 503, description = "storage unavailable; nothing was decided or issued", body = ErrorBody)))]
+async fn cancel(
+    State(state): State<AppState>,
+    agent: Agent,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<ApprovalView>, ApiError> {
+    let id = ApprovalId::parse(&id).map_err(|_| ApiError::not_found("approval request"))?;
+    let request: CancelApproval = if body.is_empty() {
+        CancelApproval::default()
+    } else {
+        parse_json(&body)?
+    };
+    let reason = cancel_reason(request.reason)?;
+    own_approval(&state, &agent, &id).await?;
+    let now = clock::now();
+    let cancelled = match state.approvals.cancel(&id, &agent.0.id, &reason, now).await {
+        Ok(cancelled) => cancelled,
+        Err(StoreError::NotFound(_)) => return Err(ApiError::not_found("approval request")),
+        Err(StoreError::NotPending(status)) => {
+            return Err(ApiError::conflict(
+                ErrorCode::NotPending,
+                format!("the request is {status} and can no longer be cancelled"),
+            ));
+        }
+        Err(other) => return Err(other.into()),
+    };
+    tracing::info!(id = %cancelled.id, agent = %agent.0.id, "request cancelled by its agent");
+    Ok(Json(view(&state, &cancelled, cancelled.status(now))))
+}
+
+/// The reason as recorded: trimmed, [`DEFAULT_CANCEL_REASON`] when none, refused when longer
+/// than [`MAX_CANCEL_REASON_CHARS`] or holding control characters (it is shown to people).
+fn cancel_reason(reason: Option<String>) -> Result<String, ApiError> {
+    let reason = reason.as_deref().map(str::trim).unwrap_or_default();
+    if reason.chars().count() > MAX_CANCEL_REASON_CHARS {
+        return Err(ApiError::bad_request(
+            ErrorCode::InvalidReason,
+            format!("reason must be at most {MAX_CANCEL_REASON_CHARS} characters"),
+        ));
+    }
+    if reason.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            ErrorCode::InvalidReason,
+            "reason may not contain control characters such as newlines",
+        ));
+    }
+    Ok(if reason.is_empty() {
+        DEFAULT_CANCEL_REASON.to_owned()
+    } else {
+        reason.to_owned()
     })
 }
 
@@ -208,17 +267,20 @@ struct ReadQuery {
 
 /// The request's state; waits up to `wait` seconds while it is pending; delivers the token at the
 /// first read after approval, and never again.
+#[utoipa::path(get, path = "/v1/approvals/{id}", tag = "agents",
+    params(("id" = String, Path, description = "the request's id"), ("wait" = Option<u64>, Query, description = "seconds to wait for a decision, at most 60")),
+    responses((status = 200, body = ApprovalView), (status = "4XX", description = "refused: `{\"error\", \"message\"}`", body = ErrorBody), (status = 503, description = "storage unavailable; nothing was decided or issued", body = ErrorBody)))]
 async fn read(
     State(state): State<AppState>,
     agent: Agent,
     Path(id): Path<String>,
     Query(query): Query<ReadQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ApprovalView>, ApiError> {
     let id = ApprovalId::parse(&id).map_err(|_| ApiError::not_found("approval request"))?;
     let wait = query.wait.unwrap_or(0);
     if wait > MAX_WAIT_SECS {
         return Err(ApiError::bad_request(
-            "invalid_wait",
+            ErrorCode::InvalidWait,
             format!("wait is at most {MAX_WAIT_SECS} seconds"),
         ));
     }
@@ -247,6 +309,8 @@ async fn read(
 /// The request's state as server-sent events: one `state` event now and one at every change,
 /// the last when the request is final. The first event after approval carries the token (it is
 /// collected then, once, as by a read).
+#[utoipa::path(get, path = "/v1/approvals/{id}/events", tag = "agents", params(("id" = String, Path, description = "the request's id")),
+    responses((status = 200, description = "server-sent events named `state`, each an ApprovalView", content_type = "text/event-stream", body = ApprovalView), (status = "4XX", description = "refused: `{\"error\", \"message\"}`", body = ErrorBody), (status = 503, description = "storage unavailable; nothing was decided or issued", body = ErrorBody)))]
 async fn events_stream(
     State(state): State<AppState>,
     agent: Agent,
@@ -314,18 +378,10 @@ async fn outcome(
     state: &AppState,
     agent: &Agent,
     approval: ApprovalRecord,
-) -> Result<Value, ApiError> {
+) -> Result<ApprovalView, ApiError> {
     let now = clock::now();
     let status = approval.status(now);
-    let mut answer = json!({
-        "id": approval.id,
-        "status": status.as_str(),
-        "action": approval.action,
-        "audience": approval.audience,
-        "params_sha256": approval.params_sha256,
-        "code": approval.code,
-        "expires_at": approval.expires_at,
-    });
+    let mut answer = view(state, &approval, status);
     let deliverable = matches!(
         approval.state,
         ApprovalState::Approved {
@@ -337,26 +393,42 @@ async fn outcome(
     if deliverable {
         agent.require_active()?;
         if let Collection::Deliver(collected) = state.approvals.deliver(&approval.id, now).await? {
-            answer["token"] = Value::String(mint(state, &collected, now)?);
+            answer.token = Some(mint(state, &collected, now)?);
             state.metrics.token_issued();
-            answer["token_delivered"] = Value::Bool(true);
+            answer.token_delivered = Some(true);
+            answer.receipt_url = None;
             return Ok(answer);
         }
     }
-    if let ApprovalState::Approved {
-        token_delivered_at, ..
-    } = &approval.state
-    {
-        answer["token_delivered"] = Value::Bool(token_delivered_at.is_some());
-    }
-    if approval.receipt().is_some() {
-        answer["receipt_url"] = Value::String(
+    Ok(answer)
+}
+
+/// The request as it stands at `status`, without a token.
+fn view(state: &AppState, approval: &ApprovalRecord, status: ApprovalStatus) -> ApprovalView {
+    let (token_delivered, reason) = match &approval.state {
+        ApprovalState::Approved {
+            token_delivered_at, ..
+        } => (Some(token_delivered_at.is_some()), None),
+        ApprovalState::Cancelled { reason, .. } => (None, Some(reason.clone())),
+        ApprovalState::Pending | ApprovalState::Denied { .. } => (None, None),
+    };
+    ApprovalView {
+        id: approval.id.as_str().to_owned(),
+        status,
+        action: approval.action.clone(),
+        audience: approval.audience.clone(),
+        params_sha256: approval.params_sha256.as_str().to_owned(),
+        code: approval.code.clone(),
+        expires_at: approval.expires_at,
+        token: None,
+        token_delivered,
+        receipt_url: approval.receipt().map(|_| {
             state
                 .public
-                .join(&format!("/v1/approvals/{}/receipt", approval.id)),
-        );
+                .join(&format!("/v1/approvals/{}/receipt", approval.id))
+        }),
+        reason,
     }
-    Ok(answer)
 }
 
 /// The approval token for a collected request: bound to the agent's key, valid from now for the
@@ -383,6 +455,8 @@ fn mint(state: &AppState, approval: &ApprovalRecord, now: i64) -> Result<String,
     token::mint(state.keyring.current(), &claims).map_err(ApiError::internal)
 }
 
+#[utoipa::path(get, path = "/v1/approvals/{id}/receipt", tag = "agents", params(("id" = String, Path, description = "the request's id")),
+    responses((status = 200, description = "the receipt (docs/protocol.md, Receipts)", body = Object), (status = "4XX", description = "refused: `{\"error\", \"message\"}`", body = ErrorBody), (status = 503, description = "storage unavailable; nothing was decided or issued", body = ErrorBody)))]
 async fn receipt(
     State(state): State<AppState>,
     agent: Agent,
@@ -393,7 +467,7 @@ async fn receipt(
     match approval.receipt() {
         Some(receipt) => Ok(Json(receipt).into_response()),
         None => Err(ApiError::conflict(
-            "not_decided",
+            ErrorCode::NotDecided,
             format!(
                 "the request is {}; a receipt exists once a person has decided",
                 approval.status(clock::now()).as_str()
@@ -402,14 +476,9 @@ async fn receipt(
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EnrollRequest {
-    name: String,
-    user: String,
-}
-
 /// Asks the user to approve this key as an agent acting for them.
+#[utoipa::path(post, path = "/v1/agents/enroll", tag = "agents", request_body = EnrollAgent,
+    responses((status = 201, body = ApprovalCreated), (status = "4XX", description = "refused: `{\"error\", \"message\"}`", body = ErrorBody), (status = 503, description = "storage unavailable; nothing was decided or issued", body = ErrorBody)))]
 async fn enroll(
     State(state): State<AppState>,
     client: ClientAddress,
@@ -435,11 +504,11 @@ async fn request_enrollment(
 ) -> Result<Response, ApiError> {
     let now = clock::now();
     check_rate(state, Rate::EnrollmentsFrom(client.0), now).await?;
-    let request: EnrollRequest = parse_json(body)?;
+    let request: EnrollAgent = parse_json(body)?;
     let user = UserId::parse(&request.user)
-        .map_err(|e| ApiError::bad_request("invalid_user", e.to_string()))?;
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidUser, e.to_string()))?;
     let name = AgentName::parse(&request.name)
-        .map_err(|e| ApiError::bad_request("invalid_name", e.to_string()))?;
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidName, e.to_string()))?;
     if state.store.user(&user).await?.is_none() {
         return Err(ApiError::not_found("user"));
     }
@@ -452,7 +521,7 @@ async fn request_enrollment(
         .any(|agent| agent.exists_at(now) && name.is_taken_by(&agent.name));
     if taken {
         return Err(ApiError::conflict(
-            "name_taken",
+            ErrorCode::NameTaken,
             format!(
                 "{user} already has an agent called {:?}; enroll under another name",
                 name.as_str()
@@ -478,7 +547,7 @@ async fn request_enrollment(
     {
         Err(StoreError::AlreadyExists(_)) => {
             return Err(ApiError::conflict(
-                "already_enrolled",
+                ErrorCode::AlreadyEnrolled,
                 "an agent with this key already exists or is waiting for its enrollment; use a new key to enroll again",
             ));
         }
@@ -501,5 +570,5 @@ async fn request_enrollment(
         .approvals
         .create(&approval, state.limits.max_pending_per_agent, now)
         .await?;
-    Ok((StatusCode::CREATED, Json(created_json(state, &approval))).into_response())
+    Ok((StatusCode::CREATED, Json(created(state, &approval))).into_response())
 }

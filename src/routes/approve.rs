@@ -14,15 +14,18 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use futures_util::StreamExt as _;
 use futures_util::stream;
+use handsign_protocol::api::{
+    CeremonyOptions, DecisionOptions, DecisionRecorded, ErrorBody, ErrorCode,
+};
 use handsign_protocol::base64url;
 use handsign_protocol::receipt::{Credential, Evidence, RECEIPT_VERSION, Receipt, ReceiptBody};
 use handsign_protocol::statement::{Decision, STATEMENT_VERSION, Statement};
 use handsign_protocol::webauthn::CredentialPublicKey;
 use serde::Deserialize;
-use serde_json::json;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use webauthn_rs::prelude::{PasskeyAuthentication, PublicKeyCredential};
 
 use crate::clock;
@@ -37,11 +40,19 @@ use crate::routes::{parse_json, passkeys_of, record_passkey_use, require_same_or
 use crate::state::AppState;
 use crate::store;
 
+/// The approval page (HTML) and its live status, beside the decision's JSON calls in [`api`].
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/approve/{id}", get(page).post(decide))
-        .route("/approve/{id}/options", post(options))
+        .route("/approve/{id}", get(page))
         .route("/approve/{id}/events", get(events))
+}
+
+/// The approval ceremony: options for a decision, and the signed decision, each registered with
+/// its OpenAPI description (`tag = "passkeys"`).
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(options))
+        .routes(routes!(decide))
 }
 
 /// Server-sent events for an open approval page: one `status` event (`approved`, `denied`,
@@ -145,17 +156,11 @@ fn ceremony_key(id: &ApprovalId, decision: Decision, ceremony: &str) -> String {
     format!("approve:{id}:{}:{ceremony}", decision.as_str())
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct OptionsRequest {
-    decision: Decision,
-}
-
 fn require_pending(approval: &ApprovalRecord, now: i64) -> Result<(), ApiError> {
     match approval.status(now) {
         ApprovalStatus::Pending => Ok(()),
         status => Err(ApiError::conflict(
-            "not_pending",
+            ErrorCode::NotPending,
             format!(
                 "the request is {} and can no longer be decided",
                 status.as_str()
@@ -164,6 +169,9 @@ fn require_pending(approval: &ApprovalRecord, now: i64) -> Result<(), ApiError> 
     }
 }
 
+#[utoipa::path(post, path = "/approve/{id}/options", tag = "passkeys", params(("id" = String, Path, description = "the request's id")),
+    request_body = DecisionOptions,
+    responses((status = 200, description = "`{\"ceremony\", \"publicKey\": PublicKeyCredentialRequestOptionsJSON}`", body = Object), (status = "4XX", description = "refused: `{\"error\", \"message\"}`", body = ErrorBody), (status = 503, description = "storage unavailable; nothing was decided or issued", body = ErrorBody)))]
 async fn options(
     State(state): State<AppState>,
     client: ClientAddress,
@@ -173,14 +181,14 @@ async fn options(
 ) -> Result<Response, ApiError> {
     require_same_origin(&headers, &state.public.origin)?;
     check_rate(&state, Rate::CeremoniesFrom(client.0), clock::now()).await?;
-    let request: OptionsRequest = parse_json(&body)?;
+    let request: DecisionOptions = parse_json(&body)?;
     let approval = load(&state, &id).await?;
     let now = clock::now();
     require_pending(&approval, now)?;
     let passkeys = passkeys_of(&state, &approval.user).await?;
     if passkeys.is_empty() {
         return Err(ApiError::conflict(
-            "no_passkeys",
+            ErrorCode::NoPasskeys,
             format!("{} has no passkey registered", approval.user),
         ));
     }
@@ -201,7 +209,11 @@ async fn options(
             approval.expires_at.min(now + 600),
         )
         .await?;
-    Ok(Json(json!({"ceremony": ceremony, "publicKey": options.public_key})).into_response())
+    Ok(Json(CeremonyOptions {
+        ceremony,
+        public_key: options.public_key,
+    })
+    .into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -213,6 +225,9 @@ struct DecideRequest {
     credential: PublicKeyCredential,
 }
 
+#[utoipa::path(post, path = "/approve/{id}", tag = "passkeys", params(("id" = String, Path, description = "the request's id")),
+    request_body(content = Object, description = "`{\"decision\", \"ceremony\", \"credential\": PublicKeyCredential.toJSON()}`"),
+    responses((status = 200, body = DecisionRecorded), (status = "4XX", description = "refused: `{\"error\", \"message\"}`", body = ErrorBody), (status = 503, description = "storage unavailable; nothing was decided or issued", body = ErrorBody)))]
 async fn decide(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -249,7 +264,7 @@ async fn record_decision(
         .await?
         .ok_or_else(|| {
             ApiError::conflict(
-                "no_ceremony",
+                ErrorCode::NoCeremony,
                 "no passkey ceremony is in progress for this decision (it was used or expired); start again",
             )
         })?;
@@ -258,7 +273,7 @@ async fn record_decision(
     let result = state
         .passkeys
         .finish_authentication(&request.credential, &ceremony)
-        .map_err(|e| ApiError::forbidden("passkey_refused", e.to_string()))?;
+        .map_err(|e| ApiError::forbidden(ErrorCode::PasskeyRefused, e.to_string()))?;
 
     // The ceremony allowed only this user's credentials; our own records must agree.
     let passkey =
@@ -291,11 +306,11 @@ async fn record_decision(
     );
     tracing::info!(id = %decided.id, decision = request.decision.as_str(), user = %decided.user, "request decided");
     let status = decided.status(now);
-    Ok(Json(json!({
-        "id": decided.id,
-        "status": status.as_str(),
-        "action": decided.action,
-    }))
+    Ok(Json(DecisionRecorded {
+        id: decided.id.as_str().to_owned(),
+        status,
+        action: decided.action.clone(),
+    })
     .into_response())
 }
 

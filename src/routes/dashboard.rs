@@ -11,6 +11,7 @@
 //!
 //! Nothing here decides a request: deciding takes a passkey on the approval page.
 
+use handsign_protocol::api::ErrorCode;
 use std::convert::Infallible;
 
 use askama::Template as _;
@@ -357,7 +358,7 @@ async fn decided_approval(
     };
     if approval.receipt().is_none() {
         return Err(ApiError::conflict(
-            "not_decided",
+            ErrorCode::NotDecided,
             format!(
                 "the request is {}; a receipt exists once a person has decided",
                 approval.status(clock::now()).as_str()
@@ -418,7 +419,7 @@ async fn require_step_up(
 ) -> Result<(), ApiError> {
     let step_up = step_up.ok_or_else(|| {
         ApiError::forbidden(
-            "step_up_required",
+            ErrorCode::StepUpRequired,
             "this change needs a fresh assertion with one of your passkeys (\"step_up\")",
         )
     })?;
@@ -443,7 +444,7 @@ async fn agent_status(
     match (agent.status, request.status) {
         (AgentStatus::Revoked, _) => {
             return Err(ApiError::conflict(
-                "agent_revoked",
+                ErrorCode::AgentRevoked,
                 "this agent is revoked for good; a new key has to enroll again",
             ));
         }
@@ -451,7 +452,7 @@ async fn agent_status(
         // person's passkey on its enrollment request.
         (AgentStatus::Pending, WantedStatus::Active | WantedStatus::Suspended) => {
             return Err(ApiError::conflict(
-                "enrollment_pending",
+                ErrorCode::EnrollmentPending,
                 "this agent is waiting for its enrollment to be decided: approve or deny its \
                  enrollment request with your passkey, or revoke it",
             ));
@@ -474,7 +475,7 @@ async fn agent_status(
     };
     let agent = match admin::execute(state.store.as_ref(), &state.public, command).await {
         Answer::Agent { agent } => agent,
-        Answer::Refused { message } => return Err(ApiError::conflict("refused", message)),
+        Answer::Refused { message } => return Err(ApiError::conflict(ErrorCode::Refused, message)),
         Answer::Unavailable { message } => return Err(StoreError::Unavailable(message).into()),
         other => return Err(ApiError::internal(format!("unexpected answer {other:?}"))),
     };
@@ -507,7 +508,7 @@ async fn invite(
     require_same_origin(&headers, &state.public.origin)?;
     let request: InviteRequest = parse_json(&body)?;
     let user = UserId::parse(request.user.trim())
-        .map_err(|e| ApiError::bad_request("invalid_user", e.to_string()))?;
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidUser, e.to_string()))?;
     // Who may bring people in is a role, not every session.
     let admin = state
         .store
@@ -516,7 +517,7 @@ async fn invite(
         .is_some_and(|record| record.admin);
     if !admin {
         return Err(ApiError::forbidden(
-            "admin_required",
+            ErrorCode::AdminRequired,
             "only admins invite people; ask the operator (`handsign user admin NAME` makes an admin)",
         ));
     }
@@ -539,7 +540,7 @@ async fn invite(
             )
                 .into_response())
         }
-        Answer::Refused { message } => Err(ApiError::conflict("refused", message)),
+        Answer::Refused { message } => Err(ApiError::conflict(ErrorCode::Refused, message)),
         Answer::Unavailable { message } => Err(StoreError::Unavailable(message).into()),
         other => Err(ApiError::internal(format!("unexpected answer {other:?}"))),
     }

@@ -1,14 +1,17 @@
 //! HTTP routes, one module per audience: agents (`/v1`), the person deciding (`/approve`),
-//! passkey ceremonies (`/webauthn`), and the gateway's public documents (health, JWKS).
+//! passkey ceremonies (`/webauthn`), and the gateway's public documents (health, JWKS, the
+//! OpenAPI description).
 
 pub mod agents;
 pub mod approve;
 pub mod dashboard;
+pub mod openapi;
 pub mod public;
 pub mod push;
 pub mod webauthn;
 
 use axum::http::{HeaderMap, StatusCode, header};
+use handsign_protocol::api::ErrorCode;
 use handsign_protocol::base64url;
 use serde::de::DeserializeOwned;
 use webauthn_rs::prelude::{AuthenticationResult, Passkey, PublicKeyCredential};
@@ -21,7 +24,7 @@ use crate::state::AppState;
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
         ApiError::bad_request(
-            "invalid_json",
+            ErrorCode::InvalidJson,
             format!("the request body is not valid: {e}"),
         )
     })
@@ -34,12 +37,12 @@ pub fn require_same_origin(headers: &HeaderMap, origin: &str) -> Result<(), ApiE
         Some(sent) if sent == origin => Ok(()),
         Some(sent) => Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "bad_origin",
+            ErrorCode::BadOrigin,
             format!("requests must come from {origin}, not {sent}"),
         )),
         None => Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "bad_origin",
+            ErrorCode::BadOrigin,
             format!("requests must come from {origin} and carry an Origin header"),
         )),
     }
@@ -71,7 +74,7 @@ pub async fn record_passkey_use(
         Some(passkey) if passkey.user == *user => passkey,
         _ => {
             return Err(ApiError::forbidden(
-                "passkey_refused",
+                ErrorCode::PasskeyRefused,
                 format!("this passkey is not one of {user}'s"),
             ));
         }

@@ -6,6 +6,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use handsign_protocol::api::ErrorCode;
 
 use crate::clock;
 use crate::error::ApiError;
@@ -46,7 +47,7 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
     if !state.metrics_access.allows(&headers) {
         let mut refused = ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "metrics_token_required",
+            ErrorCode::MetricsTokenRequired,
             "the metrics need the operator's metrics token: Authorization: Bearer TOKEN",
         )
         .into_response();

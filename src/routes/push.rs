@@ -9,9 +9,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
+use handsign_protocol::api::{Device, DeviceAdded, ErrorCode, VapidKey};
 use handsign_protocol::base64url;
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::clock;
 use crate::domain::{PushSubscriptionRecord, device_name, random_bytes};
@@ -31,7 +31,9 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn vapid_key(State(state): State<AppState>) -> impl IntoResponse {
-    Json(json!({"publicKey": state.notifier.vapid_public_key()}))
+    Json(VapidKey {
+        public_key: state.notifier.vapid_public_key(),
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -52,18 +54,18 @@ async fn add(
 ) -> Result<Response, ApiError> {
     require_same_origin(&headers, &state.public.origin)?;
     let subscription = Subscription::from_json(&body, state.notifier.allows_http_push_endpoints())
-        .map_err(|e| ApiError::bad_request("invalid_subscription", e.to_string()))?;
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidSubscription, e.to_string()))?;
     state
         .notifier
         .check_endpoint(&subscription)
         .await
-        .map_err(|e| ApiError::bad_request("invalid_subscription", e.to_string()))?;
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidSubscription, e.to_string()))?;
     let default_name = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("a browser");
     let name = device_name(query.name.as_deref(), default_name)
-        .map_err(|e| ApiError::bad_request("invalid_name", e))?;
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidName, e))?;
     // Checked before adding: two adds at the same instant may pass it together, which lets a
     // user exceed the cap by the requests their session sends at once, not more. A browser
     // subscribing again replaces its old subscription, so that one does not count.
@@ -77,7 +79,7 @@ async fn add(
         .count();
     if others >= max {
         return Err(ApiError::conflict(
-            "too_many_devices",
+            ErrorCode::TooManyDevices,
             format!(
                 "{user} already has {max} devices receiving notifications, the most allowed; \
                  remove one first"
@@ -93,7 +95,7 @@ async fn add(
     };
     state.store.add_push_subscription(&device).await?;
     tracing::info!(%user, device = %device.id, "device subscribed to notifications");
-    Ok((StatusCode::CREATED, Json(json!({"id": device.id}))).into_response())
+    Ok((StatusCode::CREATED, Json(DeviceAdded { id: device.id })).into_response())
 }
 
 /// The user's devices; the push address itself is a capability and is shown by host only.
@@ -116,13 +118,13 @@ async fn list(
             }
             .render()
             .map_err(ApiError::internal)?;
-            Ok(json!({
-                "id": device.id,
-                "name": device.name,
-                "name_html": name_html,
-                "endpoint_host": host,
-                "created_at": device.created_at,
-            }))
+            Ok(Device {
+                id: device.id.clone(),
+                name: device.name.clone(),
+                name_html,
+                endpoint_host: host.to_owned(),
+                created_at: device.created_at,
+            })
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
     Ok(Json(listed).into_response())

@@ -2,17 +2,16 @@
 //! pages' script stays thin and any client can drive them.
 
 use axum::Json;
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use handsign_protocol::api::{CeremonyOptions, ErrorBody, ErrorCode, LoggedIn, PasskeyRegistered};
 use handsign_protocol::base64url;
 use handsign_protocol::webauthn::AttestedCredential;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use sha2::{Digest as _, Sha256};
+use utoipa_axum::{router::OpenApiRouter, routes};
 use webauthn_rs::prelude::{
     DiscoverableAuthentication, PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential,
     RegisterPublicKeyCredential,
@@ -31,13 +30,14 @@ use crate::store::StoreError;
 /// How long a person has between options and finish.
 const CEREMONY_SECS: i64 = 300;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/webauthn/register/options", post(register_options))
-        .route("/webauthn/register/finish", post(register_finish))
-        .route("/webauthn/login/options", post(login_options))
-        .route("/webauthn/login/finish", post(login_finish))
-        .route("/webauthn/step-up/options", post(step_up_options))
+/// The passkey ceremonies, each registered with its OpenAPI description (`tag = "passkeys"`).
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register_options))
+        .routes(routes!(register_finish))
+        .routes(routes!(login_options))
+        .routes(routes!(login_finish))
+        .routes(routes!(step_up_options))
 }
 
 /// base64url SHA-256 of a setup or invitation code: what the store keeps.
@@ -70,6 +70,9 @@ struct PendingRegistration {
     state: PasskeyRegistration,
 }
 
+#[utoipa::path(post, path = "/webauthn/register/options", tag = "passkeys",
+    request_body(content = Object, description = "`{\"code\"?, \"user\"?, \"step_up\"?}`"),
+    responses((status = 200, description = "`{\"ceremony\", \"publicKey\"}`: the options for navigator.credentials", body = Object), (status = "4XX", description = "refused: `{\"error\", \"message\"}`", body = ErrorBody), (status = 503, description = "storage unavailable; nothing was decided or issued", body = ErrorBody)))]
 async fn register_options(
     State(state): State<AppState>,
     client: ClientAddress,
@@ -98,12 +101,12 @@ async fn register_options(
                 .as_deref()
                 .map(UserId::parse)
                 .transpose()
-                .map_err(|e| ApiError::bad_request("invalid_user", e.to_string()))?;
+                .map_err(|e| ApiError::bad_request(ErrorCode::InvalidUser, e.to_string()))?;
             let first_user = invitation.user.is_none();
             let user = match (invitation.user, named) {
                 (Some(invited), Some(named)) if invited != named => {
                     return Err(ApiError::forbidden(
-                        "wrong_user",
+                        ErrorCode::WrongUser,
                         format!("this invitation is for {invited}, not {named}"),
                     ));
                 }
@@ -111,7 +114,7 @@ async fn register_options(
                 (None, Some(named)) => named,
                 (None, None) => {
                     return Err(ApiError::bad_request(
-                        "invalid_user",
+                        ErrorCode::InvalidUser,
                         "choose a user name (\"user\")",
                     ));
                 }
@@ -120,7 +123,7 @@ async fn register_options(
             // is added by that account, with a fresh assertion.
             if state.store.user(&user).await?.is_some() {
                 return Err(ApiError::conflict(
-                    "already_exists",
+                    ErrorCode::AlreadyExists,
                     format!(
                         "{user} already exists; an invitation only creates a new user (an existing user adds passkeys from their dashboard)"
                     ),
@@ -131,7 +134,7 @@ async fn register_options(
         (None, Some(SessionUser(user))) => {
             let step_up = request.step_up.ok_or_else(|| {
                 ApiError::forbidden(
-                    "step_up_required",
+                    ErrorCode::StepUpRequired,
                     "adding a passkey needs a fresh assertion with one of your passkeys (\"step_up\")",
                 )
             })?;
@@ -140,7 +143,7 @@ async fn register_options(
         }
         (None, None) => {
             return Err(ApiError::unauthorized(
-                "login_required",
+                ErrorCode::LoginRequired,
                 "registering a passkey needs a setup or invitation code, or a logged-in session",
             ));
         }
@@ -183,7 +186,11 @@ async fn begin(
             clock::now() + CEREMONY_SECS,
         )
         .await?;
-    Ok(Json(json!({"ceremony": ceremony, "publicKey": public_key})).into_response())
+    Ok(Json(CeremonyOptions {
+        ceremony,
+        public_key,
+    })
+    .into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -196,6 +203,9 @@ struct RegisterFinishRequest {
     name: Option<String>,
 }
 
+#[utoipa::path(post, path = "/webauthn/register/finish", tag = "passkeys",
+    request_body(content = Object, description = "`{\"ceremony\", \"credential\": RegistrationResponseJSON}`"),
+    responses((status = 201, description = "registered; sets the session cookie", body = PasskeyRegistered), (status = "4XX", description = "refused: `{\"error\", \"message\"}`", body = ErrorBody), (status = 503, description = "storage unavailable; nothing was decided or issued", body = ErrorBody)))]
 async fn register_finish(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -210,7 +220,7 @@ async fn register_finish(
         .await?
         .ok_or_else(|| {
             ApiError::conflict(
-                "no_ceremony",
+                ErrorCode::NoCeremony,
                 "no registration is in progress with this ceremony id (it was used or expired); start again",
             )
         })?;
@@ -219,15 +229,15 @@ async fn register_finish(
     let passkey = state
         .passkeys
         .finish_registration(&request.credential, &pending.state)
-        .map_err(|e| ApiError::bad_request("passkey_refused", e.to_string()))?;
+        .map_err(|e| ApiError::bad_request(ErrorCode::PasskeyRefused, e.to_string()))?;
     // The exact COSE key the authenticator produced, kept for receipts; a key whose algorithm
     // an auditor could not check is refused here.
     let attested = AttestedCredential::from_attestation_object(
         &request.credential.response.attestation_object,
     )
-    .map_err(|e| ApiError::bad_request("passkey_refused", e.to_string()))?;
+    .map_err(|e| ApiError::bad_request(ErrorCode::PasskeyRefused, e.to_string()))?;
     let name = crate::domain::device_name(request.name.as_deref(), "passkey")
-        .map_err(|e| ApiError::bad_request("invalid_name", e))?;
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidName, e))?;
     let record = PasskeyRecord {
         credential_id: base64url::encode(passkey.cred_id()),
         user: pending.user.clone(),
@@ -256,7 +266,10 @@ async fn register_finish(
     Ok((
         StatusCode::CREATED,
         [(header::SET_COOKIE, cookie)],
-        Json(json!({"user": pending.user, "credential_id": record.credential_id})),
+        Json(PasskeyRegistered {
+            user: pending.user.as_str().to_owned(),
+            credential_id: record.credential_id,
+        }),
     )
         .into_response())
 }
@@ -284,6 +297,9 @@ enum PendingLogin {
     },
 }
 
+#[utoipa::path(post, path = "/webauthn/login/options", tag = "passkeys",
+    request_body(content = Object, description = "`{}` or `{\"user\"}`"),
+    responses((status = 200, description = "`{\"ceremony\", \"publicKey\"}`: the options for navigator.credentials", body = Object), (status = "4XX", description = "refused: `{\"error\", \"message\"}`", body = ErrorBody), (status = 503, description = "storage unavailable; nothing was decided or issued", body = ErrorBody)))]
 async fn login_options(
     State(state): State<AppState>,
     client: ClientAddress,
@@ -298,7 +314,7 @@ async fn login_options(
         .as_deref()
         .map(UserId::parse)
         .transpose()
-        .map_err(|e| ApiError::bad_request("invalid_user", e.to_string()))?;
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidUser, e.to_string()))?;
     let (public_key, pending) = match user {
         None => {
             let (options, login) = state
@@ -335,6 +351,9 @@ struct LoginFinishRequest {
     credential: PublicKeyCredential,
 }
 
+#[utoipa::path(post, path = "/webauthn/login/finish", tag = "passkeys",
+    request_body(content = Object, description = "`{\"ceremony\", \"credential\": AuthenticationResponseJSON}`"),
+    responses((status = 200, description = "logged in; sets the session cookie", body = LoggedIn), (status = "4XX", description = "refused: `{\"error\", \"message\"}`", body = ErrorBody), (status = 503, description = "storage unavailable; nothing was decided or issued", body = ErrorBody)))]
 async fn login_finish(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -349,12 +368,12 @@ async fn login_finish(
         .await?
         .ok_or_else(|| {
             ApiError::conflict(
-                "no_ceremony",
+                ErrorCode::NoCeremony,
                 "no login is in progress with this ceremony id (it was used or expired); start again",
             )
         })?;
     let pending: PendingLogin = serde_json::from_slice(&pending).map_err(ApiError::internal)?;
-    let refused = |e: CeremonyError| ApiError::forbidden("passkey_refused", e.to_string());
+    let refused = |e: CeremonyError| ApiError::forbidden(ErrorCode::PasskeyRefused, e.to_string());
     let (user, result) = match pending {
         PendingLogin::Named { user, state: login } => {
             let result = state
@@ -368,7 +387,10 @@ async fn login_finish(
             // user handle the browser sends is never trusted.
             let credential_id = base64url::encode(&request.credential.raw_id);
             let passkey = state.store.passkey(&credential_id).await?.ok_or_else(|| {
-                ApiError::forbidden("passkey_refused", "this passkey is not registered here")
+                ApiError::forbidden(
+                    ErrorCode::PasskeyRefused,
+                    "this passkey is not registered here",
+                )
             })?;
             let result = state
                 .passkeys
@@ -379,7 +401,10 @@ async fn login_finish(
     };
     record_passkey_use(&state, &user, &request.credential, &result, now).await?;
     let cookie = session::start(&state, &user).await?;
-    Ok(([(header::SET_COOKIE, cookie)], Json(json!({"user": user}))).into_response())
+    let answer = LoggedIn {
+        user: user.as_str().to_owned(),
+    };
+    Ok(([(header::SET_COOKIE, cookie)], Json(answer)).into_response())
 }
 
 /// What a step-up assertion is for: one sensitive action, named exactly, so that an assertion
@@ -407,6 +432,9 @@ struct StepUpOptionsRequest {
 }
 
 /// Starts a step-up: an assertion by one of the logged-in person's passkeys, for `purpose`.
+#[utoipa::path(post, path = "/webauthn/step-up/options", tag = "passkeys",
+    request_body(content = Object, description = "`{\"purpose\"}`: the sensitive action the assertion is for"),
+    responses((status = 200, description = "`{\"ceremony\", \"publicKey\"}`: the options for navigator.credentials", body = Object), (status = "4XX", description = "refused: `{\"error\", \"message\"}`", body = ErrorBody), (status = 503, description = "storage unavailable; nothing was decided or issued", body = ErrorBody)))]
 async fn step_up_options(
     State(state): State<AppState>,
     client: ClientAddress,
@@ -454,7 +482,7 @@ impl StepUp {
             .await?
             .ok_or_else(|| {
                 ApiError::forbidden(
-                    "step_up_required",
+                    ErrorCode::StepUpRequired,
                     "no step-up is in progress with this ceremony id (it was used or expired); confirm with your passkey again",
                 )
             })?;
@@ -462,14 +490,14 @@ impl StepUp {
             serde_json::from_slice(&pending).map_err(ApiError::internal)?;
         if pending.user != *user || pending.purpose != *purpose {
             return Err(ApiError::forbidden(
-                "step_up_required",
+                ErrorCode::StepUpRequired,
                 "this passkey confirmation was for another action; confirm this one",
             ));
         }
         let result = state
             .passkeys
             .finish_authentication(&self.credential, &pending.state)
-            .map_err(|e| ApiError::forbidden("passkey_refused", e.to_string()))?;
+            .map_err(|e| ApiError::forbidden(ErrorCode::PasskeyRefused, e.to_string()))?;
         record_passkey_use(state, user, &self.credential, &result, now).await?;
         Ok(())
     }

@@ -1164,6 +1164,33 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn cancel_approval(
+        &self,
+        id: &ApprovalId,
+        agent: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<ApprovalRecord, StoreError> {
+        let (id, agent, reason) = (id.clone(), agent.to_owned(), reason.to_owned());
+        self.run_at(now, move |inner| {
+            inner.write(|txn| {
+                let mut approvals = ApprovalTables::open(txn)?;
+                let mut approval = approvals
+                    .get(id.as_str())?
+                    .filter(|approval| approval.agent == agent)
+                    .ok_or(StoreError::NotFound("approval"))?;
+                match approval.status(now) {
+                    ApprovalStatus::Pending => {}
+                    other => return Err(StoreError::NotPending(other)),
+                }
+                approval.state = ApprovalState::Cancelled { at: now, reason };
+                approvals.replace(&approval)?;
+                Ok(Outcome::Changed(approval))
+            })
+        })
+        .await
+    }
+
     /// `NotFound("approval")` for an unknown id.
     async fn collect_token(&self, id: &ApprovalId, now: i64) -> Result<Collection, StoreError> {
         let id = id.clone();

@@ -89,6 +89,7 @@ instrumented! {
     fn create_approval(&self, approval: &ApprovalRecord, max_pending: usize, now: i64) -> ();
     fn approval(&self, id: &ApprovalId) -> Option<ApprovalRecord>;
     fn decide(&self, id: &ApprovalId, decision: Decision, now: i64) -> ApprovalRecord;
+    fn cancel_approval(&self, id: &ApprovalId, agent: &str, reason: &str, now: i64) -> ApprovalRecord;
     fn collect_token(&self, id: &ApprovalId, now: i64) -> Collection;
     fn pending_count(&self, now: i64) -> usize;
     fn approvals(

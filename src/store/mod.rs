@@ -238,6 +238,17 @@ pub trait Store: Send + Sync + 'static {
         decision: Decision,
         now: i64,
     ) -> Result<ApprovalRecord, StoreError>;
+    /// Cancels `agent`'s request `id` if it is pending at `now`, recording `reason`, and takes
+    /// it out of the pending indexes in the same step, so it can never be decided nor yield a
+    /// token. Returns the updated record. An unknown id, or a request of another agent, is
+    /// `NotFound("approval")`; a request no longer pending is `NotPending` with its status.
+    async fn cancel_approval(
+        &self,
+        id: &ApprovalId,
+        agent: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<ApprovalRecord, StoreError>;
     /// Marks the token delivered if the request is approved, not yet delivered and not expired at
     /// `now`, and returns [`Collection::Deliver`]; of two concurrent collections exactly one gets
     /// it. Otherwise returns the record unchanged. A deliverable token whose agent is not active

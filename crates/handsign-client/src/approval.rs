@@ -12,13 +12,16 @@
 
 use std::time::Duration;
 
+use handsign_protocol::api::{
+    ApprovalCreated, ApprovalStatus, ApprovalView, CancelApproval, CreateApproval, EnrollAgent,
+    ErrorCode,
+};
 use handsign_protocol::canonical::Limits;
 use handsign_protocol::jws::CompactJws;
 use handsign_protocol::params::CanonicalParams;
 use handsign_protocol::token::ApprovalClaims;
 use reqwest::Method;
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::client::{CallError, Client};
@@ -26,6 +29,8 @@ use crate::error::ApprovalError;
 
 /// The longest long poll the gateway allows.
 const MAX_WAIT_SECS: u64 = 60;
+/// The reason given when a request is cancelled because its wait ran out.
+const TIMED_OUT_REASON: &str = "the agent stopped waiting for a decision";
 
 /// What the agent asks a person to approve: one action with exact params, for one service.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,60 +78,38 @@ impl ApprovalRequest {
         self
     }
 
-    fn body(&self) -> Value {
-        let mut body = Map::new();
-        body.insert("action".into(), Value::String(self.action.clone()));
-        body.insert("params".into(), self.params.clone());
-        body.insert("audience".into(), Value::String(self.audience.clone()));
-        if let Some(user) = &self.user {
-            body.insert("user".into(), Value::String(user.clone()));
-        }
-        if let Some(message) = &self.message {
-            body.insert("message".into(), Value::String(message.clone()));
-        }
-        if let Some(ttl) = self.ttl {
-            body.insert("ttl".into(), Value::from(ttl));
-        }
-        Value::Object(body)
-    }
-}
-
-/// The gateway's answer to a new request.
-#[derive(Debug, Clone, Deserialize)]
-struct Created {
-    id: String,
-    approval_url: String,
-    params_sha256: String,
-    code: String,
-    expires_at: i64,
-}
-
-impl Created {
-    fn parse(answer: Value) -> Result<Self, ApprovalError> {
-        serde_json::from_value(answer).map_err(|e| {
-            ApprovalError::BadAnswer(format!("the answer to a new request is incomplete: {e}"))
+    fn body(&self) -> Result<CreateApproval, ApprovalError> {
+        let params = serde_json::value::to_raw_value(&self.params)
+            .map_err(|e| ApprovalError::BadAnswer(format!("the params cannot be sent: {e}")))?;
+        Ok(CreateApproval {
+            action: self.action.clone(),
+            params,
+            audience: self.audience.clone(),
+            user: self.user.clone(),
+            message: self.message.clone(),
+            ttl: self.ttl.map(|ttl| i64::try_from(ttl).unwrap_or(i64::MAX)),
         })
     }
+}
 
-    /// Refuses to wait on a request whose params are not the ones sent: the person would be
-    /// approving something else.
-    fn check_params(&self, params: &Value) -> Result<(), ApprovalError> {
-        // Generous limits: the gateway enforces its own; this only recomputes the hash.
-        let limits = Limits {
-            max_bytes: 64 * 1024 * 1024,
-            max_depth: 128,
-        };
-        match CanonicalParams::from_value(params, &limits) {
-            Ok(local) if local.hash().as_str() != self.params_sha256 => {
-                Err(ApprovalError::BadAnswer(format!(
-                    "the gateway recorded params_sha256 {} but the params sent hash to {}; \
+/// Refuses to wait on a request whose params are not the ones sent: the person would be
+/// approving something else.
+fn check_params(created: &ApprovalCreated, params: &Value) -> Result<(), ApprovalError> {
+    // Generous limits: the gateway enforces its own; this only recomputes the hash.
+    let limits = Limits {
+        max_bytes: 64 * 1024 * 1024,
+        max_depth: 128,
+    };
+    match CanonicalParams::from_value(params, &limits) {
+        Ok(local) if local.hash().as_str() != created.params_sha256 => {
+            Err(ApprovalError::BadAnswer(format!(
+                "the gateway recorded params_sha256 {} but the params sent hash to {}; \
                      the request may have been altered on the way, so it is not waited on",
-                    self.params_sha256,
-                    local.hash()
-                )))
-            }
-            _ => Ok(()),
+                created.params_sha256,
+                local.hash()
+            )))
         }
+        _ => Ok(()),
     }
 }
 
@@ -135,7 +118,7 @@ impl Created {
 #[derive(Debug, Clone)]
 struct Ticket {
     client: Client,
-    created: Created,
+    created: ApprovalCreated,
 }
 
 impl Ticket {
@@ -170,12 +153,12 @@ impl Ticket {
                     Method::GET,
                     &path,
                     &format!("?wait={wait}"),
-                    None,
+                    None::<&()>,
                     Duration::from_secs(wait),
                 )
                 .await;
             let failure = match answer {
-                Ok(answer) => match self.step(&answer, kind)? {
+                Ok(answer) => match self.step(answer, kind)? {
                     Step::Decided(decided) => return Ok(decided),
                     Step::Pending => {
                         failures = 0;
@@ -184,9 +167,10 @@ impl Ticket {
                     }
                     Step::Inconsistent(message) => CallError::BadAnswer(message),
                 },
-                Err(CallError::Refused { code, .. })
-                    if kind == Kind::Enrollment && code == "agent_revoked" =>
-                {
+                Err(CallError::Refused {
+                    code: ErrorCode::AgentRevoked,
+                    ..
+                }) if kind == Kind::Enrollment => {
                     // Denying an enrollment revokes the key; the gateway then refuses every
                     // call it makes, including this read.
                     return Err(ApprovalError::Denied);
@@ -217,23 +201,19 @@ impl Ticket {
     }
 
     /// What one answer means for the wait.
-    fn step(&self, answer: &Value, kind: Kind) -> Result<Step, ApprovalError> {
-        if answer["id"].as_str() != Some(self.created.id.as_str()) {
+    fn step(&self, answer: ApprovalView, kind: Kind) -> Result<Step, ApprovalError> {
+        if answer.id != self.created.id {
             return Err(ApprovalError::BadAnswer(format!(
                 "asked about request {}, the answer is about {}",
-                self.created.id, answer["id"]
+                self.created.id, answer.id
             )));
         }
-        let status = answer["status"].as_str().ok_or_else(|| {
-            ApprovalError::BadAnswer("the answer about a request has no status".into())
-        })?;
-        match (status, kind) {
-            ("pending", _) => Ok(Step::Pending),
-            ("approved", Kind::Enrollment) => Ok(Step::Decided(None)),
-            ("approved", Kind::Action) => match answer.get("token") {
-                Some(Value::String(token)) => Ok(Step::Decided(Some(token.clone()))),
-                Some(_) => Err(ApprovalError::BadAnswer("the token is not a string".into())),
-                None if answer["token_delivered"] == Value::Bool(true) => {
+        match (answer.status, kind) {
+            (ApprovalStatus::Pending, _) => Ok(Step::Pending),
+            (ApprovalStatus::Approved, Kind::Enrollment) => Ok(Step::Decided(None)),
+            (ApprovalStatus::Approved, Kind::Action) => match answer.token {
+                Some(token) => Ok(Step::Decided(Some(token))),
+                None if answer.token_delivered == Some(true) => {
                     Err(ApprovalError::TokenAlreadyCollected)
                 }
                 // Approved but neither delivered nor marked delivered: the request expired
@@ -242,13 +222,29 @@ impl Ticket {
                     "approved, but the token was neither delivered nor marked delivered".into(),
                 )),
             },
-            ("denied", _) => Err(ApprovalError::Denied),
-            ("expired", _) => Err(ApprovalError::Expired),
-            ("cancelled", _) => Err(ApprovalError::Cancelled {
-                reason: answer["reason"].as_str().map(str::to_owned),
+            (ApprovalStatus::Denied, _) => Err(ApprovalError::Denied),
+            (ApprovalStatus::Expired, _) => Err(ApprovalError::Expired),
+            (ApprovalStatus::Cancelled, _) => Err(ApprovalError::Cancelled {
+                reason: answer.reason,
             }),
-            (other, _) => Err(ApprovalError::BadAnswer(format!(
-                "unknown request status {other:?}"
+        }
+    }
+
+    /// Withdraws the request (`POST /v1/approvals/{id}/cancel`), so the person is no longer
+    /// asked. Sent again only when the connection could not be opened.
+    async fn cancel(&self, reason: Option<&str>) -> Result<(), ApprovalError> {
+        let body = CancelApproval {
+            reason: reason.map(str::to_owned),
+        };
+        let answer: ApprovalView = self
+            .client
+            .post(&format!("/v1/approvals/{}/cancel", self.created.id), &body)
+            .await?;
+        match answer.status {
+            ApprovalStatus::Cancelled if answer.id == self.created.id => Ok(()),
+            other => Err(ApprovalError::BadAnswer(format!(
+                "asked to cancel request {}, the answer says {} {other}",
+                self.created.id, answer.id
             ))),
         }
     }
@@ -324,6 +320,34 @@ impl PendingApproval {
     /// As [`wait_until`](Self::wait_until), `timeout` from now.
     pub async fn wait_timeout(&self, timeout: Duration) -> Result<Approval, ApprovalError> {
         self.wait_inner(Some(Instant::now() + timeout)).await
+    }
+
+    /// As [`wait_timeout`](Self::wait_timeout), but when `timeout` passes with no decision
+    /// the request is cancelled, so that the person is not asked about something nobody waits
+    /// for any more; the wait then ends in [`ApprovalError::TimedOut`]. A decision that arrives
+    /// while cancelling wins: its outcome is returned instead.
+    pub async fn wait_or_cancel(&self, timeout: Duration) -> Result<Approval, ApprovalError> {
+        match self.wait_timeout(timeout).await {
+            Err(ApprovalError::TimedOut) => {}
+            other => return other,
+        }
+        match self.cancel(Some(TIMED_OUT_REASON)).await {
+            Ok(()) => Err(ApprovalError::TimedOut),
+            Err(ApprovalError::Refused {
+                code: ErrorCode::NotPending,
+                ..
+            }) => self.wait_timeout(Duration::ZERO).await,
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Withdraws the request: the person is no longer asked, and it can never be approved nor
+    /// yield a token. `reason` (at most
+    /// [`MAX_CANCEL_REASON_CHARS`](handsign_protocol::api::MAX_CANCEL_REASON_CHARS) characters) is recorded
+    /// with it. A request that is no longer pending is refused with
+    /// [`ErrorCode::NotPending`].
+    pub async fn cancel(&self, reason: Option<&str>) -> Result<(), ApprovalError> {
+        self.ticket.cancel(reason).await
     }
 
     async fn wait_inner(&self, deadline: Option<Instant>) -> Result<Approval, ApprovalError> {
@@ -441,9 +465,8 @@ impl Client {
         &self,
         request: ApprovalRequest,
     ) -> Result<PendingApproval, ApprovalError> {
-        let answer = self.create("/v1/approvals", &request.body()).await?;
-        let created = Created::parse(answer)?;
-        created.check_params(&request.params)?;
+        let created: ApprovalCreated = self.post("/v1/approvals", &request.body()?).await?;
+        check_params(&created, &request.params)?;
         Ok(PendingApproval {
             ticket: Ticket {
                 client: self.clone(),
@@ -456,13 +479,14 @@ impl Client {
     /// need not be known to the gateway yet). [`PendingEnrollment::wait`] ends `Ok` once the
     /// agent is active.
     pub async fn enroll(&self, name: &str, user: &str) -> Result<PendingEnrollment, ApprovalError> {
-        let answer = self
-            .create("/v1/agents/enroll", &json!({"name": name, "user": user}))
-            .await?;
-        let created = Created::parse(answer)?;
+        let body = EnrollAgent {
+            name: name.to_owned(),
+            user: user.to_owned(),
+        };
+        let created: ApprovalCreated = self.post("/v1/agents/enroll", &body).await?;
         // The person approves this key's id: check that the gateway asks about this one.
         let params = json!({"agent": self.agent_id(), "name": name.trim(), "user": user});
-        created.check_params(&params)?;
+        check_params(&created, &params)?;
         Ok(PendingEnrollment {
             ticket: Ticket {
                 client: self.clone(),
@@ -480,8 +504,9 @@ mod tests {
     fn ticket() -> Ticket {
         Ticket {
             client: Client::new("http://localhost:1", AgentKey::generate().unwrap()).unwrap(),
-            created: Created {
+            created: ApprovalCreated {
                 id: "req1".into(),
+                status: ApprovalStatus::Pending,
                 approval_url: "http://localhost:1/approve/req1".into(),
                 params_sha256: "h".into(),
                 code: "123-456".into(),
@@ -490,8 +515,16 @@ mod tests {
         }
     }
 
-    fn step(answer: Value, kind: Kind) -> Result<Step, ApprovalError> {
-        ticket().step(&answer, kind)
+    /// The step for an answer with `members` and the rest of a view.
+    fn step(members: Value, kind: Kind) -> Result<Step, ApprovalError> {
+        let mut answer = json!({
+            "action": "a", "audience": "b", "params_sha256": "h", "code": "123-456",
+            "expires_at": 0,
+        });
+        for (name, value) in members.as_object().unwrap() {
+            answer[name] = value.clone();
+        }
+        ticket().step(serde_json::from_value(answer).unwrap(), kind)
     }
 
     #[test]
@@ -511,6 +544,16 @@ mod tests {
         assert_eq!(
             step(json!({"id": "req1", "status": "cancelled"}), Kind::Action).err(),
             Some(ApprovalError::Cancelled { reason: None })
+        );
+        assert_eq!(
+            step(
+                json!({"id": "req1", "status": "cancelled", "reason": "agent revoked"}),
+                Kind::Action
+            )
+            .err(),
+            Some(ApprovalError::Cancelled {
+                reason: Some("agent revoked".into())
+            })
         );
         assert_eq!(
             step(
@@ -541,9 +584,9 @@ mod tests {
             .unwrap()
             .hash()
             .to_string();
-        assert!(created.check_params(&params).is_ok());
+        assert!(check_params(&created, &params).is_ok());
         assert!(matches!(
-            created.check_params(&json!({"b": 2, "a": [1.0]})),
+            check_params(&created, &json!({"b": 2, "a": [1.0]})),
             Err(ApprovalError::BadAnswer(_))
         ));
     }
@@ -552,9 +595,10 @@ mod tests {
     fn request_body_leaves_out_what_is_not_set() {
         let body = ApprovalRequest::new("flights.book", json!({"to": "NYC"}), "https://t.example")
             .ttl(60)
-            .body();
+            .body()
+            .unwrap();
         assert_eq!(
-            body,
+            serde_json::to_value(body).unwrap(),
             json!({"action": "flights.book", "params": {"to": "NYC"}, "audience": "https://t.example", "ttl": 60})
         );
     }

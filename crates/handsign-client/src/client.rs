@@ -9,10 +9,12 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use handsign_protocol::api::{ErrorBody, ErrorCode};
 use handsign_protocol::dpop;
 use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
-use serde_json::Value;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::error::{ApprovalError, AuthorizeError, ClientError};
 use crate::key::AgentKey;
@@ -97,7 +99,7 @@ pub(crate) enum CallError {
     /// An error answer from the gateway.
     Refused {
         status: StatusCode,
-        code: String,
+        code: ErrorCode,
         message: String,
         retry_after: Option<Duration>,
     },
@@ -252,15 +254,15 @@ impl Client {
     }
 
     /// One call to the gateway: `path` (starting with `/`) plus `query`, with a fresh DPoP
-    /// proof for the URL without the query. Returns the JSON of a 2xx answer.
-    pub(crate) async fn call(
+    /// proof for the URL without the query. Returns the 2xx answer, read as `T`.
+    pub(crate) async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
         query: &str,
-        body: Option<&Value>,
+        body: Option<&(impl Serialize + Sync)>,
         hold: Duration,
-    ) -> Result<Value, CallError> {
+    ) -> Result<T, CallError> {
         let url = format!("{}{path}", self.base);
         let proof = dpop::create(
             self.key.signing_key(),
@@ -289,17 +291,16 @@ impl Client {
         let bytes = response.bytes().await.map_err(transport)?;
         if status.is_success() {
             return serde_json::from_slice(&bytes).map_err(|e| {
-                CallError::BadAnswer(format!("a {status} answer that is not JSON: {e}"))
+                CallError::BadAnswer(format!(
+                    "a {status} answer that is not the expected JSON: {e}"
+                ))
             });
         }
-        let (code, message) = match serde_json::from_slice::<Value>(&bytes) {
-            Ok(answer) if answer["error"].is_string() => (
-                answer["error"].as_str().unwrap_or_default().to_owned(),
-                answer["message"].as_str().unwrap_or_default().to_owned(),
-            ),
+        let (code, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(answer) => (answer.error, answer.message),
             // Not the gateway's own error format: a proxy in front of it, or no Handsign
             // gateway at this URL at all (another service, a wrong port): say which URL.
-            _ => {
+            Err(_) => {
                 let body: String = String::from_utf8_lossy(&bytes).chars().take(200).collect();
                 let said = if body.trim().is_empty() {
                     "an empty answer".to_owned()
@@ -307,7 +308,7 @@ impl Client {
                     format!("\"{}\"", body.trim())
                 };
                 (
-                    format!("http_{}", status.as_u16()),
+                    ErrorCode::Unknown,
                     format!(
                         "{url} gave {said}, not a Handsign gateway's error: check the \
                          gateway URL (--gateway, HANDSIGN_GATEWAY), which is the gateway's \
@@ -324,10 +325,14 @@ impl Client {
         })
     }
 
-    /// Creates something at the gateway (`POST`), retrying only when the connection could
-    /// not be opened: the gateway has then certainly not seen the request, so no second one
-    /// can result.
-    pub(crate) async fn create(&self, path: &str, body: &Value) -> Result<Value, ApprovalError> {
+    /// Creates or changes something at the gateway (`POST`), retrying only when the
+    /// connection could not be opened: the gateway has then certainly not seen the request, so
+    /// no second one can result.
+    pub(crate) async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &(impl Serialize + Sync),
+    ) -> Result<T, ApprovalError> {
         let mut failures = 0;
         loop {
             match self

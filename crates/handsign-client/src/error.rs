@@ -4,6 +4,8 @@
 //! tell "no" from "not yet" from "could not ask", and react to each: a denial is an answer to
 //! respect, an expiry may be asked again, an unreachable gateway may be retried later.
 
+use handsign_protocol::api::ErrorCode;
+
 /// Why no approval token came back.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApprovalError {
@@ -14,20 +16,25 @@ pub enum ApprovalError {
     /// within the gateway's collection window.
     #[error("the request expired before it was decided and collected")]
     Expired,
-    /// The gateway cancelled the request (for example because the agent was revoked). The
-    /// gateway's answer may not say why; `reason` is its words when it does.
+    /// The request was cancelled: by the agent itself, or by the gateway because the agent was
+    /// revoked. `reason` is the gateway's words for why (`agent revoked`, or the reason the
+    /// agent gave).
     #[error("the request was cancelled{}", reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default())]
     Cancelled { reason: Option<String> },
-    /// The caller's own deadline passed with the request still pending. The request stays
-    /// pending at the gateway: wait on it again to collect it, do not ask again.
+    /// The caller's own deadline passed with the request still pending. After
+    /// [`wait_timeout`](crate::PendingApproval::wait_timeout) the request stays pending at the
+    /// gateway: wait on it again to collect it, do not ask again.
+    /// [`wait_or_cancel`](crate::PendingApproval::wait_or_cancel) has cancelled it instead.
     #[error("no decision before the deadline; the request is still pending")]
     TimedOut,
     /// The gateway answered with an error (`{"error", "message"}`); `code` is its stable code,
-    /// e.g. `invalid_action` or `unknown_agent`.
+    /// e.g. [`ErrorCode::InvalidAction`] or [`ErrorCode::UnknownAgent`], and
+    /// [`ErrorCode::Unknown`] for an answer not in the gateway's format (a proxy's) or a code
+    /// this version does not know.
     #[error("the gateway refused ({status} {code}): {message}")]
     Refused {
         status: u16,
-        code: String,
+        code: ErrorCode,
         message: String,
     },
     /// The gateway could not be reached, or the connection kept breaking, after the retries

@@ -52,6 +52,8 @@
 //! This crate never panics on bad input or bad answers; every failure is an error value.
 
 mod approval;
+#[cfg(feature = "cli")]
+pub mod cli;
 mod client;
 mod error;
 mod key;
@@ -63,6 +65,7 @@ pub use error::{ApprovalError, AuthorizeError, ClientError};
 pub use key::{AgentKey, KeyFileError};
 pub use qr::terminal_qr;
 
-/// The protocol types an agent meets: JWKs and the token's claims.
+/// The protocol types an agent meets: JWKs, the token's claims and the gateway's error codes.
+pub use handsign_protocol::api::ErrorCode;
 pub use handsign_protocol::keys::Jwk;
 pub use handsign_protocol::token::ApprovalClaims;

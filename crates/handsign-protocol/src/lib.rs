@@ -1,6 +1,7 @@
 //! The Handsign protocol: everything the gateway, the agent SDK, the service middleware and an
 //! auditor must agree on, byte for byte.
 //!
+//! - [`api`]: the gateway's HTTP API: requests, answers and error codes.
 //! - [`canonical`]: RFC 8785 canonical JSON, strict about input it cannot represent exactly.
 //! - [`params`]: the canonical parameters of an action and their `params_sha256`.
 //! - [`statement`]: the approval statement a person signs with a passkey.
@@ -12,6 +13,7 @@
 //!
 //! This crate does no I/O: no network, no filesystem, no clock. Callers pass the current time in.
 
+pub mod api;
 pub mod base64url;
 pub mod canonical;
 pub mod dpop;

@@ -16,6 +16,7 @@ pub const STATEMENT_VERSION: &str = "handsign/1";
 
 /// What the person decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Decision {
     Approve,

@@ -9,6 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::api::ErrorCode;
 use crate::jws::{self, CompactJws, JwsError};
 use crate::keys::{KeySet, SigningKey};
 use crate::params::ParamsHash;
@@ -133,21 +134,21 @@ pub enum TokenError {
 impl TokenError {
     /// A stable machine-readable code for the failed check, used as `error="..."` in
     /// `WWW-Authenticate` and as the CLI's verdict.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            TokenError::Malformed(_) => "malformed_token",
-            TokenError::WrongAlg { .. } => "wrong_alg",
-            TokenError::WrongTyp { .. } => "wrong_typ",
-            TokenError::MissingKid | TokenError::UnknownKid { .. } => "unknown_kid",
-            TokenError::BadSignature { .. } => "bad_signature",
-            TokenError::MalformedClaims(_) => "malformed_claims",
-            TokenError::WrongIssuer { .. } => "wrong_issuer",
-            TokenError::WrongAudience { .. } => "wrong_audience",
-            TokenError::Expired { .. } => "expired",
-            TokenError::NotYetValid { .. } => "not_yet_valid",
-            TokenError::LifetimeTooLong { .. } => "lifetime_too_long",
-            TokenError::ActionMismatch { .. } => "action_mismatch",
-            TokenError::ParamsMismatch { .. } => "params_mismatch",
+            TokenError::Malformed(_) => ErrorCode::MalformedToken,
+            TokenError::WrongAlg { .. } => ErrorCode::WrongAlg,
+            TokenError::WrongTyp { .. } => ErrorCode::WrongTyp,
+            TokenError::MissingKid | TokenError::UnknownKid { .. } => ErrorCode::UnknownKid,
+            TokenError::BadSignature { .. } => ErrorCode::BadSignature,
+            TokenError::MalformedClaims(_) => ErrorCode::MalformedClaims,
+            TokenError::WrongIssuer { .. } => ErrorCode::WrongIssuer,
+            TokenError::WrongAudience { .. } => ErrorCode::WrongAudience,
+            TokenError::Expired { .. } => ErrorCode::Expired,
+            TokenError::NotYetValid { .. } => ErrorCode::NotYetValid,
+            TokenError::LifetimeTooLong { .. } => ErrorCode::LifetimeTooLong,
+            TokenError::ActionMismatch { .. } => ErrorCode::ActionMismatch,
+            TokenError::ParamsMismatch { .. } => ErrorCode::ParamsMismatch,
         }
     }
 }

@@ -29,7 +29,6 @@
 //! the token's agent cannot make the service store anything. The record's key is a hash of the
 //! agent's key and the `jti`, so its size does not depend on what the agent sent.
 
-use axum::body::Body;
 use axum::extract::OriginalUri;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Request, header};
@@ -40,20 +39,28 @@ use handsign_protocol::dpop::{self, VerifiedProof};
 use handsign_protocol::jws::CompactJws;
 use handsign_protocol::params::{CanonicalParams, ParamsHash};
 use handsign_protocol::token::{self, ApprovalClaims, TOKEN_TYP, TokenError, TokenHeader};
-use http_body_util::{BodyExt as _, LengthLimitError, Limited};
+use http_body::Body;
+use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
 use sha2::{Digest as _, Sha256};
 
 use crate::config::VerifierInner;
+use crate::layer::BoxError;
 use crate::layer::{Params, ParamsSource, Route};
-use crate::refusal::{Refusal, codes};
+use handsign_protocol::api::ErrorCode;
+
+use crate::refusal::Refusal;
 
 /// Checks `request` against the verifier's configuration and the route; on success returns
 /// it with the claims in its extensions and its body replaced by the bytes that were hashed.
-pub(crate) async fn check(
+pub(crate) async fn check<B>(
     verifier: &VerifierInner,
     route: &Route,
-    request: Request<Body>,
-) -> Result<Request<Body>, Refusal> {
+    request: Request<B>,
+) -> Result<Request<Full<Bytes>>, Refusal>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
     let token = approval_token(request.headers())?.to_owned();
     let kid = token_kid(&token)?;
     if matches!(route.params, ParamsSource::Body) {
@@ -91,7 +98,7 @@ pub(crate) async fn check(
             verifier,
             &claims.jti,
             claims.exp.saturating_add(verifier.skew),
-            codes::TOKEN_REPLAYED,
+            ErrorCode::TokenReplayed,
             "this token was used already: an approval is good for one request; ask for a new \
              approval",
         )
@@ -101,7 +108,7 @@ pub(crate) async fn check(
             verifier,
             &proof_record_id(&proof),
             proof.fresh_until(),
-            codes::DPOP_REPLAYED,
+            ErrorCode::DpopReplayed,
             "this DPoP proof was used already: make a new proof for every request",
         )
         .await;
@@ -118,7 +125,7 @@ pub(crate) async fn check(
     use_token().await?;
 
     parts.extensions.insert(claims);
-    Ok(Request::from_parts(parts, Body::from(body)))
+    Ok(Request::from_parts(parts, Full::new(body)))
 }
 
 /// Refuses a token the replay store cannot vouch for: one that could have been accepted (its
@@ -132,7 +139,7 @@ fn check_replay_record_covers(
     match verifier.replay.records_since() {
         Some(since) if claims.nbf.saturating_sub(verifier.skew) <= since => {
             Err(Refusal::unauthorized(
-                codes::ISSUED_BEFORE_START,
+                ErrorCode::IssuedBeforeStart,
                 "this token was issued before the service started, and the service's record \
                  of used tokens (in memory) began then: whether it was used already cannot be \
                  known; ask for a new approval",
@@ -148,7 +155,7 @@ async fn consume(
     verifier: &VerifierInner,
     id: &str,
     expires_at: i64,
-    code: &'static str,
+    code: ErrorCode,
     message: &'static str,
 ) -> Result<(), Refusal> {
     match verifier.replay.consume(id, expires_at).await {
@@ -157,7 +164,7 @@ async fn consume(
         Err(error) => {
             tracing::warn!(%error, "the replay store cannot be reached; refusing the request");
             Err(Refusal::Unavailable {
-                code: codes::REPLAY_STORE_UNAVAILABLE,
+                code: ErrorCode::ReplayStoreUnavailable,
                 message: "the service cannot record the token's use right now; try again \
                           with a new approval",
                 retry_after_secs: 1,
@@ -214,7 +221,7 @@ fn check_json_content_type(headers: &HeaderMap) -> Result<(), Refusal> {
 
 /// The token of the single `Authorization: Approval <token>` header.
 fn approval_token(headers: &HeaderMap) -> Result<&str, Refusal> {
-    let missing = |message: &str| Refusal::unauthorized(codes::MISSING_TOKEN, message);
+    let missing = |message: &str| Refusal::unauthorized(ErrorCode::MissingToken, message);
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let (Some(value), None) = (values.next(), values.next()) else {
         return Err(missing(
@@ -266,7 +273,11 @@ fn check_announced_length(headers: &HeaderMap, limit: usize) -> Result<(), Refus
 
 /// The whole body, refusing it once more than `limit` bytes arrive (a body sent without
 /// `Content-Length`, or longer than announced).
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, Refusal> {
+async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, Refusal>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.is::<LengthLimitError>() => Err(Refusal::BodyTooLarge { limit }),
@@ -283,7 +294,7 @@ fn params_hash(
     body: &Bytes,
     limits: &Limits,
 ) -> Result<ParamsHash, Refusal> {
-    let invalid = |message: String| Refusal::unauthorized(codes::INVALID_PARAMS, message);
+    let invalid = |message: String| Refusal::unauthorized(ErrorCode::InvalidParams, message);
     let canonical = match source {
         ParamsSource::Body => CanonicalParams::parse(body, limits),
         ParamsSource::Custom(extract) => match extract(parts, body).map_err(|message| {
@@ -316,7 +327,7 @@ fn check_key_binding(
             return Ok(None);
         }
         return Err(Refusal::unauthorized(
-            codes::DPOP_REQUIRED,
+            ErrorCode::DpopRequired,
             "the token is not bound to an agent key (no cnf.jkt), and this service accepts \
              key-bound tokens only",
         ));
@@ -325,19 +336,19 @@ fn check_key_binding(
     let proof = match (values.next(), values.next()) {
         (None, _) => {
             return Err(Refusal::unauthorized(
-                codes::DPOP_REQUIRED,
+                ErrorCode::DpopRequired,
                 "the token is bound to an agent key (cnf.jkt): send a DPoP header with a proof \
                  made with that key for this method and URL, with ath set to the token's hash",
             ));
         }
         (Some(_), Some(_)) => {
             return Err(Refusal::unauthorized(
-                codes::INVALID_DPOP,
+                ErrorCode::InvalidDpop,
                 "send exactly one DPoP header",
             ));
         }
         (Some(value), None) => value.to_str().map_err(|_| {
-            Refusal::unauthorized(codes::INVALID_DPOP, "the DPoP header is not ASCII")
+            Refusal::unauthorized(ErrorCode::InvalidDpop, "the DPoP header is not ASCII")
         })?,
     };
     let url = request_url(verifier, parts);
@@ -350,10 +361,10 @@ fn check_key_binding(
             access_token: Some(token),
         },
     )
-    .map_err(|error| Refusal::unauthorized(codes::INVALID_DPOP, error.to_string()))?;
+    .map_err(|error| Refusal::unauthorized(ErrorCode::InvalidDpop, error.to_string()))?;
     if verified.jkt != cnf.jkt {
         return Err(Refusal::unauthorized(
-            codes::DPOP_KEY_MISMATCH,
+            ErrorCode::DpopKeyMismatch,
             format!(
                 "the DPoP proof is made with key {}, but the token is bound to key {}",
                 verified.jkt, cnf.jkt

@@ -9,7 +9,7 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use handsign_protocol::token::ApprovalClaims;
 
-use crate::refusal::codes;
+use handsign_protocol::api::ErrorCode;
 
 /// The verified claims of the token the request was accepted with: who approved (`sub`), which
 /// agent acted (`act.sub`), the approval id (`approval`, which leads to the receipt), and the
@@ -43,7 +43,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Approved {
                 Err((
                     StatusCode::INTERNAL_SERVER_ERROR,
                     Json(serde_json::json!({
-                        "error": codes::APPROVAL_LAYER_MISSING,
+                        "error": ErrorCode::ApprovalLayerMissing,
                         "message": "this route is not configured to check approvals",
                     })),
                 )

@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use handsign_protocol::keys::{Jwks, KeySet};
 
-use crate::refusal::{Refusal, codes};
+use handsign_protocol::api::ErrorCode;
+
+use crate::refusal::Refusal;
 
 /// Largest JWKS document read; a real one is a few hundred bytes per key.
 const MAX_JWKS_BYTES: usize = 256 * 1024;
@@ -117,7 +119,7 @@ impl JwksCache {
             .as_secs()
             .max(1);
         Err(Refusal::Unavailable {
-            code: codes::KEYS_UNAVAILABLE,
+            code: ErrorCode::KeysUnavailable,
             message: "the token names a key this service does not know, and the gateway's \
                       keys cannot be fetched right now; try again later",
             retry_after_secs: retry_after,

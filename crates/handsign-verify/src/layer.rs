@@ -2,6 +2,10 @@
 //! service (the handler) only when [`check`](crate::check) accepted it, with the verified
 //! [`ApprovalClaims`](handsign_protocol::token::ApprovalClaims) in its extensions and the very
 //! body bytes whose hash was checked.
+//!
+//! Like tower-http's layers it takes a request with any [`http_body::Body`] (axum's, hyper's
+//! `Incoming`, ...), so it serves under axum, plain hyper or another tower stack; the inner
+//! service gets the buffered body as [`Full<Bytes>`], which axum's routes take as well.
 
 use std::fmt;
 use std::future::Future;
@@ -9,11 +13,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use axum::body::Body;
 use axum::http::Request;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use http_body_util::Full;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -54,6 +58,9 @@ impl From<String> for Params {
         Params::Json(json.into())
     }
 }
+
+/// The error of a request body, as tower-http and hyper name it.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 type ParamsFn = dyn Fn(&Parts, &Bytes) -> Result<Params, String> + Send + Sync;
 type BodyCheck = dyn Fn(&Bytes) -> Result<(), String> + Send + Sync;
@@ -179,9 +186,12 @@ impl<S> fmt::Debug for ApprovalService<S> {
     }
 }
 
-impl<S> Service<Request<Body>> for ApprovalService<S>
+impl<S, B> Service<Request<B>> for ApprovalService<S>
 where
-    S: Service<Request<Body>> + Clone + Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+    S: Service<Request<Full<Bytes>>> + Clone + Send + 'static,
     S::Response: IntoResponse,
     S::Future: Send + 'static,
 {
@@ -193,7 +203,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
+    fn call(&mut self, request: Request<B>) -> Self::Future {
         // The clone that was polled ready is the one to call; leave a fresh clone behind.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -209,7 +219,7 @@ where
                     verifier.counters.refused(refusal.code());
                     tracing::info!(
                         action = %route.action,
-                        error = refusal.code(),
+                        error = refusal.code().as_str(),
                         "approval refused"
                     );
                     Ok(refusal.into_response())

@@ -9,7 +9,7 @@
 //! request's own params in RFC 8785 form; the DPoP proof; and then consumes the proof's and the
 //! token's `jti` in a [`ReplayStore`]. Only then does the handler run, and the [`Approved`]
 //! extractor gives it the verified claims. Every refusal of the token is a `401` with
-//! `WWW-Authenticate: Approval error="<code>", error_description="<message>"` (see [`codes`]);
+//! `WWW-Authenticate: Approval error="<code>", error_description="<message>"` (see [`ErrorCode`]);
 //! a body the route cannot read (not JSON, too large) is refused before the token is used; a
 //! replay store or key source that cannot be reached gives `503`, never an unchecked request.
 //!
@@ -122,12 +122,13 @@ pub use config::{
     DEFAULT_JWKS_REFRESH_INTERVAL, Keys, Verifier, VerifierBuilder,
 };
 pub use extract::Approved;
+/// The `error` codes of the middleware's refusals (and of the gateway's answers).
+pub use handsign_protocol::api::ErrorCode;
 pub use handsign_protocol::token::ApprovalClaims;
 pub use layer::{ApprovalLayer, ApprovalService, Params};
 pub use metrics::VerifierMetrics;
 #[cfg(feature = "redis")]
 pub use redis_store::{DEFAULT_KEY_PREFIX, RedisReplayStore};
-pub use refusal::codes;
 pub use replay::{MemoryReplayStore, ReplayError, ReplayStore};
 #[cfg(feature = "redis")]
 pub use replicas::ReplicaWait;

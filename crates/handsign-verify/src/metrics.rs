@@ -6,37 +6,37 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::refusal::codes;
+use handsign_protocol::api::ErrorCode;
 
 /// Every code the layer refuses with, as [`VerifierMetrics::refused`] lists them: the token
 /// checks' codes, the middleware's own, and last [`OTHER`].
 pub const REFUSAL_CODES: [&str; 27] = [
-    codes::MISSING_TOKEN,
-    "malformed_token",
-    "wrong_alg",
-    "wrong_typ",
-    "unknown_kid",
-    "bad_signature",
-    "malformed_claims",
-    "wrong_issuer",
-    "wrong_audience",
-    "expired",
-    "not_yet_valid",
-    "lifetime_too_long",
-    "action_mismatch",
-    "params_mismatch",
-    codes::INVALID_PARAMS,
-    codes::DPOP_REQUIRED,
-    codes::INVALID_DPOP,
-    codes::DPOP_KEY_MISMATCH,
-    codes::DPOP_REPLAYED,
-    codes::ISSUED_BEFORE_START,
-    codes::TOKEN_REPLAYED,
-    codes::UNSUPPORTED_MEDIA_TYPE,
-    codes::BODY_TOO_LARGE,
-    codes::INVALID_BODY,
-    codes::KEYS_UNAVAILABLE,
-    codes::REPLAY_STORE_UNAVAILABLE,
+    ErrorCode::MissingToken.as_str(),
+    ErrorCode::MalformedToken.as_str(),
+    ErrorCode::WrongAlg.as_str(),
+    ErrorCode::WrongTyp.as_str(),
+    ErrorCode::UnknownKid.as_str(),
+    ErrorCode::BadSignature.as_str(),
+    ErrorCode::MalformedClaims.as_str(),
+    ErrorCode::WrongIssuer.as_str(),
+    ErrorCode::WrongAudience.as_str(),
+    ErrorCode::Expired.as_str(),
+    ErrorCode::NotYetValid.as_str(),
+    ErrorCode::LifetimeTooLong.as_str(),
+    ErrorCode::ActionMismatch.as_str(),
+    ErrorCode::ParamsMismatch.as_str(),
+    ErrorCode::InvalidParams.as_str(),
+    ErrorCode::DpopRequired.as_str(),
+    ErrorCode::InvalidDpop.as_str(),
+    ErrorCode::DpopKeyMismatch.as_str(),
+    ErrorCode::DpopReplayed.as_str(),
+    ErrorCode::IssuedBeforeStart.as_str(),
+    ErrorCode::TokenReplayed.as_str(),
+    ErrorCode::UnsupportedMediaType.as_str(),
+    ErrorCode::BodyTooLarge.as_str(),
+    ErrorCode::InvalidBody.as_str(),
+    ErrorCode::KeysUnavailable.as_str(),
+    ErrorCode::ReplayStoreUnavailable.as_str(),
     OTHER,
 ];
 
@@ -59,10 +59,10 @@ impl Counters {
         self.accepted.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn refused(&self, code: &str) {
+    pub(crate) fn refused(&self, code: ErrorCode) {
         let index = REFUSAL_CODES
             .iter()
-            .position(|known| *known == code)
+            .position(|known| *known == code.as_str())
             .unwrap_or(REFUSAL_CODES.len() - 1);
         self.refused[index].fetch_add(1, Ordering::Relaxed);
     }
@@ -144,18 +144,18 @@ mod tests {
     #[test]
     fn every_code_of_the_middleware_is_a_label_and_unknown_codes_are_other() {
         for code in [
-            codes::MISSING_TOKEN,
-            codes::INVALID_PARAMS,
-            codes::DPOP_REQUIRED,
-            codes::INVALID_DPOP,
-            codes::DPOP_KEY_MISMATCH,
-            codes::TOKEN_REPLAYED,
-            codes::BODY_TOO_LARGE,
-            codes::INVALID_BODY,
-            codes::KEYS_UNAVAILABLE,
-            codes::REPLAY_STORE_UNAVAILABLE,
+            ErrorCode::MissingToken,
+            ErrorCode::InvalidParams,
+            ErrorCode::DpopRequired,
+            ErrorCode::InvalidDpop,
+            ErrorCode::DpopKeyMismatch,
+            ErrorCode::TokenReplayed,
+            ErrorCode::BodyTooLarge,
+            ErrorCode::InvalidBody,
+            ErrorCode::KeysUnavailable,
+            ErrorCode::ReplayStoreUnavailable,
         ] {
-            assert!(REFUSAL_CODES.contains(&code), "{code}");
+            assert!(REFUSAL_CODES.contains(&code.as_str()), "{code}");
         }
         let mut unique = REFUSAL_CODES.to_vec();
         unique.sort_unstable();
@@ -169,14 +169,14 @@ mod tests {
 
         let counters = Counters::default();
         counters.accepted();
-        counters.refused("expired");
-        counters.refused("expired");
-        counters.refused("something_new");
+        counters.refused(ErrorCode::Expired);
+        counters.refused(ErrorCode::Expired);
+        counters.refused(ErrorCode::Unknown);
         let metrics = counters.snapshot();
         assert_eq!(metrics.accepted, 1);
         assert_eq!(metrics.refused("expired"), 2);
         assert_eq!(metrics.refused(OTHER), 1);
-        assert_eq!(metrics.refused("something_new"), 0);
+        assert_eq!(metrics.refused(ErrorCode::Unknown.as_str()), 0);
         assert_eq!(metrics.refused_total(), 3);
         assert_eq!(metrics.refused.len(), REFUSAL_CODES.len());
     }
@@ -184,7 +184,7 @@ mod tests {
     #[test]
     fn renders_every_series_after_its_type() {
         let counters = Counters::default();
-        counters.refused(codes::TOKEN_REPLAYED);
+        counters.refused(ErrorCode::TokenReplayed);
         let text = counters.snapshot().to_prometheus();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 4 + 1 + REFUSAL_CODES.len(), "{text}");

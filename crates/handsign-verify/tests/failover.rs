@@ -16,7 +16,7 @@ use std::time::Duration;
 use common::*;
 use handsign_protocol::keys::SigningKey;
 use handsign_redis_harness::{RedisServer, ReplicatedRedis, wait_for_replica};
-use handsign_verify::{RedisReplayStore, ReplayStore as _, ReplicaWait, codes};
+use handsign_verify::{ErrorCode, RedisReplayStore, ReplayStore as _, ReplicaWait};
 use reqwest::StatusCode;
 use tokio::net::TcpListener;
 
@@ -76,7 +76,10 @@ impl Setup {
 
 fn assert_store_refused(answer: &Answer) {
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{answer:?}");
-    assert_eq!(answer.json()["error"], codes::REPLAY_STORE_UNAVAILABLE);
+    assert_eq!(
+        answer.json()["error"],
+        ErrorCode::ReplayStoreUnavailable.as_str()
+    );
 }
 
 /// The failure the wait exists for, kept as a demonstration: without it, a use the replica had
@@ -132,7 +135,7 @@ async fn waiting_for_a_replica_accepts_a_token_once_across_a_failover() {
         setup.present(&promoted).await,
     ];
     assert_eq!(answers[0].status, StatusCode::OK, "{:?}", answers[0]);
-    answers[1].assert_refused(codes::TOKEN_REPLAYED);
+    answers[1].assert_refused(ErrorCode::TokenReplayed.as_str());
     assert_eq!(primary.seen.runs() + promoted.seen.runs(), 1);
 }
 
@@ -150,7 +153,7 @@ async fn a_use_the_replica_acknowledged_survives_a_failover() {
     setup
         .present(&promoted)
         .await
-        .assert_refused(codes::TOKEN_REPLAYED);
+        .assert_refused(ErrorCode::TokenReplayed.as_str());
     assert_eq!(primary.seen.runs() + promoted.seen.runs(), 1);
 }
 
@@ -167,7 +170,7 @@ async fn without_waiting_a_use_already_replicated_survives_a_failover() {
     setup
         .present(&promoted)
         .await
-        .assert_refused(codes::TOKEN_REPLAYED);
+        .assert_refused(ErrorCode::TokenReplayed.as_str());
     assert_eq!(primary.seen.runs() + promoted.seen.runs(), 1);
 }
 
@@ -187,7 +190,7 @@ async fn a_use_refused_for_want_of_a_replica_stays_used() {
     setup
         .present(&primary)
         .await
-        .assert_refused(codes::TOKEN_REPLAYED);
+        .assert_refused(ErrorCode::TokenReplayed.as_str());
     assert_eq!(primary.seen.runs(), 0);
 }
 

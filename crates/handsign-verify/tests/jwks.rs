@@ -16,7 +16,7 @@ use axum::routing::get;
 use common::*;
 use futures_util::future::join_all;
 use handsign_protocol::keys::{Jwks, SigningKey};
-use handsign_verify::{Keys, codes};
+use handsign_verify::{ErrorCode, Keys};
 use tokio::net::TcpListener;
 
 /// A stand-in for the gateway's `/.well-known/jwks.json` whose contents the test changes, and
@@ -102,7 +102,7 @@ async fn an_unreachable_jwks_url_gives_503_and_the_handler_does_not_run() {
     let answer = book(&service, &gateway, &agent).await;
 
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{answer:?}");
-    assert_eq!(answer.json()["error"], codes::KEYS_UNAVAILABLE);
+    assert_eq!(answer.json()["error"], ErrorCode::KeysUnavailable.as_str());
     let retry_after: u64 = answer.headers["retry-after"]
         .to_str()
         .unwrap()
@@ -209,7 +209,7 @@ async fn a_failed_refresh_keeps_the_known_keys_but_fails_closed_on_an_unknown_ki
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
     let answer = book(&service, &rotated, &agent).await;
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{answer:?}");
-    assert_eq!(answer.json()["error"], codes::KEYS_UNAVAILABLE);
+    assert_eq!(answer.json()["error"], ErrorCode::KeysUnavailable.as_str());
     assert_eq!(service.seen.runs(), 2);
 
     // The gateway is back, with the rotated key.

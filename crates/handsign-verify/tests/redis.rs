@@ -13,7 +13,7 @@ use common::*;
 use futures_util::StreamExt as _;
 use handsign_protocol::keys::SigningKey;
 use handsign_redis_harness::RedisServer;
-use handsign_verify::{RedisReplayStore, codes};
+use handsign_verify::{ErrorCode, RedisReplayStore};
 use reqwest::{Method, StatusCode};
 use tokio::net::TcpListener;
 
@@ -68,7 +68,7 @@ async fn two_instances_sharing_redis_accept_each_token_exactly_once() {
                 );
                 for answer in [&a, &b] {
                     if answer.status != StatusCode::OK {
-                        answer.assert_refused(codes::TOKEN_REPLAYED);
+                        answer.assert_refused(ErrorCode::TokenReplayed.as_str());
                     }
                 }
                 [a.status, b.status]
@@ -118,7 +118,10 @@ async fn without_redis_the_service_answers_503_and_the_handler_does_not_run() {
         let token = mint(&gateway, &claims(&agent, BOOK, FLIGHT));
         let answer = post_approved(&client, &url, &token, &agent, FLIGHT).await;
         assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{answer:?}");
-        assert_eq!(answer.json()["error"], codes::REPLAY_STORE_UNAVAILABLE);
+        assert_eq!(
+            answer.json()["error"],
+            ErrorCode::ReplayStoreUnavailable.as_str()
+        );
         assert_eq!(answer.headers["retry-after"], "1");
     }
     assert_eq!(service.seen.runs(), 1);
@@ -177,10 +180,10 @@ async fn with_redis_a_restart_forgets_no_use_and_refuses_no_unused_token() {
     // The captured pair, and the used token with a new proof: both refused.
     send(&after, &used, captured)
         .await
-        .assert_refused(codes::DPOP_REPLAYED);
+        .assert_refused(ErrorCode::DpopReplayed.as_str());
     send(&after, &used, proof(&agent, "POST", &public, Some(&used)))
         .await
-        .assert_refused(codes::TOKEN_REPLAYED);
+        .assert_refused(ErrorCode::TokenReplayed.as_str());
     // A token issued before the restart and never used: accepted, since Redis remembers.
     let answer = send(
         &after,

@@ -13,7 +13,7 @@ use common::*;
 use handsign_protocol::dpop;
 use handsign_protocol::keys::{KeySet, SigningKey};
 use handsign_protocol::token::ApprovalClaims;
-use handsign_verify::{Clock, Keys, ReplayError, ReplayStore, Verifier, codes};
+use handsign_verify::{Clock, ErrorCode, Keys, ReplayError, ReplayStore, Verifier};
 use reqwest::{Method, StatusCode};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -212,7 +212,7 @@ async fn a_token_without_authorization_or_with_another_scheme_is_refused() {
     }
     .send(&s.client)
     .await;
-    answer.assert_refused(codes::MISSING_TOKEN);
+    answer.assert_refused(ErrorCode::MissingToken.as_str());
 
     let answer = s
         .client
@@ -261,7 +261,7 @@ async fn a_key_bound_token_without_a_proof_is_refused() {
     }
     .send(&s.client)
     .await;
-    answer.assert_refused(codes::DPOP_REQUIRED);
+    answer.assert_refused(ErrorCode::DpopRequired.as_str());
     assert_eq!(s.service.seen.runs(), 0);
 }
 
@@ -272,7 +272,7 @@ async fn a_proof_by_another_agent_is_refused() {
     let thief = SigningKey::generate().unwrap();
     post_approved(&s.client, &s.bookings(), &token, &thief, FLIGHT)
         .await
-        .assert_refused(codes::DPOP_KEY_MISMATCH);
+        .assert_refused(ErrorCode::DpopKeyMismatch.as_str());
     assert_eq!(s.service.seen.runs(), 0);
 }
 
@@ -294,7 +294,7 @@ async fn a_proof_for_another_url_or_method_is_refused() {
         }
         .send(&s.client)
         .await;
-        answer.assert_refused(codes::INVALID_DPOP);
+        answer.assert_refused(ErrorCode::InvalidDpop.as_str());
     }
     assert_eq!(s.service.seen.runs(), 0);
     // None of them used the token up.
@@ -316,7 +316,7 @@ async fn a_proof_without_or_with_another_token_hash_is_refused() {
         }
         .send(&s.client)
         .await;
-        answer.assert_refused(codes::INVALID_DPOP);
+        answer.assert_refused(ErrorCode::InvalidDpop.as_str());
         assert!(answer.json()["message"].as_str().unwrap().contains("ath"));
     }
     assert_eq!(s.service.seen.runs(), 0);
@@ -338,7 +338,7 @@ async fn an_unbound_token_is_refused_unless_explicitly_allowed() {
     call(s.bookings())
         .send(&s.client)
         .await
-        .assert_refused(codes::DPOP_REQUIRED);
+        .assert_refused(ErrorCode::DpopRequired.as_str());
     assert_eq!(s.service.seen.runs(), 0);
 
     let lenient = spawn_service(&s.gateway, |b| b.danger_allow_unbound_tokens()).await;
@@ -366,7 +366,7 @@ async fn an_imprecise_number_in_the_body_is_refused() {
     let sent = r#"{"amount": 9007199254740993}"#;
     let token = s.token(BOOK, approved);
     let answer = s.book(&token, sent).await;
-    answer.assert_refused(codes::INVALID_PARAMS);
+    answer.assert_refused(ErrorCode::InvalidParams.as_str());
     assert!(
         answer.json()["message"]
             .as_str()
@@ -376,7 +376,7 @@ async fn an_imprecise_number_in_the_body_is_refused() {
     let token = s.token(BOOK, r#"{"a": 1}"#);
     s.book(&token, r#"{"a": 1, "a": 2}"#)
         .await
-        .assert_refused(codes::INVALID_PARAMS);
+        .assert_refused(ErrorCode::InvalidParams.as_str());
     assert_eq!(s.service.seen.runs(), 0);
 }
 
@@ -387,7 +387,7 @@ async fn a_body_over_the_limit_is_refused_with_413() {
     let token = s.token(BOOK, &big);
     let answer = post_approved(&s.client, &s.service.at("/small"), &token, &s.agent, &big).await;
     assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE, "{answer:?}");
-    assert_eq!(answer.json()["error"], codes::BODY_TOO_LARGE);
+    assert_eq!(answer.json()["error"], ErrorCode::BodyTooLarge.as_str());
     assert_eq!(s.service.seen.runs(), 0);
 }
 
@@ -414,7 +414,7 @@ async fn a_chunked_body_over_the_limit_is_refused_with_413() {
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
     assert!(response.starts_with("HTTP/1.1 413"), "{response}");
-    assert!(response.contains(codes::BODY_TOO_LARGE));
+    assert!(response.contains(ErrorCode::BodyTooLarge.as_str()));
     assert_eq!(s.service.seen.runs(), 0);
 }
 
@@ -440,7 +440,7 @@ async fn params_from_the_query_string() {
         .assert_refused("params_mismatch");
     get("to=NYC&from=SFO&to=LAX")
         .await
-        .assert_refused(codes::INVALID_PARAMS);
+        .assert_refused(ErrorCode::InvalidParams.as_str());
     assert_eq!(s.service.seen.runs(), 0);
 
     let answer = get("to=NYC&from=SFO").await;
@@ -482,7 +482,10 @@ async fn an_unreachable_replay_store_gives_503_and_the_handler_does_not_run() {
     let token = mint(&gateway, &claims(&agent, BOOK, FLIGHT));
     let answer = post_approved(&client(), &service.at("/bookings"), &token, &agent, FLIGHT).await;
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{answer:?}");
-    assert_eq!(answer.json()["error"], codes::REPLAY_STORE_UNAVAILABLE);
+    assert_eq!(
+        answer.json()["error"],
+        ErrorCode::ReplayStoreUnavailable.as_str()
+    );
     assert!(answer.headers.contains_key("retry-after"));
     assert!(
         !answer.body.contains("connection refused"),
@@ -518,7 +521,7 @@ async fn sixty_four_concurrent_presentations_of_one_token_succeed_once() {
         let answer = task.await.unwrap();
         match answer.status {
             StatusCode::OK => accepted += 1,
-            _ => answer.assert_refused(codes::TOKEN_REPLAYED),
+            _ => answer.assert_refused(ErrorCode::TokenReplayed.as_str()),
         }
     }
     assert_eq!(accepted, 1);
@@ -543,12 +546,12 @@ async fn metrics_count_the_accepted_token_and_the_replay_by_code() {
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
     post_approved(&client, &bookings, &token, &agent, FLIGHT)
         .await
-        .assert_refused(codes::TOKEN_REPLAYED);
+        .assert_refused(ErrorCode::TokenReplayed.as_str());
 
     // Counted before the answer is sent: no waiting.
     let metrics = verifier.metrics();
     assert_eq!(metrics.accepted, 1);
-    assert_eq!(metrics.refused(codes::TOKEN_REPLAYED), 1);
+    assert_eq!(metrics.refused(ErrorCode::TokenReplayed.as_str()), 1);
     assert_eq!(metrics.refused_total(), 1, "{metrics:?}");
 
     let text = metrics.to_prometheus();
@@ -650,7 +653,7 @@ async fn a_token_accepted_before_a_restart_is_refused_after_it() {
     time.store(t0 + 1, Ordering::SeqCst);
     let after = start_with_default_store(&gateway, &clock).await;
     let answer = book_at(&after, &agent, &token, t0 + 1).await;
-    answer.assert_refused(codes::ISSUED_BEFORE_START);
+    answer.assert_refused(ErrorCode::IssuedBeforeStart.as_str());
     assert!(
         answer.json()["message"]
             .as_str()
@@ -664,7 +667,7 @@ async fn a_token_accepted_before_a_restart_is_refused_after_it() {
     let token = mint(&gateway, &claims_at(&agent, t0 + 6));
     book_at(&after, &agent, &token, t0 + 6)
         .await
-        .assert_refused(codes::ISSUED_BEFORE_START);
+        .assert_refused(ErrorCode::IssuedBeforeStart.as_str());
     // ...and accepted from the next second on.
     time.store(t0 + 7, Ordering::SeqCst);
     let token = mint(&gateway, &claims_at(&agent, t0 + 7));
@@ -689,7 +692,7 @@ async fn a_captured_token_and_proof_pair_is_refused_as_a_replayed_proof() {
     send()
         .send(&s.client)
         .await
-        .assert_refused(codes::DPOP_REPLAYED);
+        .assert_refused(ErrorCode::DpopReplayed.as_str());
     assert_eq!(s.service.seen.runs(), 1);
 }
 
@@ -717,7 +720,7 @@ async fn a_body_not_sent_as_json_is_refused_before_the_token_is_used() {
         let body: serde_json::Value = answer.json().await.unwrap();
         assert_eq!(
             body["error"],
-            codes::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::UnsupportedMediaType.as_str(),
             "{content_type:?}"
         );
         assert!(
@@ -756,7 +759,7 @@ async fn a_body_the_handler_cannot_read_is_refused_before_the_token_is_used() {
     let typed = s.service.at("/typed");
     let answer = post_approved(&s.client, &typed, &token, &s.agent, no_seats).await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{answer:?}");
-    assert_eq!(answer.json()["error"], codes::INVALID_BODY);
+    assert_eq!(answer.json()["error"], ErrorCode::InvalidBody.as_str());
     assert!(
         answer.json()["message"]
             .as_str()

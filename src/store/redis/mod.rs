@@ -998,6 +998,40 @@ impl Store for RedisStore {
         }
     }
 
+    async fn cancel_approval(
+        &self,
+        id: &ApprovalId,
+        agent: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<ApprovalRecord, StoreError> {
+        let created = self.existing(id).await?;
+        if created.agent != agent {
+            return Err(StoreError::NotFound("approval"));
+        }
+        let cancelled = ApprovalState::Cancelled {
+            at: now,
+            reason: reason.to_owned(),
+        };
+        let (outcome, rest) = self
+            .run_once(
+                scripts::CANCEL
+                    .key(self.keys.decision(&created.user, id))
+                    .key(self.keys.agent_pending(&created.user, &created.agent))
+                    .arg(now)
+                    .arg(id.as_str())
+                    .arg(to_json(&cancelled)?),
+            )
+            .await?;
+        match outcome.as_str() {
+            "ok" => Fields::from_flat(rest)?.decided(created),
+            "not_pending" => Err(StoreError::NotPending(
+                Fields::from_flat(rest)?.decided(created)?.status(now),
+            )),
+            other => Err(unexpected(other)),
+        }
+    }
+
     async fn collect_token(&self, id: &ApprovalId, now: i64) -> Result<Collection, StoreError> {
         let created = self.existing(id).await?;
         let (outcome, rest) = self

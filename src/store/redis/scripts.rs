@@ -95,6 +95,29 @@ return all
     )
 });
 
+/// Cancels a request pending at `now` (in its agent's pending set, not expired, undecided):
+/// records the cancelled state and takes it out of the pending set in the same step. Answers
+/// the decision hash.
+/// KEYS: the request's decision, its agent's pending set. ARGV: now, id, the cancelled state.
+pub static CANCEL: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local now, id = tonumber(ARGV[1]), ARGV[2]
+local expires_at = redis.call('ZSCORE', KEYS[2], id)
+if not expires_at or now >= tonumber(expires_at) or redis.call('EXISTS', KEYS[1]) == 1 then
+  local all = redis.call('HGETALL', KEYS[1])
+  table.insert(all, 1, 'not_pending')
+  return all
+end
+redis.call('HSET', KEYS[1], 'status', 'cancelled', 'state', ARGV[3])
+redis.call('ZREM', KEYS[2], id)
+local all = redis.call('HGETALL', KEYS[1])
+table.insert(all, 1, 'ok')
+return all
+"#,
+    )
+});
+
 /// Marks an approved request's token delivered, once, if it is collected in time by an agent
 /// that is active. Answers the decision hash (empty while the request is undecided).
 /// KEYS: the request's decision, its agent, the user's history. ARGV: now, seconds an approval

@@ -1,6 +1,7 @@
-//! `handsign request`, `handsign agent keygen` and `handsign agent enroll`: the agent SDK
-//! (`handsign-client`) as commands, so that an agent written in any language can ask for an
-//! approval by running a process.
+//! `handsign request`, `handsign call`, `handsign agent keygen` and `handsign agent enroll`: this
+//! SDK as commands (feature `cli`), so that an agent written in any language can ask for an
+//! approval by running a process. The `handsign` binary parses them and hands them here; each
+//! returns the exit status it ends with.
 //!
 //! `request` prints where to approve and the match code on stderr, waits, and prints only the
 //! token (and a newline) on stdout, so `TOKEN=$(handsign request ...)` works. Its exit status,
@@ -11,10 +12,12 @@
 //! | 0 | approved (`request`: the token is on stdout) |
 //! | 3 | denied |
 //! | 4 | expired, or cancelled by the gateway |
-//! | 5 | timed out (`--timeout` passed; the request stays pending at the gateway) |
+//! | 5 | timed out (`--timeout` passed; `request` cancels the request, `agent enroll` leaves it pending) |
 //! | 2 | could not run: bad input, the gateway refused, unreachable, token already collected |
+//! | 130 | `request` interrupted (Ctrl-C); the request is cancelled |
 //!
-//! 1 is left to the verify commands, where it means "refused".
+//! 1 is left to the verify commands, where it means "refused"; an error that stops a command is
+//! returned as `Err`, for the binary to print, with status 2.
 //!
 //! `handsign call` sends one request to a service with a token, as an agent does: it attaches
 //! `Authorization: Approval <token>` and a DPoP proof for that exact method and URL. It prints
@@ -25,21 +28,29 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use handsign_client::{AgentKey, ApprovalError, ApprovalRequest, Client};
 use handsign_protocol::canonical::Limits;
 use handsign_protocol::params::CanonicalParams;
 
-use super::{Outcome, read_input};
+use crate::{AgentKey, ApprovalError, ApprovalRequest, Client};
 
+/// Exit status: approved, or (`call`) a 2xx answer.
+pub const EXIT_OK: u8 = 0;
+/// Exit status of `call`: the service answered other than 2xx.
+pub const EXIT_REFUSED: u8 = 1;
 /// Exit status: the person denied.
 pub const EXIT_DENIED: u8 = 3;
 /// Exit status: nobody decided in time, or the gateway cancelled the request.
 pub const EXIT_EXPIRED: u8 = 4;
-/// Exit status: `--timeout` passed with the request still pending.
+/// Exit status: `--timeout` passed with no decision.
 pub const EXIT_TIMED_OUT: u8 = 5;
+/// Exit status: interrupted (SIGINT), as shells report it (128 + 2).
+pub const EXIT_INTERRUPTED: u8 = 130;
+/// The reason a request is cancelled with when `handsign request` is interrupted.
+const INTERRUPTED_REASON: &str = "the agent was interrupted";
 
 const EXIT_STATUSES: &str = "Exit status: 0 approved, 3 denied, 4 expired or cancelled, \
-5 timed out (the request stays pending), 2 error (bad input, gateway refused, unreachable).";
+5 timed out (request: the request is cancelled; agent enroll: it stays pending), \
+2 error (bad input, gateway refused, unreachable), 130 interrupted (the request is cancelled).";
 
 /// Where the gateway is and which key the agent signs with.
 #[derive(Debug, Clone, clap::Args)]
@@ -50,6 +61,24 @@ pub struct Agent {
     /// The agent's private key file (a JWK, owner-only).
     #[arg(long, env = "HANDSIGN_AGENT_KEY")]
     key: PathBuf,
+}
+
+/// `handsign agent keygen` and `handsign agent enroll`: what the agent runs, beside the
+/// operator's `handsign agent` commands.
+#[derive(Debug, clap::Subcommand)]
+pub enum AgentCommand {
+    /// Make a new agent key file (owner-only); print the agent id and its public JWK.
+    Keygen(KeygenArgs),
+    /// Ask a user to approve this agent key with their passkey, and wait.
+    Enroll(EnrollArgs),
+}
+
+/// Runs `handsign agent keygen|enroll`; the exit status.
+pub async fn agent(command: AgentCommand) -> anyhow::Result<u8> {
+    match command {
+        AgentCommand::Keygen(args) => keygen(args).await,
+        AgentCommand::Enroll(args) => enroll(args).await,
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -111,7 +140,7 @@ pub struct RequestArgs {
 }
 
 /// `handsign agent keygen`: a new key file, and what the operator needs to add the agent.
-pub async fn keygen(args: KeygenArgs) -> anyhow::Result<Outcome> {
+async fn keygen(args: KeygenArgs) -> anyhow::Result<u8> {
     let key = AgentKey::create(&args.key)?;
     let jwk = serde_json::to_string(&key.public_jwk())?;
     println!("{}", key.id());
@@ -120,11 +149,11 @@ pub async fn keygen(args: KeygenArgs) -> anyhow::Result<Outcome> {
         "Wrote {} (owner-only). Add the agent with:\n  handsign agent add --name NAME --user USER --key '{jwk}'\nor enroll it with `handsign agent enroll`.",
         args.key.display()
     );
-    Ok(Outcome::Accepted)
+    Ok(EXIT_OK)
 }
 
 /// `handsign agent enroll`: ask a user to approve this key as their agent, and wait.
-pub async fn enroll(args: EnrollArgs) -> anyhow::Result<Outcome> {
+async fn enroll(args: EnrollArgs) -> anyhow::Result<u8> {
     let client = client(&args.agent)?;
     let pending = client.enroll(&args.name, &args.user).await?;
     eprintln!(
@@ -147,14 +176,14 @@ pub async fn enroll(args: EnrollArgs) -> anyhow::Result<Outcome> {
                 client.agent_id(),
                 args.user
             );
-            Ok(Outcome::Accepted)
+            Ok(EXIT_OK)
         }
         Err(error) => decided_otherwise(error),
     }
 }
 
 /// `handsign request`: ask, wait, print the token.
-pub async fn request(args: RequestArgs) -> anyhow::Result<Outcome> {
+pub async fn request(args: RequestArgs) -> anyhow::Result<u8> {
     let params = read_params(&args.params).await?;
     let client = client(&args.agent)?;
     let mut request = ApprovalRequest::new(args.action, params, args.audience);
@@ -168,14 +197,32 @@ pub async fn request(args: RequestArgs) -> anyhow::Result<Outcome> {
         pending.code()
     );
     show_qr(args.qr, pending.approval_url());
-    let result = match args.timeout {
-        Some(seconds) => pending.wait_timeout(Duration::from_secs(seconds)).await,
-        None => pending.wait().await,
+    // Nobody waits for the answer once the wait runs out or is interrupted: the request is
+    // withdrawn then, so that the person is not asked about it.
+    let waited = async {
+        match args.timeout {
+            Some(seconds) => pending.wait_or_cancel(Duration::from_secs(seconds)).await,
+            None => pending.wait().await,
+        }
+    };
+    let result = tokio::select! {
+        result = waited => result,
+        _ = tokio::signal::ctrl_c() => {
+            match pending.cancel(Some(INTERRUPTED_REASON)).await {
+                Ok(()) => eprintln!("handsign: interrupted; the request was cancelled"),
+                Err(e) => eprintln!("handsign: interrupted; the request could not be cancelled: {e}"),
+            }
+            return Ok(EXIT_INTERRUPTED);
+        }
     };
     match result {
         Ok(approval) => {
             println!("{}", approval.token());
-            Ok(Outcome::Accepted)
+            Ok(EXIT_OK)
+        }
+        Err(ApprovalError::TimedOut) => {
+            eprintln!("handsign: no decision before the deadline; the request was cancelled");
+            Ok(EXIT_TIMED_OUT)
         }
         Err(error) => decided_otherwise(error),
     }
@@ -198,7 +245,7 @@ pub struct CallArgs {
     url: String,
 }
 
-pub async fn call(args: CallArgs) -> anyhow::Result<Outcome> {
+pub async fn call(args: CallArgs) -> anyhow::Result<u8> {
     let client = client(&args.agent)?;
     let method = reqwest::Method::from_bytes(args.method.to_uppercase().as_bytes())
         .with_context(|| format!("invalid method {}", args.method))?;
@@ -224,9 +271,9 @@ pub async fn call(args: CallArgs) -> anyhow::Result<Outcome> {
     eprintln!("{status}");
     println!("{}", response.text().await?);
     Ok(if status.is_success() {
-        Outcome::Accepted
+        EXIT_OK
     } else {
-        Outcome::Refused
+        EXIT_REFUSED
     })
 }
 
@@ -235,7 +282,7 @@ fn show_qr(asked: bool, url: &str) {
     if !asked {
         return;
     }
-    match handsign_client::terminal_qr(url) {
+    match crate::terminal_qr(url) {
         Some(qr) => eprintln!("{qr}"),
         None => eprintln!("(the link is too long for a QR code)"),
     }
@@ -248,7 +295,7 @@ fn client(agent: &Agent) -> anyhow::Result<Client> {
 
 /// The exit status for an outcome other than approval; errors that are not outcomes stay
 /// errors (status 2).
-fn decided_otherwise(error: ApprovalError) -> anyhow::Result<Outcome> {
+fn decided_otherwise(error: ApprovalError) -> anyhow::Result<u8> {
     let status = match error {
         ApprovalError::Denied => EXIT_DENIED,
         ApprovalError::Expired | ApprovalError::Cancelled { .. } => EXIT_EXPIRED,
@@ -256,7 +303,7 @@ fn decided_otherwise(error: ApprovalError) -> anyhow::Result<Outcome> {
         other => return Err(other.into()),
     };
     eprintln!("handsign: {error}");
-    Ok(Outcome::Exit(status))
+    Ok(status)
 }
 
 /// Reads `--params`: JSON text, or `@FILE` / `@-`. The text is checked as the gateway will
@@ -278,4 +325,21 @@ async fn read_params(arg: &str) -> anyhow::Result<serde_json::Value> {
         bail!("--params cannot be sent exactly as written; write big numbers as strings");
     }
     Ok(value)
+}
+
+/// Reads a file, or stdin when `path` is `-`.
+async fn read_input(path: &str) -> anyhow::Result<Vec<u8>> {
+    use tokio::io::AsyncReadExt as _;
+    if path == "-" {
+        let mut bytes = Vec::new();
+        tokio::io::stdin()
+            .read_to_end(&mut bytes)
+            .await
+            .context("cannot read stdin")?;
+        Ok(bytes)
+    } else {
+        tokio::fs::read(path)
+            .await
+            .with_context(|| format!("cannot read {path}"))
+    }
 }

@@ -1,0 +1,48 @@
+//! `GET /openapi.json`: the OpenAPI 3.1 description of the agent API and the passkey
+//! ceremonies. Their routes are registered through utoipa-axum's router from the same
+//! `#[utoipa::path]` annotations the description is generated from, and the bodies are
+//! `handsign_protocol::api`'s types, so the description cannot drift from what is served.
+
+use std::sync::Arc;
+
+use axum::routing::get;
+use axum::{Json, Router};
+use utoipa::openapi::{InfoBuilder, OpenApi, OpenApiBuilder};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::routes::{agents, approve, webauthn};
+use crate::state::AppState;
+
+/// Where the description is served.
+pub const PATH: &str = "/openapi.json";
+
+/// The described routes, and the description of exactly them.
+pub fn described() -> (Router<AppState>, OpenApi) {
+    let info = InfoBuilder::new()
+        .title("Handsign")
+        .version(env!("CARGO_PKG_VERSION"))
+        .description(Some(
+            "Passkey approvals for AI agents: the agent API (every call carries a DPoP proof, \
+             RFC 9449, EdDSA) and the passkey ceremonies. Errors are `ErrorBody`. See \
+             docs/protocol.md.",
+        ))
+        .build();
+    OpenApiRouter::with_openapi(OpenApiBuilder::new().info(info).build())
+        .merge(agents::router())
+        .merge(approve::api())
+        .merge(webauthn::router())
+        .split_for_parts()
+}
+
+/// The described routes with the description served at [`PATH`].
+pub fn router() -> Router<AppState> {
+    let (router, description) = described();
+    let description = Arc::new(description);
+    router.route(
+        PATH,
+        get(move || {
+            let description = description.clone();
+            async move { Json(description.as_ref().clone()) }
+        }),
+    )
+}
