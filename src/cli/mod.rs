@@ -56,6 +56,9 @@ enum Command {
     /// Check a running gateway (a container's healthcheck): exit 0 when the URL answers 2xx, 1
     /// otherwise.
     Health(health::Args),
+    /// Put a passkey in front of an existing HTTP API: run the gate, `check` its file, or
+    /// `enroll` its agent key (see the gate file's documentation in handsign-gate).
+    Gate(handsign_gate::cli::Args),
 }
 
 /// What a command concluded; errors that stopped it from concluding are `Err`.
@@ -90,6 +93,7 @@ pub fn main() -> ExitCode {
             Command::Request(args) => agent_client::request(args).await,
             Command::Call(args) => agent_client::call(args).await,
             Command::Health(args) => health::run(args).await,
+            Command::Gate(args) => handsign_gate::cli::run(args).await.map(Outcome::Exit),
         }
     });
     match result {

@@ -1,0 +1,992 @@
+//! The HTTP gate end to end: a real gateway with a software passkey, the gate in this process
+//! (and the `handsign gate` binary for its file check and its logs), and a local upstream over
+//! http and https (a test CA made here) that records every call it receives.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, Once};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, Request};
+use common::{Person, TestGateway, process::free_port};
+use handsign::domain::{ApprovalRecord, UserId};
+use handsign::store::ApprovalFilter;
+use handsign_client::{AgentKey, ApprovalRequest, Client};
+use handsign_gate::{APPROVAL_ID_HEADER, Gate, GateFile, Verification};
+use handsign_protocol::keys::SigningKey;
+use handsign_verify::{Clock, MemoryReplayStore};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+/// The upstream credential: it must reach the upstream and nothing else.
+const SECRET: &str = "sk_live_gate_test_5ecret_7f3a";
+
+/// Everything the gate and its dependencies log in this test binary (debug level).
+static LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+fn capture_logs() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        struct Writer;
+        impl std::io::Write for Writer {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                LOGS.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        tracing_subscriber::fmt()
+            .with_env_filter("debug")
+            .with_writer(|| Writer)
+            .with_ansi(false)
+            .init();
+    });
+}
+
+fn logs() -> String {
+    String::from_utf8_lossy(&LOGS.lock().unwrap()).into_owned()
+}
+
+/// One call as the upstream received it.
+#[derive(Debug, Clone)]
+struct Received {
+    method: String,
+    uri: String,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+/// A local upstream that records what it receives and answers `201` with a JSON body.
+struct Upstream {
+    url: String,
+    received: Arc<Mutex<Vec<Received>>>,
+    /// The test CA's certificate (PEM) when it serves https.
+    ca_pem: Option<String>,
+}
+
+impl Upstream {
+    async fn start(tls: bool) -> Self {
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let record = received.clone();
+        let app = Router::new().fallback(move |request: Request<Body>| {
+            let record = record.clone();
+            async move {
+                let (parts, body) = request.into_parts();
+                let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+                record.lock().unwrap().push(Received {
+                    method: parts.method.to_string(),
+                    uri: parts.uri.to_string(),
+                    headers: parts.headers,
+                    body,
+                });
+                (
+                    StatusCode::CREATED,
+                    [("x-upstream", "recorder")],
+                    axum::Json(json!({"id": "ch_1", "status": "succeeded"})),
+                )
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        if !tls {
+            tokio::spawn(async move { axum::serve(listener, app).await });
+            return Upstream {
+                url: format!("http://127.0.0.1:{port}"),
+                received,
+                ca_pem: None,
+            };
+        }
+        let (ca_pem, config) = test_ca_server_config();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let (acceptor, app) = (acceptor.clone(), app.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = hyper_util::service::TowerToHyperService::new(app);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        Upstream {
+            url: format!("https://localhost:{port}"),
+            received,
+            ca_pem: Some(ca_pem),
+        }
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+/// A CA made for this test, and a server configuration with a certificate it signed for
+/// `localhost`.
+fn test_ca_server_config() -> (String, rustls::ServerConfig) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![leaf.der().clone()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+    )
+    .unwrap();
+    (ca_cert.pem(), config)
+}
+
+/// A gateway with alice, the gate enrolled as her agent, and an upstream behind the gate.
+struct Setup {
+    gateway: TestGateway,
+    alice: Person,
+    upstream: Upstream,
+    gate: Gate,
+    gate_url: String,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+struct Options {
+    tls: bool,
+    hold_seconds: u64,
+    /// Seconds the gate's clock is ahead of the real one.
+    clock_ahead: i64,
+    upstream_down: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            tls: false,
+            hold_seconds: 60,
+            clock_ahead: 0,
+            upstream_down: false,
+        }
+    }
+}
+
+impl Setup {
+    async fn start() -> Self {
+        Self::start_with(Options::default()).await
+    }
+
+    async fn start_with(options: Options) -> Self {
+        capture_logs();
+        let gateway = TestGateway::start().await;
+        let alice = gateway.register("alice").await;
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::generate().unwrap();
+        gateway.add_agent(&key, "alice", "payments gate").await;
+        AgentKey::from_signing_key(key)
+            .save_new(dir.path().join("gate.jwk"))
+            .unwrap();
+        std::fs::write(dir.path().join("pay.key"), format!("{SECRET}\n")).unwrap();
+        let upstream = Upstream::start(options.tls).await;
+        let base_url = if options.upstream_down {
+            format!("http://127.0.0.1:{}", free_port())
+        } else {
+            upstream.url.clone()
+        };
+        let ca = match &upstream.ca_pem {
+            Some(pem) => {
+                std::fs::write(dir.path().join("ca.pem"), pem).unwrap();
+                "ca_file = \"ca.pem\""
+            }
+            None => "",
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let gate_url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let text = format!(
+            r#"
+public_url = "{gate_url}"
+hold_seconds = {hold}
+max_body_bytes = 4096
+
+[handsign]
+url = "{gateway_url}"
+agent_key = "gate.jwk"
+user = "alice"
+
+[upstreams.pay]
+base_url = "{base_url}"
+audience = "https://pay.example"
+credential = {{ header = "Authorization", value_file = "pay.key", prefix = "Bearer " }}
+{ca}
+
+[[upstreams.pay.routes]]
+route = "POST /v1/charges"
+action = "pay.charge"
+need = "approve"
+
+[[upstreams.pay.routes]]
+route = "GET /v1/charges/{{id}}"
+need = "pass"
+
+[[upstreams.pay.routes]]
+route = "POST /v1/refunds"
+action = "pay.refund"
+need = "approve"
+
+[[upstreams.pay.routes]]
+route = "DELETE /v1/charges/{{id}}"
+need = "deny"
+"#,
+            hold = options.hold_seconds,
+            gateway_url = gateway.url,
+        );
+        std::fs::write(dir.path().join("gate.toml"), &text).unwrap();
+        let file = GateFile::load(&dir.path().join("gate.toml")).unwrap();
+        let ahead = options.clock_ahead;
+        let clock = Clock::from_fn(move || handsign::clock::now() + ahead);
+        // The gateway started in this test: no token of its keys was used before.
+        let replay = MemoryReplayStore::with_clock(clock.clone()).record_began_at(0);
+        let verification = Verification {
+            replay: Arc::new(replay),
+            clock,
+        };
+        let gate = Gate::new(&file, "gate.toml", verification).unwrap();
+        tokio::spawn(
+            axum::serve(
+                listener,
+                gate.router()
+                    .into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .into_future(),
+        );
+        Setup {
+            http: handsign::http_client::new().unwrap(),
+            gateway,
+            alice,
+            upstream,
+            gate,
+            gate_url,
+            _dir: dir,
+        }
+    }
+
+    fn charge(&self) -> reqwest::RequestBuilder {
+        self.http
+            .post(format!("{}/pay/v1/charges", self.gate_url))
+            .header("content-type", "application/json")
+            .body(r#"{"amount": 5000, "currency": "eur"}"#)
+    }
+
+    /// Every approval request alice has, pending or not.
+    async fn approvals(&self) -> Vec<ApprovalRecord> {
+        let alice = UserId::parse("alice").unwrap();
+        let now = handsign::clock::now();
+        let mut all = Vec::new();
+        for filter in [ApprovalFilter::Pending, ApprovalFilter::History] {
+            all.extend(
+                self.gateway
+                    .store
+                    .approvals(&alice, filter, now, 100)
+                    .await
+                    .unwrap(),
+            );
+        }
+        all
+    }
+
+    /// The one approval request pending for alice, once the gate has asked for it.
+    async fn pending(&self) -> ApprovalRecord {
+        let give_up = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let alice = UserId::parse("alice").unwrap();
+            let pending = self
+                .gateway
+                .store
+                .approvals(&alice, ApprovalFilter::Pending, handsign::clock::now(), 10)
+                .await
+                .unwrap();
+            if let Some(first) = pending.into_iter().next() {
+                return first;
+            }
+            assert!(std::time::Instant::now() < give_up, "no approval was asked");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// An agent of alice that speaks the protocol, holding an approval of `action` with
+    /// `params` for the gate's upstream.
+    async fn own_token(&mut self, action: &str, params: Value) -> (Client, String) {
+        let key = SigningKey::generate().unwrap();
+        self.gateway.add_agent(&key, "alice", "billing agent").await;
+        let client = Client::new(&self.gateway.url, AgentKey::from_signing_key(key)).unwrap();
+        let pending = client
+            .request_approval(ApprovalRequest::new(action, params, "https://pay.example"))
+            .await
+            .unwrap();
+        let (status, body) = self
+            .gateway
+            .decide(&mut self.alice, pending.id(), "approve")
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let approval = pending.wait().await.unwrap();
+        (client, approval.into_token())
+    }
+
+    /// Sends `request` with `token` and a DPoP proof from `client`'s key.
+    async fn send_with(
+        &self,
+        client: &Client,
+        token: &str,
+        request: reqwest::RequestBuilder,
+    ) -> reqwest::Response {
+        let mut request = request.build().unwrap();
+        client.authorize(&mut request, token).unwrap();
+        self.http.execute(request).await.unwrap()
+    }
+}
+
+/// An answer, read whole, with the credential checked absent from it.
+async fn read(response: reqwest::Response) -> (StatusCode, HeaderMap, String) {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.text().await.unwrap();
+    for (name, value) in &headers {
+        assert!(
+            !value
+                .as_bytes()
+                .windows(SECRET.len())
+                .any(|w| w == SECRET.as_bytes()),
+            "the credential is in the answer's {name} header"
+        );
+    }
+    assert!(
+        !body.contains(SECRET),
+        "the credential is in the answer: {body}"
+    );
+    (status, headers, body)
+}
+
+fn assert_forwarded_clean(received: &Received) {
+    let authorization: Vec<_> = received.headers.get_all("authorization").iter().collect();
+    assert_eq!(
+        authorization,
+        [&format!("Bearer {SECRET}")],
+        "the upstream gets exactly the gate's credential"
+    );
+    assert!(
+        received.headers.get("dpop").is_none(),
+        "no DPoP proof upstream"
+    );
+}
+
+#[tokio::test]
+async fn pass_routes_reach_the_upstream_with_the_credential_over_http_and_https() {
+    for tls in [false, true] {
+        let setup = Setup::start_with(Options {
+            tls,
+            ..Options::default()
+        })
+        .await;
+        let response = setup
+            .http
+            .get(format!(
+                "{}/pay/v1/charges/ch_1?expand=customer",
+                setup.gate_url
+            ))
+            .header("authorization", "Bearer caller-chosen")
+            .header("x-request-id", "r-1")
+            .send()
+            .await
+            .unwrap();
+        let (status, headers, body) = read(response).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert_eq!(headers["x-upstream"], "recorder");
+        assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["id"], "ch_1");
+        let received = setup.upstream.received();
+        assert_eq!(received.len(), 1, "tls {tls}");
+        assert_eq!(received[0].method, "GET");
+        assert_eq!(received[0].uri, "/v1/charges/ch_1?expand=customer");
+        assert_eq!(received[0].headers["x-request-id"], "r-1");
+        assert_forwarded_clean(&received[0]);
+        assert!(setup.approvals().await.is_empty(), "nothing was asked");
+    }
+}
+
+#[tokio::test]
+async fn denied_unlisted_and_ambiguous_routes_never_reach_the_upstream() {
+    let setup = Setup::start().await;
+    let cases = [
+        (
+            Method::DELETE,
+            "/pay/v1/charges/ch_1",
+            StatusCode::FORBIDDEN,
+            "route_denied",
+        ),
+        (
+            Method::GET,
+            "/pay/v1/customers",
+            StatusCode::NOT_FOUND,
+            "unlisted_route",
+        ),
+        (
+            Method::PUT,
+            "/pay/v1/charges",
+            StatusCode::NOT_FOUND,
+            "unlisted_route",
+        ),
+        (
+            Method::GET,
+            "/other/v1/charges",
+            StatusCode::NOT_FOUND,
+            "unlisted_route",
+        ),
+        (
+            Method::GET,
+            "/pay/v1/charges/%2e%2e",
+            StatusCode::BAD_REQUEST,
+            "invalid_path",
+        ),
+        (
+            Method::GET,
+            "/pay/v1//charges",
+            StatusCode::BAD_REQUEST,
+            "invalid_path",
+        ),
+    ];
+    for (method, path, expected, code) in cases {
+        let response = setup
+            .http
+            .request(method.clone(), format!("{}{path}", setup.gate_url))
+            .send()
+            .await
+            .unwrap();
+        let (status, _, body) = read(response).await;
+        assert_eq!(status, expected, "{method} {path}: {body}");
+        let body: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["error"], code, "{method} {path}");
+        if code == "unlisted_route" {
+            assert!(
+                body["message"].as_str().unwrap().contains("gate.toml"),
+                "the refusal names the gate file: {body}"
+            );
+        }
+    }
+    assert!(setup.upstream.received().is_empty());
+    assert!(setup.approvals().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_brought_token_is_checked_consumed_and_stripped_and_then_useless() {
+    let mut setup = Setup::start_with(Options {
+        tls: true,
+        ..Options::default()
+    })
+    .await;
+    let charge = json!({"body": {"amount": 5000, "currency": "eur"}});
+    let (client, token) = setup.own_token("pay.charge", charge.clone()).await;
+
+    // Another route, other params: refused, and the token is still good afterwards.
+    let refund = setup
+        .http
+        .post(format!("{}/pay/v1/refunds", setup.gate_url))
+        .header("content-type", "application/json")
+        .body(r#"{"amount": 5000, "currency": "eur"}"#);
+    let (status, headers, _) = read(setup.send_with(&client, &token, refund).await).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("action_mismatch")
+    );
+    let other_params = setup
+        .http
+        .post(format!("{}/pay/v1/charges", setup.gate_url))
+        .header("content-type", "application/json")
+        .body(r#"{"amount": 500000, "currency": "eur"}"#);
+    let (status, headers, _) = read(setup.send_with(&client, &token, other_params).await).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("params_mismatch")
+    );
+    assert!(setup.upstream.received().is_empty());
+
+    let (status, _, body) = read(setup.send_with(&client, &token, setup.charge()).await).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let received = setup.upstream.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].uri, "/v1/charges");
+    assert_eq!(
+        &received[0].body[..],
+        br#"{"amount": 5000, "currency": "eur"}"#
+    );
+    assert_forwarded_clean(&received[0]);
+
+    // Used: once only.
+    let (status, headers, _) = read(setup.send_with(&client, &token, setup.charge()).await).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("token_replayed")
+    );
+    assert_eq!(setup.upstream.received().len(), 1);
+    assert_eq!(
+        setup.approvals().await.len(),
+        1,
+        "the gate asked nothing itself"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_token_never_reaches_the_upstream() {
+    let mut setup = Setup::start_with(Options {
+        clock_ahead: 120,
+        ..Options::default()
+    })
+    .await;
+    let (client, token) = setup
+        .own_token(
+            "pay.charge",
+            json!({"body": {"amount": 5000, "currency": "eur"}}),
+        )
+        .await;
+    let (status, headers, _) = read(setup.send_with(&client, &token, setup.charge()).await).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("error=\"expired\"")
+    );
+    assert!(setup.upstream.received().is_empty());
+}
+
+#[tokio::test]
+async fn approve_on_call_holds_the_call_while_the_person_decides() {
+    let mut setup = Setup::start().await;
+    let call = tokio::spawn(setup.charge().send());
+    let asked = setup.pending().await;
+    assert_eq!(asked.action, "pay.charge");
+    assert_eq!(asked.params, r#"{"body":{"amount":5000,"currency":"eur"}}"#);
+    assert!(
+        asked.message.as_deref().unwrap().contains("127.0.0.1"),
+        "names the caller"
+    );
+    assert!(
+        setup.upstream.received().is_empty(),
+        "nothing before the decision"
+    );
+    let (status, body) = setup
+        .gateway
+        .decide(&mut setup.alice, asked.id.as_str(), "approve")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let (status, headers, body) = read(call.await.unwrap().unwrap()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(headers["x-upstream"], "recorder");
+    let received = setup.upstream.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(
+        &received[0].body[..],
+        br#"{"amount": 5000, "currency": "eur"}"#
+    );
+    assert_forwarded_clean(&received[0]);
+    assert_eq!(setup.gate.approvals_in_flight(), 0);
+
+    // A new identical call is a new approval.
+    let again = tokio::spawn(setup.charge().send());
+    until_approvals(&setup, 2).await;
+    assert_eq!(setup.upstream.received().len(), 1);
+    again.abort();
+}
+
+#[tokio::test]
+async fn a_denied_call_gets_403_naming_who_denied_what_and_never_reaches_the_upstream() {
+    let mut setup = Setup::start().await;
+    let call = tokio::spawn(setup.charge().send());
+    let asked = setup.pending().await;
+    let (status, _) = setup
+        .gateway
+        .decide(&mut setup.alice, asked.id.as_str(), "deny")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, body) = read(call.await.unwrap().unwrap()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["error"], "denied");
+    assert_eq!(body["user"], "alice");
+    assert_eq!(body["action"], "pay.charge");
+    assert_eq!(
+        body["params"],
+        json!({"body": {"amount": 5000, "currency": "eur"}})
+    );
+    // Repeating the call shows the same denial; it does not ask again.
+    let (status, _, _) = read(setup.charge().send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(setup.approvals().await.len(), 1);
+    assert!(setup.upstream.received().is_empty());
+}
+
+#[tokio::test]
+async fn a_call_not_decided_in_time_gets_202_and_its_retry_continues_the_same_approval() {
+    let mut setup = Setup::start_with(Options {
+        hold_seconds: 1,
+        ..Options::default()
+    })
+    .await;
+    let (status, headers, body) = read(setup.charge().send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    let id = headers[APPROVAL_ID_HEADER].to_str().unwrap().to_owned();
+    assert_eq!(body["approval_id"], id.as_str());
+    assert!(body["approval_url"].as_str().unwrap().contains(&id));
+    assert!(body["code"].as_str().is_some());
+    assert_eq!(headers["retry-after"], "5");
+    assert!(
+        setup.upstream.received().is_empty(),
+        "unapproved: not forwarded"
+    );
+
+    // Still pending: the retry joins the same approval.
+    let (status, headers, _) = read(setup.charge().send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(headers[APPROVAL_ID_HEADER], id.as_str());
+
+    let (status, _) = setup.gateway.decide(&mut setup.alice, &id, "approve").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, body) = read(setup.charge().send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(setup.upstream.received().len(), 1);
+    assert_eq!(
+        setup.approvals().await.len(),
+        1,
+        "one approval for all three calls"
+    );
+}
+
+#[tokio::test]
+async fn sixteen_identical_concurrent_calls_make_one_approval_and_one_upstream_call() {
+    let mut setup = Setup::start().await;
+    let calls: Vec<_> = (0..16)
+        .map(|_| tokio::spawn(setup.charge().send()))
+        .collect();
+    let gate = setup.gate.clone();
+    common::until("all 16 calls are held", || gate.calls_held() == 16).await;
+    let asked = setup.pending().await;
+    let (status, _) = setup
+        .gateway
+        .decide(&mut setup.alice, asked.id.as_str(), "approve")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let mut statuses = Vec::new();
+    for call in calls {
+        let (status, _, body) = read(call.await.unwrap().unwrap()).await;
+        if status == StatusCode::CONFLICT {
+            assert!(body.contains("approval_used"), "{body}");
+        }
+        statuses.push(status);
+    }
+    let forwarded = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CREATED)
+        .count();
+    let used = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CONFLICT)
+        .count();
+    assert_eq!((forwarded, used), (1, 15), "{statuses:?}");
+    assert_eq!(setup.upstream.received().len(), 1);
+    assert_eq!(setup.approvals().await.len(), 1);
+}
+
+#[tokio::test]
+async fn what_cannot_be_approved_exactly_or_is_too_large_is_refused_before_asking() {
+    let setup = Setup::start().await;
+    let post = |body: String| {
+        setup
+            .http
+            .post(format!("{}/pay/v1/charges", setup.gate_url))
+            .header("content-type", "application/json")
+            .body(body)
+    };
+    let cases = [
+        (
+            r#"{"amount": 1, "amount": 2}"#.to_owned(),
+            StatusCode::BAD_REQUEST,
+            "invalid_params",
+        ),
+        (
+            r#"{"amount": 9007199254740993}"#.to_owned(),
+            StatusCode::BAD_REQUEST,
+            "invalid_params",
+        ),
+        (
+            format!(r#"{{"memo": "{}"}}"#, "x".repeat(5000)),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+        ),
+    ];
+    for (body, expected, code) in cases {
+        let (status, _, answer) = read(post(body).send().await.unwrap()).await;
+        assert_eq!(status, expected, "{answer}");
+        assert!(answer.contains(code), "{answer}");
+    }
+    // Without Content-Length too (chunked).
+    let address = setup.gate_url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let mut request = format!(
+        "POST /pay/v1/charges HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\n\
+         transfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+    )
+    .into_bytes();
+    for _ in 0..5 {
+        request.extend_from_slice(b"3e8\r\n");
+        request.extend_from_slice(&[b' '; 1000]);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    // The gate may answer and close before it has read everything.
+    let _ = stream.write_all(&request).await;
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(setup.approvals().await.is_empty(), "no approval was asked");
+    assert!(setup.upstream.received().is_empty());
+}
+
+#[tokio::test]
+async fn an_upstream_that_is_down_answers_502_with_the_reason() {
+    let setup = Setup::start_with(Options {
+        upstream_down: true,
+        ..Options::default()
+    })
+    .await;
+    let (status, _, body) = read(
+        setup
+            .http
+            .get(format!("{}/pay/v1/charges/ch_1", setup.gate_url))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["error"], "upstream_unreachable");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("could not be reached")
+    );
+}
+
+#[tokio::test]
+async fn the_credential_never_appears_in_the_logs_and_each_call_leaves_an_audit_line() {
+    let mut setup = Setup::start().await;
+    let call = tokio::spawn(setup.charge().send());
+    let asked = setup.pending().await;
+    setup
+        .gateway
+        .decide(&mut setup.alice, asked.id.as_str(), "approve")
+        .await;
+    let (status, _, _) = read(call.await.unwrap().unwrap()).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let logs = logs();
+    assert!(!logs.contains(SECRET), "the credential is in the logs");
+    let audit = logs
+        .lines()
+        .find(|line| line.contains("handsign_gate::audit") && line.contains(asked.id.as_str()))
+        .unwrap_or_else(|| panic!("no audit line for {}:\n{logs}", asked.id.as_str()));
+    for field in [
+        "caller=127.0.0.1",
+        "user=\"alice\"",
+        "route=pay POST /v1/charges",
+        "decision=\"approved\"",
+        "upstream_status=201",
+        "latency_ms=",
+    ] {
+        assert!(audit.contains(field), "{field} missing in {audit}");
+    }
+}
+
+#[test]
+fn the_check_command_prints_the_route_table_and_refuses_bad_files_with_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gate.toml");
+    let good = r#"
+[handsign]
+url = "https://handsign.example"
+agent_key = "gate.jwk"
+user = "alice"
+
+[upstreams.pay]
+base_url = "https://api.pay.example"
+audience = "https://api.pay.example"
+credential = { header = "Authorization", value_env = "PAY_KEY", prefix = "Bearer " }
+
+[[upstreams.pay.routes]]
+route = "POST /v1/charges"
+action = "pay.charge"
+need = "approve"
+"#;
+    std::fs::write(&path, good).unwrap();
+    let check = |path: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_handsign"))
+            .args(["gate", "check", "--config"])
+            .arg(path)
+            .output()
+            .unwrap()
+    };
+    let output = check(&path);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        stdout.contains("/pay/ -> https://api.pay.example"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("approve  POST /v1/charges"), "{stdout}");
+    assert!(stdout.contains("authorization from $PAY_KEY"), "{stdout}");
+
+    std::fs::write(
+        &path,
+        good.replace("need = \"approve\"", "need = \"allow\""),
+    )
+    .unwrap();
+    let output = check(&path);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("line 15") && stderr.contains("allow"),
+        "{stderr}"
+    );
+}
+
+/// Waits until alice has `count` approval requests.
+async fn until_approvals(setup: &Setup, count: usize) {
+    let give_up = std::time::Instant::now() + Duration::from_secs(30);
+    while setup.approvals().await.len() < count {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "gave up waiting for {count} approvals"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_gate_process_logs_an_audit_line_and_never_the_credential() {
+    use std::io::BufRead as _;
+    let upstream = Upstream::start(false).await;
+    let dir = tempfile::tempdir().unwrap();
+    AgentKey::generate()
+        .unwrap()
+        .save_new(dir.path().join("gate.jwk"))
+        .unwrap();
+    let port = free_port();
+    let text = format!(
+        r#"
+listen = "127.0.0.1:{port}"
+
+[handsign]
+url = "http://localhost:1"
+agent_key = "gate.jwk"
+user = "alice"
+
+[upstreams.pay]
+base_url = "{}"
+audience = "https://pay.example"
+credential = {{ header = "x-api-key", value_env = "GATE_TEST_PAY_KEY" }}
+
+[[upstreams.pay.routes]]
+route = "GET /v1/charges/{{id}}"
+need = "pass"
+"#,
+        upstream.url
+    );
+    std::fs::write(dir.path().join("gate.toml"), text).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_handsign"))
+        .args(["gate", "--config"])
+        .arg(dir.path().join("gate.toml"))
+        .env("GATE_TEST_PAY_KEY", SECRET)
+        .env("RUST_LOG", "trace")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines, receive) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { return };
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut output = Vec::new();
+    loop {
+        let line = receive.recv_timeout(Duration::from_secs(30)).unwrap();
+        let ready = line.contains("handsign gate ready");
+        output.push(line);
+        if ready {
+            break;
+        }
+    }
+    let response = handsign::http_client::new()
+        .unwrap()
+        .get(format!("http://127.0.0.1:{port}/pay/v1/charges/ch_1"))
+        .send()
+        .await
+        .unwrap();
+    let (status, _, _) = read(response).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(upstream.received()[0].headers["x-api-key"], SECRET);
+    loop {
+        let line = receive.recv_timeout(Duration::from_secs(30)).unwrap();
+        let audit = line.contains("handsign_gate::audit");
+        output.push(line);
+        if audit {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    output.extend(receive.try_iter());
+    let output = output.join("\n");
+    assert!(
+        !output.contains(SECRET),
+        "the credential is in the gate's log"
+    );
+    assert!(output.contains("decision=\"passed\""), "{output}");
+    assert!(output.contains("upstream_status=201"), "{output}");
+}
