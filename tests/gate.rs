@@ -990,3 +990,204 @@ need = "pass"
     assert!(output.contains("decision=\"passed\""), "{output}");
     assert!(output.contains("upstream_status=201"), "{output}");
 }
+
+#[tokio::test]
+async fn gate_enroll_creates_the_key_and_the_person_approves_it_as_their_agent() {
+    use std::io::BufRead as _;
+    let gateway = TestGateway::start().await;
+    let mut alice = gateway.register("alice").await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        r#"
+[handsign]
+url = "{}"
+agent_key = "keys/gate.jwk"
+user = "alice"
+agent_name = "payments gate"
+
+[upstreams.pay]
+base_url = "http://127.0.0.1:1"
+audience = "https://pay.example"
+
+[[upstreams.pay.routes]]
+route = "GET /v1/charges/{{id}}"
+need = "pass"
+"#,
+        gateway.url
+    );
+    std::fs::create_dir(dir.path().join("keys")).unwrap();
+    std::fs::write(dir.path().join("gate.toml"), text).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_handsign"))
+        .args(["gate", "enroll", "--timeout", "60", "--config"])
+        .arg(dir.path().join("gate.toml"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    // Read to the end on a thread of its own: the gateway runs on this test's runtime.
+    let prefix = format!("{}/", gateway.url);
+    let (found, url) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut found = Some(found);
+        for line in std::io::BufReader::new(stderr).lines() {
+            let line = line.unwrap();
+            if let Some(url) = line.trim().strip_prefix(&prefix)
+                && let Some(found) = found.take()
+            {
+                let _ = found.send(url.to_owned());
+            }
+        }
+    });
+    let url = url.await.unwrap();
+    let id = url.rsplit('/').next().unwrap().to_owned();
+    let (status, body) = gateway.decide(&mut alice, &id, "approve").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let key = AgentKey::load(dir.path().join("keys/gate.jwk")).unwrap();
+    let agent = gateway.store.agent(key.id()).await.unwrap().unwrap();
+    assert_eq!(agent.name, "payments gate");
+    assert_eq!(agent.user.as_str(), "alice");
+    assert_eq!(agent.status, handsign::domain::AgentStatus::Active);
+}
+
+/// The README's gate file is `examples/payments/gate.toml`, and what the README says of it holds
+/// against the example payments API (the URLs and the key's source made local to the test).
+#[tokio::test]
+async fn the_readme_example_works_against_the_payments_example() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let example = std::fs::read_to_string(root.join("examples/payments/gate.toml")).unwrap();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    assert!(
+        readme.contains(&format!(
+            "`examples/payments/gate.toml`:\n\n```toml\n{example}```"
+        )),
+        "the README shows examples/payments/gate.toml as it is"
+    );
+
+    capture_logs();
+    let gateway = TestGateway::start().await;
+    let mut alice = gateway.register("alice").await;
+    let payments = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let payments_url = format!("http://{}", payments.local_addr().unwrap());
+    tokio::spawn(
+        axum::serve(payments, handsign_example_payments::app("sk_test_4242")).into_future(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::generate().unwrap();
+    gateway.add_agent(&key, "alice", "payments gate").await;
+    AgentKey::from_signing_key(key)
+        .save_new(dir.path().join("gate-agent.jwk"))
+        .unwrap();
+    std::fs::write(dir.path().join("api.key"), "sk_test_4242").unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gate_url = format!("http://{}", listener.local_addr().unwrap());
+    let text = format!("public_url = \"{gate_url}\"\n{example}")
+        .replace("http://localhost:8080", &gateway.url)
+        .replace("http://127.0.0.1:9200", &payments_url)
+        .replace(
+            "value_env = \"PAYMENTS_API_KEY\"",
+            "value_file = \"api.key\"",
+        );
+    let file = GateFile::parse(&text, dir.path()).unwrap();
+    let verification = Verification {
+        replay: Arc::new(MemoryReplayStore::new().record_began_at(0)),
+        clock: Clock::system(),
+    };
+    let gate = Gate::new(&file, "gate.toml", verification).unwrap();
+    tokio::spawn(
+        axum::serve(
+            listener,
+            gate.router()
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .into_future(),
+    );
+    let http = handsign::http_client::new().unwrap();
+    let base = format!("{gate_url}/payments");
+
+    let (status, _, body) =
+        read(http.get(format!("{base}/v1/charges")).send().await.unwrap()).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, r#"{"data":[]}"#));
+
+    let charge = http
+        .post(format!("{base}/v1/charges"))
+        .header("content-type", "application/json")
+        .body(r#"{"amount": 5000, "currency": "eur", "customer": "cus_42"}"#)
+        .send();
+    let charge = tokio::spawn(charge);
+    let asked = loop {
+        let pending = gateway
+            .store
+            .approvals(
+                &UserId::parse("alice").unwrap(),
+                ApprovalFilter::Pending,
+                handsign::clock::now(),
+                1,
+            )
+            .await
+            .unwrap();
+        if let Some(asked) = pending.into_iter().next() {
+            break asked;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert_eq!(asked.action, "payments.charge");
+    assert_eq!(
+        asked.params,
+        r#"{"body":{"amount":5000,"currency":"eur","customer":"cus_42"}}"#
+    );
+    gateway
+        .decide(&mut alice, asked.id.as_str(), "approve")
+        .await;
+    let (status, _, body) = read(charge.await.unwrap().unwrap()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["id"], "ch_1");
+
+    let refund = http
+        .post(format!("{base}/v1/refunds"))
+        .header("content-type", "application/json")
+        .body(r#"{"charge": "ch_1"}"#);
+    let (status, _, body) = read(refund.send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body.contains("route_denied"), "{body}");
+    let (status, _, body) = read(
+        http.get(format!("{base}/v1/customers"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(
+        body.contains("unlisted_route") && body.contains("gate.toml"),
+        "{body}"
+    );
+
+    // Bring your own token, as `handsign request` + `handsign call` do.
+    let agent = SigningKey::generate().unwrap();
+    gateway.add_agent(&agent, "alice", "travel bot").await;
+    let client = Client::new(&gateway.url, AgentKey::from_signing_key(agent)).unwrap();
+    let pending = client
+        .request_approval(ApprovalRequest::new(
+            "payments.charge",
+            json!({"body": {"amount": 900, "currency": "eur"}}),
+            "https://payments.example",
+        ))
+        .await
+        .unwrap();
+    gateway.decide(&mut alice, pending.id(), "approve").await;
+    let token = pending.wait().await.unwrap().into_token();
+    let mut call = http
+        .post(format!("{base}/v1/charges"))
+        .header("content-type", "application/json")
+        .body(r#"{"amount": 900, "currency": "eur"}"#)
+        .build()
+        .unwrap();
+    client.authorize(&mut call, &token).unwrap();
+    let (status, _, body) = read(http.execute(call).await.unwrap()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["id"], "ch_2");
+}
