@@ -180,6 +180,8 @@ struct Options {
     /// Seconds the gate's clock is ahead of the real one.
     clock_ahead: i64,
     upstream_down: bool,
+    /// The gate file's `callers` (TOML), if any.
+    callers: Option<String>,
 }
 
 impl Default for Options {
@@ -189,6 +191,7 @@ impl Default for Options {
             hold_seconds: 60,
             clock_ahead: 0,
             upstream_down: false,
+            callers: None,
         }
     }
 }
@@ -229,6 +232,7 @@ impl Setup {
 public_url = "{gate_url}"
 hold_seconds = {hold}
 max_body_bytes = 4096
+{callers}
 
 [handsign]
 url = "{gateway_url}"
@@ -261,6 +265,7 @@ need = "deny"
 "#,
             hold = options.hold_seconds,
             gateway_url = gateway.url,
+            callers = options.callers.as_deref().unwrap_or_default(),
         );
         std::fs::write(dir.path().join("gate.toml"), &text).unwrap();
         let file = GateFile::load(&dir.path().join("gate.toml")).unwrap();
@@ -586,6 +591,69 @@ async fn an_expired_token_never_reaches_the_upstream() {
             .contains("error=\"expired\"")
     );
     assert!(setup.upstream.received().is_empty());
+}
+
+#[tokio::test]
+async fn with_callers_listed_only_their_fresh_proofs_get_in_and_approvals_name_them() {
+    let listed = SigningKey::generate().unwrap();
+    let setup = Setup::start_with(Options {
+        hold_seconds: 1,
+        callers: Some(format!(
+            r#"callers = [{{ name = "billing-bot", key = "{}" }}]"#,
+            listed.kid()
+        )),
+        ..Options::default()
+    })
+    .await;
+    let url = format!("{}/pay/v1/charges", setup.gate_url);
+    let with_proof = |key: &SigningKey| {
+        let now = handsign::clock::now();
+        let proof = handsign_protocol::dpop::create(key, "POST", &url, now, None).unwrap();
+        (setup.charge().header("dpop", proof.clone()), proof)
+    };
+
+    let (status, _, body) = read(setup.charge().send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body.contains("caller_proof_required"), "{body}");
+    let stranger = SigningKey::generate().unwrap();
+    let (call, _) = with_proof(&stranger);
+    let (status, _, body) = read(call.send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body.contains("caller_not_allowed"), "{body}");
+    assert!(
+        setup.approvals().await.is_empty(),
+        "nothing asked for strangers"
+    );
+
+    let (call, proof) = with_proof(&listed);
+    let (status, _, body) = read(call.send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let asked = setup.approvals().await;
+    assert_eq!(asked.len(), 1);
+    assert!(
+        asked[0].message.as_deref().unwrap().contains("billing-bot"),
+        "{:?}",
+        asked[0].message
+    );
+    let replayed = setup.charge().header("dpop", proof);
+    let (status, _, body) = read(replayed.send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body.contains("dpop_replayed"), "{body}");
+
+    let read_url = format!("{}/pay/v1/charges/ch_1", setup.gate_url);
+    let proof =
+        handsign_protocol::dpop::create(&listed, "GET", &read_url, handsign::clock::now(), None)
+            .unwrap();
+    let response = setup
+        .http
+        .get(&read_url)
+        .header("dpop", proof)
+        .send()
+        .await
+        .unwrap();
+    let (status, _, _) = read(response).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_forwarded_clean(&setup.upstream.received()[0]);
 }
 
 #[tokio::test]

@@ -44,7 +44,59 @@ pub struct GateFile {
     #[serde(default)]
     pub approval_ttl_seconds: Option<Bounded<10, 86_400>>,
     pub handsign: HandsignSection,
+    /// The agents allowed to call, by key: when given, every call must carry a DPoP proof made
+    /// with one of these keys (from any address), and approvals name that agent. When empty,
+    /// calls are taken from loopback only.
+    #[serde(default)]
+    pub callers: Vec<CallerSpec>,
     pub upstreams: BTreeMap<UpstreamName, Upstream>,
+}
+
+/// An agent allowed to call the gate.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "RawCaller")]
+pub struct CallerSpec {
+    /// How approvals and audit lines name it.
+    pub name: String,
+    /// Its key's RFC 7638 thumbprint (the agent id `handsign agent keygen` prints).
+    pub key: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCaller {
+    name: String,
+    key: String,
+}
+
+impl TryFrom<RawCaller> for CallerSpec {
+    type Error = String;
+
+    fn try_from(raw: RawCaller) -> Result<Self, String> {
+        let name = raw.name.trim();
+        if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+            return Err(format!(
+                "callers: name {:?}: give 1 to 64 printable characters",
+                raw.name
+            ));
+        }
+        let thumbprint = raw.key.len() == 43
+            && raw
+                .key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !thumbprint {
+            return Err(format!(
+                "callers: key {:?} is not an agent id (the 43-character key thumbprint that \
+                 `handsign agent keygen` prints)",
+                raw.key
+            ));
+        }
+        Ok(CallerSpec {
+            name: name.to_owned(),
+            key: raw.key,
+        })
+    }
 }
 
 /// The Handsign gateway and the gate's identity there.

@@ -18,6 +18,9 @@ use handsign_client::{Approval, ApprovalError, ApprovalRequest, Client, PendingA
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+/// Longest wait for the gateway to take an approval request, before the hold starts.
+pub const ASK_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Which calls share one approval.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct FlightKey {
@@ -80,9 +83,12 @@ pub struct Flight {
 }
 
 impl Flight {
-    /// Waits up to `hold` for the outcome; returns the state then (settled or not).
+    /// Waits for the gateway to take the request (at most [`ASK_TIMEOUT`]), then up to `hold`
+    /// for the person's decision; returns the state then (settled or not).
     pub async fn wait(&self, hold: Duration) -> State {
         let mut receiver = self.state.subscribe();
+        let asked = |state: &State| !matches!(state, State::Asking);
+        let _ = tokio::time::timeout(ASK_TIMEOUT, receiver.wait_for(asked)).await;
         let _ = tokio::time::timeout(hold, receiver.wait_for(State::is_settled)).await;
         receiver.borrow().clone()
     }

@@ -84,6 +84,9 @@ pub struct Gate {
 
 struct Inner {
     gate_file: String,
+    /// Agent id (key thumbprint) to name, of the agents allowed to call; empty: loopback only.
+    callers: HashMap<String, String>,
+    verification: Verification,
     upstreams: HashMap<String, UpstreamRoutes>,
     flights: Flights,
     client: Client,
@@ -188,6 +191,12 @@ impl Gate {
         Ok(Gate {
             inner: Arc::new(Inner {
                 gate_file: gate_file.to_owned(),
+                callers: file
+                    .callers
+                    .iter()
+                    .map(|caller| (caller.key.clone(), caller.name.clone()))
+                    .collect(),
+                verification,
                 upstreams,
                 flights: Flights::new(file.max_pending_approvals.get()),
                 client,
@@ -306,10 +315,24 @@ async fn handle(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request<Body>,
 ) -> Response {
-    let caller = peer.ip().to_string();
     let path = request.uri().path().to_owned();
-    let mut record = Record::new(caller.clone(), format!("{} {path}", request.method()));
-    let response = gate.call(&caller, peer, request, &mut record).await;
+    let mut record = Record::new(
+        peer.ip().to_string(),
+        format!("{} {path}", request.method()),
+    );
+    let identified = gate
+        .identify(peer, request.method(), &path, request.headers())
+        .await;
+    let response = match identified {
+        Ok(caller) => {
+            record.caller = caller.clone();
+            gate.call(&caller, request, &mut record).await
+        }
+        Err(refused) => {
+            record.decision = Decision::Refused;
+            refused
+        }
+    };
     record.upstream_status = response
         .extensions()
         .get::<Upstreamed>()
@@ -326,22 +349,95 @@ async fn handle(
 }
 
 impl Gate {
-    async fn call(
+    /// Who calls: with no callers listed, any process on this machine (named by its address);
+    /// otherwise the listed agent whose key made the call's DPoP proof. A proof that comes
+    /// without a token is consumed here, so it cannot be replayed; one that comes with a token
+    /// is the token's, consumed by the verify layer.
+    async fn identify(
         &self,
-        caller: &str,
         peer: SocketAddr,
-        request: Request<Body>,
-        record: &mut Record,
-    ) -> Response {
+        method: &http::Method,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> Result<String, Response> {
         let gate = &self.inner;
-        if !peer.ip().is_loopback() {
-            record.decision = Decision::Refused;
-            return refusal::json(
+        if gate.callers.is_empty() {
+            if peer.ip().is_loopback() {
+                return Ok(peer.ip().to_string());
+            }
+            return Err(refusal::json(
                 StatusCode::FORBIDDEN,
                 "caller_not_allowed",
                 "the gate takes calls from this machine (loopback) only",
-            );
+            ));
         }
+        let unauthorized =
+            |code: &str, message: String| refusal::json(StatusCode::UNAUTHORIZED, code, message);
+        let mut proofs = headers.get_all("dpop").iter();
+        let proof = match (proofs.next().map(HeaderValue::to_str), proofs.next()) {
+            (Some(Ok(proof)), None) => proof,
+            _ => {
+                return Err(unauthorized(
+                    "caller_proof_required",
+                    "this gate takes calls from listed agents only: send one DPoP header, a \
+                     proof made with your agent key for this method and URL"
+                        .into(),
+                ));
+            }
+        };
+        let token = approval_token(headers);
+        let url = format!("{}{path}", gate.public_url);
+        let now = gate.verification.clock.now();
+        let verified = handsign_protocol::dpop::verify(
+            proof,
+            &handsign_protocol::dpop::Expected {
+                method: method.as_str(),
+                url: &url,
+                now,
+                access_token: token,
+            },
+        )
+        .map_err(|error| unauthorized("invalid_dpop", error.to_string()))?;
+        let Some(name) = gate.callers.get(&verified.jkt) else {
+            return Err(refusal::json(
+                StatusCode::FORBIDDEN,
+                "caller_not_allowed",
+                format!(
+                    "agent {} is not among the callers of the gate file {}",
+                    verified.jkt, gate.gate_file
+                ),
+            ));
+        };
+        if token.is_none() {
+            let record = format!("gate-caller:{}:{}", verified.jkt, verified.jti);
+            match gate
+                .verification
+                .replay
+                .consume(&record, verified.fresh_until())
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(unauthorized(
+                        "dpop_replayed",
+                        "this DPoP proof was used already: make a new proof for every call".into(),
+                    ));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "the replay store cannot be reached");
+                    return Err(refusal::json(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "replay_store_unavailable",
+                        "the gate cannot record the proof's use right now; try again",
+                    ));
+                }
+            }
+        }
+        Ok(name.clone())
+    }
+
+    async fn call(&self, caller: &str, request: Request<Body>, record: &mut Record) -> Response {
+        let gate = &self.inner;
         let path = request.uri().path();
         let (upstream_name, rest) = match path.get(1..).and_then(|p| p.split_once('/')) {
             Some((name, rest)) => (name, format!("/{rest}")),
@@ -414,10 +510,7 @@ impl Gate {
                     .forward(parts.method, &target, &parts.headers, body)
                     .await
             }
-            Some(guard)
-                if parts.headers.contains_key(header::AUTHORIZATION)
-                    && has_approval(&parts.headers) =>
-            {
+            Some(guard) if approval_token(&parts.headers).is_some() => {
                 // Bring your own token: every check of the verify layer, then forward.
                 let response = verified(guard, Request::from_parts(parts, Body::from(body))).await;
                 if response.extensions().get::<ApprovedBy>().is_none() {
@@ -616,13 +709,18 @@ async fn verified(guard: &ApprovalService<Forward>, request: Request<Body>) -> R
     }
 }
 
-fn has_approval(headers: &HeaderMap) -> bool {
-    headers.get_all(header::AUTHORIZATION).iter().any(|value| {
-        value
-            .as_bytes()
-            .get(..9)
-            .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"approval "))
-    })
+/// The token of an `Authorization: Approval <token>` header, if the call has one.
+fn approval_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .find_map(|value| {
+            let (scheme, token) = value.split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("approval")
+                .then(|| token.trim_matches(' '))
+        })
 }
 
 fn ticket_of(state: &FlightState) -> Option<&Ticket> {
