@@ -469,7 +469,7 @@ async fn denied_unlisted_and_ambiguous_routes_never_reach_the_upstream() {
         ),
         (
             Method::GET,
-            "/pay/v1/charges/%2e%2e",
+            "/pay/v1/charges/ch_1%2f..%2frefunds",
             StatusCode::BAD_REQUEST,
             "invalid_path",
         ),
