@@ -879,6 +879,33 @@ async fn an_upstream_that_is_down_answers_502_with_the_reason() {
 }
 
 #[tokio::test]
+async fn an_approved_call_whose_sending_fails_has_spent_its_token() {
+    let mut setup = Setup::start_with(Options {
+        upstream_down: true,
+        ..Options::default()
+    })
+    .await;
+    let (client, token) = setup
+        .own_token(
+            "pay.charge",
+            json!({"body": {"amount": 5000, "currency": "eur"}}),
+        )
+        .await;
+    let (status, _, body) = read(setup.send_with(&client, &token, setup.charge()).await).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert!(body.contains("upstream_unreachable"), "{body}");
+    // The upstream may have acted before the connection failed: the approval is not reused.
+    let (status, headers, _) = read(setup.send_with(&client, &token, setup.charge()).await).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("token_replayed")
+    );
+}
+
+#[tokio::test]
 async fn the_credential_never_appears_in_the_logs_and_each_call_leaves_an_audit_line() {
     let mut setup = Setup::start().await;
     let call = tokio::spawn(setup.charge().send());

@@ -577,7 +577,7 @@ impl Gate {
                 .message(format!(
                     "{} {} called by {caller} through the gate",
                     parts.method,
-                    parts.uri.path()
+                    shortened(parts.uri.path(), 200)
                 ));
         if let Some(ttl) = gate.ttl {
             request = request.ttl(ttl);
@@ -709,6 +709,15 @@ async fn verified(guard: &ApprovalService<Forward>, request: Request<Body>) -> R
     }
 }
 
+/// `text` cut to at most `max` characters, marked with an ellipsis when cut: the gateway
+/// bounds an approval's message.
+fn shortened(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…", text.get(..end).unwrap_or_default()),
+        None => text.to_owned(),
+    }
+}
+
 /// The token of an `Authorization: Approval <token>` header, if the call has one.
 fn approval_token(headers: &HeaderMap) -> Option<&str> {
     headers
@@ -796,5 +805,28 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
             "invalid_body",
             format!("the body could not be read: {error}"),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_paths_are_shortened_in_the_approval_message() {
+        assert_eq!(shortened("/v1/charges", 200), "/v1/charges");
+        assert_eq!(shortened("/ééé", 3), "/éé…");
+        assert_eq!(shortened(&"/a".repeat(1000), 200).chars().count(), 201);
+    }
+
+    #[test]
+    fn the_upstream_gets_the_path_and_query_after_its_prefix() {
+        let uri = |text: &str| text.parse::<http::Uri>().unwrap();
+        assert_eq!(
+            upstream_target(&uri("/pay/v1/charges?x=1"), 4),
+            "/v1/charges?x=1"
+        );
+        assert_eq!(upstream_target(&uri("/pay"), 4), "/");
+        assert_eq!(upstream_target(&uri("/pay?x=1"), 4), "/?x=1");
     }
 }
