@@ -182,6 +182,7 @@ struct Options {
     upstream_down: bool,
     /// The gate file's `callers` (TOML), if any.
     callers: Option<String>,
+    max_pending_approvals: u64,
 }
 
 impl Default for Options {
@@ -192,6 +193,7 @@ impl Default for Options {
             clock_ahead: 0,
             upstream_down: false,
             callers: None,
+            max_pending_approvals: 64,
         }
     }
 }
@@ -232,6 +234,7 @@ impl Setup {
 public_url = "{gate_url}"
 hold_seconds = {hold}
 max_body_bytes = 4096
+max_pending_approvals = {max_pending}
 {callers}
 
 [handsign]
@@ -266,6 +269,7 @@ need = "deny"
             hold = options.hold_seconds,
             gateway_url = gateway.url,
             callers = options.callers.as_deref().unwrap_or_default(),
+            max_pending = options.max_pending_approvals,
         );
         std::fs::write(dir.path().join("gate.toml"), &text).unwrap();
         let file = GateFile::load(&dir.path().join("gate.toml")).unwrap();
@@ -876,6 +880,31 @@ async fn an_upstream_that_is_down_answers_502_with_the_reason() {
             .unwrap()
             .contains("could not be reached")
     );
+}
+
+#[tokio::test]
+async fn approvals_in_flight_are_bounded() {
+    let setup = Setup::start_with(Options {
+        hold_seconds: 1,
+        max_pending_approvals: 1,
+        ..Options::default()
+    })
+    .await;
+    let (status, _, _) = read(setup.charge().send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let other = setup
+        .http
+        .post(format!("{}/pay/v1/charges", setup.gate_url))
+        .header("content-type", "application/json")
+        .body(r#"{"amount": 1, "currency": "eur"}"#);
+    let (status, _, body) = read(other.send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body.contains("too_many_pending"), "{body}");
+    // The call in flight is still joined.
+    let (status, _, _) = read(setup.charge().send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(setup.approvals().await.len(), 1);
+    assert!(setup.upstream.received().is_empty());
 }
 
 #[tokio::test]
