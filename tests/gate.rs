@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::net::SocketAddr;
+use std::future::pending;
 use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
@@ -17,6 +17,7 @@ use common::{Person, TestGateway, process::free_port};
 use handsign::domain::{ApprovalRecord, UserId};
 use handsign::store::ApprovalFilter;
 use handsign_client::{AgentKey, ApprovalRequest, Client};
+use handsign_gate::listener::{self, ListenerLimits};
 use handsign_gate::{APPROVAL_ID_HEADER, Gate, GateFile, Verification};
 use handsign_protocol::keys::SigningKey;
 use handsign_verify::{Clock, MemoryReplayStore};
@@ -183,6 +184,9 @@ struct Options {
     /// The gate file's `callers` (TOML), if any.
     callers: Option<String>,
     max_pending_approvals: u64,
+    max_connections: u64,
+    header_read_timeout_seconds: u64,
+    body_read_timeout_seconds: u64,
 }
 
 impl Default for Options {
@@ -194,6 +198,9 @@ impl Default for Options {
             upstream_down: false,
             callers: None,
             max_pending_approvals: 64,
+            max_connections: 64,
+            header_read_timeout_seconds: 10,
+            body_read_timeout_seconds: 10,
         }
     }
 }
@@ -235,6 +242,9 @@ public_url = "{gate_url}"
 hold_seconds = {hold}
 max_body_bytes = 4096
 max_pending_approvals = {max_pending}
+max_connections = {max_connections}
+header_read_timeout_seconds = {header_read}
+body_read_timeout_seconds = {body_read}
 {callers}
 
 [handsign]
@@ -270,6 +280,9 @@ need = "deny"
             gateway_url = gateway.url,
             callers = options.callers.as_deref().unwrap_or_default(),
             max_pending = options.max_pending_approvals,
+            max_connections = options.max_connections,
+            header_read = options.header_read_timeout_seconds,
+            body_read = options.body_read_timeout_seconds,
         );
         std::fs::write(dir.path().join("gate.toml"), &text).unwrap();
         let file = GateFile::load(&dir.path().join("gate.toml")).unwrap();
@@ -282,14 +295,9 @@ need = "deny"
             clock,
         };
         let gate = Gate::new(&file, "gate.toml", verification).unwrap();
-        tokio::spawn(
-            axum::serve(
-                listener,
-                gate.router()
-                    .into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .into_future(),
-        );
+        let served = gate.clone();
+        let limits = ListenerLimits::of(&file);
+        tokio::spawn(async move { listener::serve(listener, &served, limits, pending()).await });
         Setup {
             http: handsign::http_client::new().unwrap(),
             gateway,
@@ -907,6 +915,79 @@ async fn approvals_in_flight_are_bounded() {
     assert!(setup.upstream.received().is_empty());
 }
 
+/// Reads `stream` until the gate closes it; everything it sent. Fails after `within`.
+async fn until_closed(stream: &mut tokio::net::TcpStream, within: Duration) -> String {
+    let mut received = Vec::new();
+    tokio::time::timeout(within, stream.read_to_end(&mut received))
+        .await
+        .expect("the gate kept the connection open")
+        .ok();
+    String::from_utf8_lossy(&received).into_owned()
+}
+
+#[tokio::test]
+async fn a_caller_that_sends_half_a_header_or_body_is_cut_off_after_the_timeout() {
+    let setup = Setup::start_with(Options {
+        header_read_timeout_seconds: 1,
+        body_read_timeout_seconds: 1,
+        ..Options::default()
+    })
+    .await;
+    let address = setup.gate_url.trim_start_matches("http://");
+    let mut half_header = tokio::net::TcpStream::connect(address).await.unwrap();
+    half_header
+        .write_all(b"GET /pay/v1/charges/ch_1 HTTP/1.1\r\nHost: gate\r\n")
+        .await
+        .unwrap();
+    // Closed after about a second, well before the 10 seconds this waits at most.
+    until_closed(&mut half_header, Duration::from_secs(10)).await;
+
+    let mut half_body = tokio::net::TcpStream::connect(address).await.unwrap();
+    half_body
+        .write_all(
+            b"POST /pay/v1/charges HTTP/1.1\r\nHost: gate\r\ncontent-type: application/json\r\n\
+              content-length: 40\r\n\r\n{\"amount\":",
+        )
+        .await
+        .unwrap();
+    let answer = until_closed(&mut half_body, Duration::from_secs(10)).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(
+        answer.contains("the body did not arrive within 1 seconds"),
+        "{answer}"
+    );
+    assert!(setup.approvals().await.is_empty());
+    assert!(setup.upstream.received().is_empty());
+}
+
+#[tokio::test]
+async fn callers_beyond_the_connection_cap_wait_until_a_connection_closes() {
+    let setup = Setup::start_with(Options {
+        max_connections: 2,
+        ..Options::default()
+    })
+    .await;
+    let address = setup.gate_url.trim_start_matches("http://");
+    // Two connections that send nothing hold the gate's two places.
+    let first = tokio::net::TcpStream::connect(address).await.unwrap();
+    let _second = tokio::net::TcpStream::connect(address).await.unwrap();
+    let mut third = tokio::net::TcpStream::connect(address).await.unwrap();
+    third
+        .write_all(b"GET /pay/v1/charges/ch_1 HTTP/1.1\r\nHost: gate\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    // Not answered while the cap is held (an answer would come in milliseconds).
+    let mut early = Vec::new();
+    let waited =
+        tokio::time::timeout(Duration::from_millis(500), third.read_to_end(&mut early)).await;
+    assert!(waited.is_err(), "answered beyond the connection cap");
+    assert!(early.is_empty());
+    drop(first);
+    let answer = until_closed(&mut third, Duration::from_secs(10)).await;
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    assert_eq!(setup.upstream.received().len(), 1);
+}
+
 #[tokio::test]
 async fn an_approved_call_whose_sending_fails_has_spent_its_token() {
     let mut setup = Setup::start_with(Options {
@@ -1221,14 +1302,8 @@ async fn the_readme_example_works_against_the_payments_example() {
         clock: Clock::system(),
     };
     let gate = Gate::new(&file, "gate.toml", verification).unwrap();
-    tokio::spawn(
-        axum::serve(
-            listener,
-            gate.router()
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .into_future(),
-    );
+    let limits = ListenerLimits::of(&file);
+    tokio::spawn(async move { listener::serve(listener, &gate, limits, pending()).await });
     let http = handsign::http_client::new().unwrap();
     let base = format!("{gate_url}/payments");
 

@@ -4,7 +4,6 @@
 //! Exit status: 0 done; 1 the gate file is invalid; 2 could not run; for `enroll` as for
 //! `handsign agent enroll`: 3 denied, 4 expired or cancelled, 5 timed out.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -13,6 +12,7 @@ use handsign_client::{AgentKey, ApprovalError, Client};
 
 use crate::config::{CredentialSource, GateFile};
 use crate::gate::{Gate, Verification};
+use crate::listener::{self, ListenerLimits};
 
 pub const EXIT_INVALID: u8 = 1;
 pub const EXIT_DENIED: u8 = 3;
@@ -81,14 +81,7 @@ async fn serve(file: &GateFile, path: &std::path::Path) -> anyhow::Result<u8> {
         agent = gate.agent_id(),
         "handsign gate ready"
     );
-    axum::serve(
-        listener,
-        gate.router()
-            .into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
-    .context("the gate stopped")?;
+    listener::serve(listener, &gate, ListenerLimits::of(file), shutdown_signal()).await;
     Ok(0)
 }
 

@@ -43,6 +43,18 @@ pub struct GateFile {
     /// Seconds a person has to decide (the approval request's `ttl`; default the gateway's).
     #[serde(default)]
     pub approval_ttl_seconds: Option<Bounded<10, 86_400>>,
+    /// Most connections open to the gate at once; a caller beyond it waits until one closes
+    /// (default 256, at most 65536).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: Bounded<1, 65_536>,
+    /// Seconds a caller has to send a request's line and headers, from connecting or from the
+    /// previous answer on the connection (default 10, at most 300).
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout_seconds: Bounded<1, 300>,
+    /// Seconds a caller has to send a request's body, from the end of its headers (default 30,
+    /// at most 3600).
+    #[serde(default = "default_body_read_timeout")]
+    pub body_read_timeout_seconds: Bounded<1, 3600>,
     pub handsign: HandsignSection,
     /// The agents allowed to call, by key: when given, every call must carry a DPoP proof made
     /// with one of these keys (from any address), and approvals name that agent. When empty,
@@ -302,6 +314,18 @@ fn default_pending() -> Bounded<1, 10_000> {
     Bounded(64)
 }
 
+fn default_max_connections() -> Bounded<1, 65_536> {
+    Bounded(256)
+}
+
+fn default_header_read_timeout() -> Bounded<1, 300> {
+    Bounded(10)
+}
+
+fn default_body_read_timeout() -> Bounded<1, 3600> {
+    Bounded(30)
+}
+
 fn default_upstream_timeout() -> Bounded<1, 600> {
     Bounded(30)
 }
@@ -461,6 +485,9 @@ need = "pass"
         assert_eq!(payments.base_url.as_str(), "https://api.payments.example");
         assert_eq!(payments.routes.len(), 2);
         assert_eq!(file.hold_seconds, Bounded(25));
+        assert_eq!(file.max_connections, Bounded(256));
+        assert_eq!(file.header_read_timeout_seconds, Bounded(10));
+        assert_eq!(file.body_read_timeout_seconds, Bounded(30));
     }
 
     #[test]

@@ -224,8 +224,8 @@ impl Gate {
         self.inner.flights.calls_held()
     }
 
-    /// The gate's routes as a service; serve it with the peer's address
-    /// (`into_make_service_with_connect_info::<SocketAddr>`).
+    /// The gate's routes as a service; [`crate::listener::serve`] serves it with the peer's
+    /// address (a `ConnectInfo<SocketAddr>` extension).
     pub fn router(&self) -> Router {
         Router::new().fallback(handle).with_state(self.clone())
     }

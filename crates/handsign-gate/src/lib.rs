@@ -9,7 +9,7 @@
 //! ([`flights`]). A caller that speaks the protocol may bring its own token instead. Either
 //! way the token is checked and consumed by `handsign-verify`, exactly as a service would, and
 //! only then is the call forwarded ([`upstream`]) with the [`credential`] added. Each call
-//! leaves one [`audit`] line.
+//! leaves one [`audit`] line. The gate's [`listener`] bounds its connections.
 
 pub mod audit;
 pub mod cli;
@@ -17,6 +17,7 @@ pub mod config;
 pub mod credential;
 pub mod flights;
 pub mod gate;
+pub mod listener;
 pub mod params;
 pub mod policy;
 mod refusal;
