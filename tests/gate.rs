@@ -20,6 +20,7 @@ use handsign_client::{AgentKey, ApprovalRequest, Client};
 use handsign_gate::listener::{self, ListenerLimits};
 use handsign_gate::{APPROVAL_ID_HEADER, Gate, GateFile, Verification};
 use handsign_protocol::keys::SigningKey;
+use handsign_redis_harness::RedisServer;
 use handsign_verify::{Clock, MemoryReplayStore};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -172,7 +173,9 @@ struct Setup {
     gate: Gate,
     gate_url: String,
     http: reqwest::Client,
-    _dir: tempfile::TempDir,
+    /// The gate file as written in `dir`.
+    gate_toml: String,
+    dir: tempfile::TempDir,
 }
 
 struct Options {
@@ -187,6 +190,8 @@ struct Options {
     max_connections: u64,
     header_read_timeout_seconds: u64,
     body_read_timeout_seconds: u64,
+    /// The gate file's `redis_url`: the gate then records used tokens as the file says.
+    redis_url: Option<String>,
 }
 
 impl Default for Options {
@@ -201,6 +206,7 @@ impl Default for Options {
             max_connections: 64,
             header_read_timeout_seconds: 10,
             body_read_timeout_seconds: 10,
+            redis_url: None,
         }
     }
 }
@@ -245,6 +251,7 @@ max_pending_approvals = {max_pending}
 max_connections = {max_connections}
 header_read_timeout_seconds = {header_read}
 body_read_timeout_seconds = {body_read}
+{redis_url}
 {callers}
 
 [handsign]
@@ -283,6 +290,11 @@ need = "deny"
             max_connections = options.max_connections,
             header_read = options.header_read_timeout_seconds,
             body_read = options.body_read_timeout_seconds,
+            redis_url = options
+                .redis_url
+                .as_ref()
+                .map(|url| format!("redis_url = \"{url}\""))
+                .unwrap_or_default(),
         );
         std::fs::write(dir.path().join("gate.toml"), &text).unwrap();
         let file = GateFile::load(&dir.path().join("gate.toml")).unwrap();
@@ -290,9 +302,12 @@ need = "deny"
         let clock = Clock::from_fn(move || handsign::clock::now() + ahead);
         // The gateway started in this test: no token of its keys was used before.
         let replay = MemoryReplayStore::with_clock(clock.clone()).record_began_at(0);
-        let verification = Verification {
-            replay: Arc::new(replay),
-            clock,
+        let verification = match options.redis_url {
+            Some(_) => Verification::of(&file).await.unwrap(),
+            None => Verification {
+                replay: Arc::new(replay),
+                clock,
+            },
         };
         let gate = Gate::new(&file, "gate.toml", verification).unwrap();
         let served = gate.clone();
@@ -305,8 +320,23 @@ need = "deny"
             upstream,
             gate,
             gate_url,
-            _dir: dir,
+            gate_toml: text,
+            dir,
         }
+    }
+
+    /// Another gate started from the same gate file (as after a restart, or a second
+    /// instance), on its own address; its URL.
+    async fn another_gate(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let text = self.gate_toml.replace(&self.gate_url, &url);
+        let file = GateFile::parse(&text, self.dir.path()).unwrap();
+        let verification = Verification::of(&file).await.unwrap();
+        let gate = Gate::new(&file, "gate.toml", verification).unwrap();
+        let limits = ListenerLimits::of(&file);
+        tokio::spawn(async move { listener::serve(listener, &gate, limits, pending()).await });
+        url
     }
 
     fn charge(&self) -> reqwest::RequestBuilder {
@@ -579,6 +609,41 @@ async fn a_brought_token_is_checked_consumed_and_stripped_and_then_useless() {
         1,
         "the gate asked nothing itself"
     );
+}
+
+#[tokio::test]
+async fn with_redis_a_token_used_at_one_gate_is_refused_by_another_and_survives_restarts() {
+    let redis = RedisServer::start().await;
+    let mut setup = Setup::start_with(Options {
+        redis_url: Some(redis.url().to_owned()),
+        ..Options::default()
+    })
+    .await;
+    let charge = json!({"body": {"amount": 5000, "currency": "eur"}});
+    let (client, used) = setup.own_token("pay.charge", charge.clone()).await;
+    let (other, unused) = setup.own_token("pay.charge", charge).await;
+    let (status, _, body) = read(setup.send_with(&client, &used, setup.charge()).await).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    // A second gate (or this one restarted) on the same Redis, started after both tokens were
+    // issued: it knows the first was used, and that the second was not.
+    let second = setup.another_gate().await;
+    let charge_at_second = || {
+        setup
+            .http
+            .post(format!("{second}/pay/v1/charges"))
+            .header("content-type", "application/json")
+            .body(r#"{"amount": 5000, "currency": "eur"}"#)
+    };
+    let (status, headers, _) =
+        read(setup.send_with(&client, &used, charge_at_second()).await).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let challenge = headers["www-authenticate"].to_str().unwrap();
+    assert!(challenge.contains("token_replayed"), "{challenge}");
+    assert_eq!(setup.upstream.received().len(), 1);
+    let (status, _, body) = read(setup.send_with(&other, &unused, charge_at_second()).await).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(setup.upstream.received().len(), 2);
 }
 
 #[tokio::test]

@@ -71,7 +71,10 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
 /// Serves the gate until Ctrl-C or SIGTERM.
 async fn serve(file: &GateFile, path: &std::path::Path) -> anyhow::Result<u8> {
     init_logging();
-    let gate = Gate::new(file, &path.display().to_string(), Verification::default())
+    let verification = Verification::of(file)
+        .await
+        .map_err(|message| anyhow::anyhow!(message))?;
+    let gate = Gate::new(file, &path.display().to_string(), verification)
         .map_err(|message| anyhow::anyhow!(message))?;
     let listener = tokio::net::TcpListener::bind(file.listen)
         .await

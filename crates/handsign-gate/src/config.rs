@@ -55,6 +55,11 @@ pub struct GateFile {
     /// at most 3600).
     #[serde(default = "default_body_read_timeout")]
     pub body_read_timeout_seconds: Bounded<1, 3600>,
+    /// Where the gate records used tokens: a Redis URL (`redis://host:6379/0`) makes the record
+    /// outlive the gate and be shared by every gate on that Redis; without it the record is in
+    /// memory, and tokens issued before the gate started are refused.
+    #[serde(default)]
+    pub redis_url: Option<RedisUrl>,
     pub handsign: HandsignSection,
     /// The agents allowed to call, by key: when given, every call must carry a DPoP proof made
     /// with one of these keys (from any address), and approvals name that agent. When empty,
@@ -268,6 +273,35 @@ impl TryFrom<String> for HttpUrl {
 impl HttpUrl {
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// A `redis://`, `rediss://` or `unix://` URL. It may carry a password, so neither its
+/// errors nor its `Debug` show it.
+#[derive(Clone, Deserialize)]
+#[serde(try_from = "String")]
+pub struct RedisUrl(String);
+
+impl TryFrom<String> for RedisUrl {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        match Url::parse(&text) {
+            Ok(url) if matches!(url.scheme(), "redis" | "rediss" | "unix") => Ok(RedisUrl(text)),
+            _ => Err("give a redis://host:port/db, rediss:// or unix:// URL".into()),
+        }
+    }
+}
+
+impl RedisUrl {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RedisUrl(..)")
     }
 }
 
@@ -488,6 +522,15 @@ need = "pass"
         assert_eq!(file.max_connections, Bounded(256));
         assert_eq!(file.header_read_timeout_seconds, Bounded(10));
         assert_eq!(file.body_read_timeout_seconds, Bounded(30));
+        assert!(file.redis_url.is_none());
+        let with_redis = format!("redis_url = \"redis://:pw@127.0.0.1:6379/0\"\n{GOOD}");
+        let file = GateFile::parse(&with_redis, Path::new("/etc/handsign")).unwrap();
+        assert_eq!(
+            file.redis_url.as_ref().map(RedisUrl::as_str),
+            Some("redis://:pw@127.0.0.1:6379/0")
+        );
+        let message = error_of(&format!("redis_url = \"http://:pw@host\"\n{GOOD}"));
+        assert!(message.contains("redis_url"), "{message}");
     }
 
     #[test]

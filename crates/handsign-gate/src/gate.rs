@@ -22,7 +22,8 @@ use bytes::Bytes;
 use handsign_client::{AgentKey, Approval, ApprovalError, ApprovalRequest, Client};
 use handsign_protocol::params::CanonicalParams;
 use handsign_verify::{
-    ApprovalClaims, ApprovalService, Clock, Keys, MemoryReplayStore, Params, ReplayStore, Verifier,
+    ApprovalClaims, ApprovalService, Clock, Keys, MemoryReplayStore, Params, RedisReplayStore,
+    ReplayStore, Verifier,
 };
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, header};
@@ -73,6 +74,24 @@ impl Default for Verification {
             replay: Arc::new(MemoryReplayStore::with_clock(clock.clone())),
             clock,
         }
+    }
+}
+
+impl Verification {
+    /// The gate file's record of used tokens: in Redis when it names `redis_url` (every gate on
+    /// that Redis shares it, and it outlives a restart), else [in memory](Self::default).
+    /// `Err` when Redis cannot be reached: the gate does not start without its record.
+    pub async fn of(file: &GateFile) -> Result<Self, String> {
+        let Some(url) = &file.redis_url else {
+            return Ok(Verification::default());
+        };
+        let store = RedisReplayStore::connect(url.as_str())
+            .await
+            .map_err(|e| format!("redis_url: {e}"))?;
+        Ok(Verification {
+            replay: Arc::new(store),
+            clock: Clock::system(),
+        })
     }
 }
 
