@@ -192,6 +192,9 @@ struct Options {
     body_read_timeout_seconds: u64,
     /// The gate file's `redis_url`: the gate then records used tokens as the file says.
     redis_url: Option<String>,
+    /// When the gate's in-memory record of used tokens began, in seconds from now (default: at
+    /// the epoch, as the gateway started in this test).
+    record_began_in: Option<i64>,
 }
 
 impl Default for Options {
@@ -207,6 +210,7 @@ impl Default for Options {
             header_read_timeout_seconds: 10,
             body_read_timeout_seconds: 10,
             redis_url: None,
+            record_began_in: None,
         }
     }
 }
@@ -301,7 +305,10 @@ need = "deny"
         let ahead = options.clock_ahead;
         let clock = Clock::from_fn(move || handsign::clock::now() + ahead);
         // The gateway started in this test: no token of its keys was used before.
-        let replay = MemoryReplayStore::with_clock(clock.clone()).record_began_at(0);
+        let began = options
+            .record_began_in
+            .map_or(0, |seconds| handsign::clock::now() + seconds);
+        let replay = MemoryReplayStore::with_clock(clock.clone()).record_began_at(began);
         let verification = match options.redis_url {
             Some(_) => Verification::of(&file).await.unwrap(),
             None => Verification {
@@ -771,6 +778,35 @@ async fn approve_on_call_holds_the_call_while_the_person_decides() {
     until_approvals(&setup, 2).await;
     assert_eq!(setup.upstream.received().len(), 1);
     again.abort();
+}
+
+#[tokio::test]
+async fn the_gates_own_approvals_are_good_in_its_first_seconds_and_brought_ones_are_not() {
+    // As if the gate had started 20 seconds from now: every token of this test is issued
+    // within its first seconds, when an in-memory record cannot vouch for brought tokens.
+    let mut setup = Setup::start_with(Options {
+        record_began_in: Some(20),
+        ..Options::default()
+    })
+    .await;
+    let call = tokio::spawn(setup.charge().send());
+    let asked = setup.pending().await;
+    let (status, body) = setup
+        .gateway
+        .decide(&mut setup.alice, asked.id.as_str(), "approve")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _, body) = read(call.await.unwrap().unwrap()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(setup.upstream.received().len(), 1);
+
+    let charge = json!({"body": {"amount": 5000, "currency": "eur"}});
+    let (client, token) = setup.own_token("pay.charge", charge).await;
+    let (status, headers, _) = read(setup.send_with(&client, &token, setup.charge()).await).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let challenge = headers["www-authenticate"].to_str().unwrap();
+    assert!(challenge.contains("issued_before_start"), "{challenge}");
+    assert_eq!(setup.upstream.received().len(), 1);
 }
 
 #[tokio::test]

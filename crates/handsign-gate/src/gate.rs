@@ -23,7 +23,7 @@ use handsign_client::{AgentKey, Approval, ApprovalError, ApprovalRequest, Client
 use handsign_protocol::params::CanonicalParams;
 use handsign_verify::{
     ApprovalClaims, ApprovalService, Clock, Keys, MemoryReplayStore, Params, RedisReplayStore,
-    ReplayStore, Verifier,
+    ReplayError, ReplayStore, Verifier,
 };
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, header};
@@ -65,9 +65,9 @@ pub struct Verification {
 }
 
 impl Default for Verification {
-    /// An in-memory record of used tokens, on the system clock. It refuses the tokens issued
-    /// before the gate started (and in its first seconds), since whether they were used cannot
-    /// be known.
+    /// An in-memory record of used tokens, on the system clock. It refuses the brought tokens
+    /// issued before the gate started (and in its first seconds), since whether they were used
+    /// cannot be known; the gate's own approvals are good from its start (see `OwnApprovals`).
     fn default() -> Self {
         let clock = Clock::system();
         Verification {
@@ -127,8 +127,35 @@ struct Route {
     spec: RouteSpec,
     /// `upstream METHOD /template`, for messages, flights and the audit line.
     label: String,
-    /// The verify layer around the forwarding, for `approve` routes.
-    guard: Option<ApprovalService<Forward>>,
+    /// The verify layers around the forwarding, for `approve` routes.
+    guard: Option<Guards>,
+}
+
+/// An `approve` route's verify layers: both check every claim and record the token's use in
+/// the same record, and differ only in what they assume about uses before the gate started.
+struct Guards {
+    /// For the tokens callers bring.
+    brought: ApprovalService<Forward>,
+    /// For the tokens of approvals the gate asked for itself in this process.
+    own: ApprovalService<Forward>,
+}
+
+/// The record of used tokens as the gate's own approvals see it: the same record, but it
+/// vouches for every token. A token the gate asked for in this process was issued for an
+/// approval this process created, so no earlier process can have used it; without this an
+/// in-memory record would refuse it as `issued_before_start` when the person approves within
+/// the gate's first seconds.
+struct OwnApprovals(Arc<dyn ReplayStore>);
+
+#[async_trait::async_trait]
+impl ReplayStore for OwnApprovals {
+    async fn consume(&self, jti: &str, expires_at: i64) -> Result<bool, ReplayError> {
+        self.0.consume(jti, expires_at).await
+    }
+
+    fn records_since(&self) -> Option<i64> {
+        None
+    }
 }
 
 impl Gate {
@@ -172,23 +199,28 @@ impl Gate {
                 .map_err(|e| format!("upstreams.{name}: {e}"))?,
             );
             let gateway = file.handsign.url.as_str();
-            let verifier = Verifier::builder()
-                .issuer(gateway)
-                .audience(config.audience.clone())
-                .public_url(public_url.clone())
-                .keys(Keys::jwks_url(format!("{gateway}/.well-known/jwks.json")))
-                .replay_store(verification.replay.clone())
-                .clock(verification.clock.clone())
-                .body_limit(file.max_body_bytes.get())
-                .build()
-                .map_err(|e| format!("upstreams.{name}: {e}"))?;
+            let verifier = |replay: Arc<dyn ReplayStore>| {
+                Verifier::builder()
+                    .issuer(gateway)
+                    .audience(config.audience.clone())
+                    .public_url(public_url.clone())
+                    .keys(Keys::jwks_url(format!("{gateway}/.well-known/jwks.json")))
+                    .replay_store(replay)
+                    .clock(verification.clock.clone())
+                    .body_limit(file.max_body_bytes.get())
+                    .build()
+                    .map_err(|e| format!("upstreams.{name}: {e}"))
+            };
+            let brought = verifier(verification.replay.clone())?;
+            let own = verifier(Arc::new(OwnApprovals(verification.replay.clone())))?;
             let mut routes = Vec::new();
             for spec in &config.routes {
                 let spec = spec.get_ref().clone();
                 let guard = match (&spec.need, &spec.action) {
-                    (Need::Approve, Some(action)) => {
-                        Some(guard(&verifier, action.as_str(), &spec, name, &upstream)?)
-                    }
+                    (Need::Approve, Some(action)) => Some(Guards {
+                        brought: guard(&brought, action.as_str(), &spec, name, &upstream)?,
+                        own: guard(&own, action.as_str(), &spec, name, &upstream)?,
+                    }),
                     _ => None,
                 };
                 routes.push(Route {
@@ -529,17 +561,27 @@ impl Gate {
                     .forward(parts.method, &target, &parts.headers, body)
                     .await
             }
-            Some(guard) if approval_token(&parts.headers).is_some() => {
+            Some(guards) if approval_token(&parts.headers).is_some() => {
                 // Bring your own token: every check of the verify layer, then forward.
-                let response = verified(guard, Request::from_parts(parts, Body::from(body))).await;
+                let request = Request::from_parts(parts, Body::from(body));
+                let response = verified(&guards.brought, request).await;
                 if response.extensions().get::<ApprovedBy>().is_none() {
                     record.decision = Decision::Invalid;
                 }
                 response
             }
-            Some(guard) => {
-                self.approve_on_call(caller, upstream, route, &vars, parts, body, guard, record)
-                    .await
+            Some(guards) => {
+                self.approve_on_call(
+                    caller,
+                    upstream,
+                    route,
+                    &vars,
+                    parts,
+                    body,
+                    &guards.own,
+                    record,
+                )
+                .await
             }
         }
     }
