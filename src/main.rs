@@ -33,6 +33,9 @@ enum Command {
     Request(handsign_client::cli::RequestArgs),
     /// Call a service with a token, as an agent does: attaches the token and a DPoP proof.
     Call(handsign_client::cli::CallArgs),
+    /// Put a passkey in front of an existing HTTP API: run the gate, `check` its file, or
+    /// `enroll` its agent key (see the gate file's documentation in handsign-gate).
+    Gate(handsign_gate::cli::Args),
 }
 
 /// `handsign agent ...`: the operator's commands and the agent's own.
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
                 .map(Outcome::Exit),
             Command::Request(args) => handsign_client::cli::request(args).await.map(Outcome::Exit),
             Command::Call(args) => handsign_client::cli::call(args).await.map(Outcome::Exit),
+            Command::Gate(args) => handsign_gate::cli::run(args).await.map(Outcome::Exit),
         }
     })
 }
