@@ -303,11 +303,11 @@ def test_the_code_table_is_the_rust_one() -> None:
     """Every code the Rust middleware and token checks answer with is in REFUSALS with the same
     status, and REFUSALS has no other (the Rust-only `approval_layer_missing` is a routing
     mistake Python cannot make)."""
-    refusal_rs = (REPO / "crates/handsign-verify/src/refusal.rs").read_text()
-    token_rs = (REPO / "crates/handsign-protocol/src/token.rs").read_text()
-    rust = set(re.findall(r'pub const \w+: &str = "(\w+)";', refusal_rs))
-    rust |= set(re.findall(r'=> "(\w+)",', token_rs))
-    rust.discard("approval_layer_missing")
+    sources = [p.read_text() for p in (REPO / "crates/handsign-verify/src").rglob("*.rs")]
+    sources.append((REPO / "crates/handsign-protocol/src/token.rs").read_text())
+    names = {name for text in sources for name in re.findall(r"ErrorCode::(\w+)", text)}
+    rust = {re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower() for name in names}
+    rust -= {"approval_layer_missing", "unknown"}
     assert rust == set(REFUSALS)
     status = {
         "unsupported_media_type": 415,

@@ -4,7 +4,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readFileSync, readdirSync } from "node:fs";
 import { createServer } from "node:http";
 import { spawn } from "node:child_process";
 import { createConnection } from "node:net";
@@ -191,10 +191,16 @@ test("a JSON route refuses other content types before using the token", async ()
 
 test("the code table is the Rust one", () => {
   const repo = process.env.HANDSIGN_REPO;
-  const refusal = readFileSync(`${repo}/crates/handsign-verify/src/refusal.rs`, "utf8");
-  const token = readFileSync(`${repo}/crates/handsign-protocol/src/token.rs`, "utf8");
-  const rust = new Set([...refusal.matchAll(/pub const \w+: &str = "(\w+)";/g), ...token.matchAll(/=> "(\w+)",/g)].map((m) => m[1]));
+  // Every code the middleware (crates/handsign-verify) and the token checks name.
+  const verify = `${repo}/crates/handsign-verify/src`;
+  const sources = readdirSync(verify, { recursive: true })
+    .filter((f) => f.endsWith(".rs"))
+    .map((f) => readFileSync(`${verify}/${f}`, "utf8"));
+  sources.push(readFileSync(`${repo}/crates/handsign-protocol/src/token.rs`, "utf8"));
+  const snake = (name) => name.replace(/(?<!^)([A-Z])/g, "_$1").toLowerCase();
+  const rust = new Set(sources.flatMap((s) => [...s.matchAll(/ErrorCode::(\w+)/g)].map((m) => snake(m[1]))));
   rust.delete("approval_layer_missing");
+  rust.delete("unknown");
   assert.deepEqual([...rust].sort(), Object.keys(REFUSALS).sort());
   const e = new ApprovalRefused("token_replayed", 'used "once"');
   assert.equal(e.headers()["www-authenticate"], 'Approval error="token_replayed", error_description="used \\"once\\""');
