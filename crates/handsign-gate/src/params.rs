@@ -60,29 +60,20 @@ pub fn derive(
 
 /// The body as params: JSON as it is (strictly), a form as an object of strings.
 fn body_params(headers: &HeaderMap, body: &Bytes) -> Result<Value, String> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    let json = essence
-        .strip_prefix("application/")
-        .is_some_and(|subtype| subtype == "json" || subtype.ends_with("+json"));
-    if json {
+    if handsign_verify::is_json(headers) {
         // Strict first: serde_json would keep the last of two equal keys and round numbers.
         CanonicalParams::parse(body, &limits())
             .map_err(|error| format!("the JSON body cannot be approved exactly: {error}"))?;
         return serde_json::from_slice(body)
             .map_err(|error| format!("the JSON body cannot be read: {error}"));
     }
-    if essence == "application/x-www-form-urlencoded" {
+    if handsign_verify::media_type(headers) == "application/x-www-form-urlencoded" {
         return form("the form body", body);
     }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
     Err(format!(
         "the body's Content-Type is {:?}: the gate can show a person JSON \
          (application/json) or a form (application/x-www-form-urlencoded) only",

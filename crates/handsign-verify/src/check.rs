@@ -189,22 +189,10 @@ fn proof_record_id(proof: &VerifiedProof) -> String {
 /// Refuses a body that the route reads as JSON but that is not sent as JSON: the handler's
 /// JSON extractor would refuse it after the token was used.
 fn check_json_content_type(headers: &HeaderMap) -> Result<(), Refusal> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    let is_json = essence
-        .strip_prefix("application/")
-        .is_some_and(|subtype| subtype == "json" || subtype.ends_with("+json"));
-    if is_json {
+    if is_json(headers) {
         return Ok(());
     }
+    let content_type = content_type(headers);
     Err(Refusal::UnsupportedMediaType {
         message: if content_type.is_empty() {
             "this route's params are the JSON body: send it with Content-Type: application/json"
@@ -217,6 +205,32 @@ fn check_json_content_type(headers: &HeaderMap) -> Result<(), Refusal> {
             )
         },
     })
+}
+
+fn content_type(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
+/// The request's media type without parameters, lowercased (`application/json`); empty when
+/// it names none.
+pub fn media_type(headers: &HeaderMap) -> String {
+    content_type(headers)
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// Whether the request says its body is JSON: `application/json` or `application/*+json`,
+/// parameters and case aside.
+pub fn is_json(headers: &HeaderMap) -> bool {
+    media_type(headers)
+        .strip_prefix("application/")
+        .is_some_and(|subtype| subtype == "json" || subtype.ends_with("+json"))
 }
 
 /// The token of the single `Authorization: Approval <token>` header.

@@ -116,6 +116,7 @@ mod replay;
 #[cfg(feature = "redis")]
 pub mod replicas;
 
+pub use check::{is_json, media_type};
 pub use clock::Clock;
 pub use config::{
     BuildError, DEFAULT_BODY_LIMIT, DEFAULT_CLOCK_SKEW, DEFAULT_JWKS_MAX_AGE,
