@@ -372,21 +372,7 @@ need = "deny"
 
     /// The one approval request pending for alice, once the gate has asked for it.
     async fn pending(&self) -> ApprovalRecord {
-        let give_up = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let alice = UserId::parse("alice").unwrap();
-            let pending = self
-                .gateway
-                .store
-                .approvals(&alice, ApprovalFilter::Pending, handsign::clock::now(), 10)
-                .await
-                .unwrap();
-            if let Some(first) = pending.into_iter().next() {
-                return first;
-            }
-            assert!(std::time::Instant::now() < give_up, "no approval was asked");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        asked_of_alice(&self.gateway).await
     }
 
     /// An agent of alice that speaks the protocol, holding an approval of `action` with
@@ -1197,6 +1183,24 @@ need = "approve"
     );
 }
 
+/// The first approval request pending for alice, once one is asked for (within 30 s).
+async fn asked_of_alice(gateway: &TestGateway) -> ApprovalRecord {
+    let alice = UserId::parse("alice").unwrap();
+    let give_up = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let pending = gateway
+            .store
+            .approvals(&alice, ApprovalFilter::Pending, handsign::clock::now(), 1)
+            .await
+            .unwrap();
+        if let Some(first) = pending.into_iter().next() {
+            return first;
+        }
+        assert!(std::time::Instant::now() < give_up, "no approval was asked");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// Waits until alice has `count` approval requests.
 async fn until_approvals(setup: &Setup, count: usize) {
     let give_up = std::time::Instant::now() + Duration::from_secs(30);
@@ -1418,22 +1422,7 @@ async fn the_readme_example_works_against_the_payments_example() {
         .body(r#"{"amount": 5000, "currency": "eur", "customer": "cus_42"}"#)
         .send();
     let charge = tokio::spawn(charge);
-    let asked = loop {
-        let pending = gateway
-            .store
-            .approvals(
-                &UserId::parse("alice").unwrap(),
-                ApprovalFilter::Pending,
-                handsign::clock::now(),
-                1,
-            )
-            .await
-            .unwrap();
-        if let Some(asked) = pending.into_iter().next() {
-            break asked;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    };
+    let asked = asked_of_alice(&gateway).await;
     assert_eq!(asked.action, "payments.charge");
     assert_eq!(
         asked.params,
