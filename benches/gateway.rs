@@ -108,7 +108,7 @@ async fn wake_up(gateway: &TestGateway) {
         while gateway.state.events.waiters() <= parked {
             tokio::task::yield_now().await;
         }
-        let now = handsign::clock::now();
+        let now = handsign::clock::Clock::system().now();
         let decided = gateway
             .store
             .decide(
@@ -158,7 +158,7 @@ async fn push_latency(gateway: &TestGateway) {
             user: user.clone(),
             name: "bench".into(),
             subscription,
-            created_at: handsign::clock::now(),
+            created_at: handsign::clock::Clock::system().now(),
         })
         .await
         .unwrap();

@@ -358,7 +358,7 @@ fn approval(
 /// redeemed (as `tests/store_contract.rs` `add_user` does).
 async fn add_user(store: &RedisStore, name: &str) -> UserId {
     let user = UserId::parse(name).unwrap();
-    let now = handsign::clock::now();
+    let now = handsign::clock::Clock::system().now();
     let origin = Url::parse("http://localhost:8080").unwrap();
     let webauthn = WebauthnBuilder::new("localhost", &origin)
         .unwrap()
@@ -414,7 +414,7 @@ async fn add_agent(store: &RedisStore, user: &UserId) -> SigningKey {
             user: user.clone(),
             public_jwk: Some(key.public_key().to_jwk()),
             status: AgentStatus::Active,
-            created_at: handsign::clock::now(),
+            created_at: handsign::clock::Clock::system().now(),
             enrollment_expires_at: None,
         })
         .await
@@ -433,7 +433,7 @@ async fn add_agents(store: &RedisStore, user: &UserId, count: usize) -> Vec<Sign
 
 /// Stores `approvals` with `RedisStore::create_approval`, [`IN_FLIGHT`] at a time.
 async fn create_all(store: &RedisStore, approvals: &[ApprovalRecord], max_pending: usize) {
-    let now = handsign::clock::now();
+    let now = handsign::clock::Clock::system().now();
     futures_util::stream::iter(approvals)
         .map(|approval| async move {
             store
@@ -506,7 +506,7 @@ async fn memory(sizes: &Sizes) {
             agents.push((user.clone(), key.kid().to_owned()));
         }
     }
-    let now = handsign::clock::now();
+    let now = handsign::clock::Clock::system().now();
     let approvals: Vec<ApprovalRecord> = agents
         .iter()
         .flat_map(|(user, agent)| {
@@ -521,7 +521,10 @@ async fn memory(sizes: &Sizes) {
     let elapsed = started.elapsed();
     let after = redis.info_memory_used().await;
     assert_eq!(
-        store.pending_count(handsign::clock::now()).await.unwrap(),
+        store
+            .pending_count(handsign::clock::Clock::system().now())
+            .await
+            .unwrap(),
         approvals.len()
     );
     let per_request = (after - before) as f64 / n as f64;
@@ -706,7 +709,7 @@ async fn long_polls(sizes: &Sizes) {
     let alice = UserId::parse("alice").unwrap();
     let keys = add_agents(&store, &alice, n).await;
     let params = CanonicalParams::from_value(&flight(), &Limits::default()).unwrap();
-    let now = handsign::clock::now();
+    let now = handsign::clock::Clock::system().now();
     let approvals: Vec<ApprovalRecord> = keys
         .iter()
         .map(|key| approval(key.kid(), &alice, &params, now, sizes.poll_ttl))
@@ -743,7 +746,14 @@ async fn long_polls(sizes: &Sizes) {
         let htu = format!("{public}{path}");
         let url = format!("http://127.0.0.1:{port}{path}?wait=60");
         tokio::spawn(async move {
-            let proof = dpop::create(&key, "GET", &htu, handsign::clock::now(), None).unwrap();
+            let proof = dpop::create(
+                &key,
+                "GET",
+                &htu,
+                handsign::clock::Clock::system().now(),
+                None,
+            )
+            .unwrap();
             let result = async {
                 let response = http.get(&url).header("dpop", proof).send().await?;
                 let status = response.status();
@@ -772,14 +782,14 @@ async fn long_polls(sizes: &Sizes) {
             "a long poll answered before all were parked"
         );
         assert!(
-            handsign::clock::now() < expires_at,
+            handsign::clock::Clock::system().now() < expires_at,
             "not all {n} long polls were parked before their requests expired ({reads} of {} reads, {connections} connections): raise poll_ttl",
             2 * n
         );
         sampler.tick().await;
     };
     assert_eq!(answered.load(Ordering::SeqCst), 0);
-    let parked_at = handsign::clock::now();
+    let parked_at = handsign::clock::Clock::system().now();
     assert!(parked_at < expires_at);
     while answered.load(Ordering::SeqCst) < n {
         sampler.tick().await;

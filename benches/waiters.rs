@@ -85,7 +85,7 @@ async fn run(binary: &str, polls: usize) {
             waiters.push(add_agent(&store, &user).await);
         }
         let params = CanonicalParams::from_value(&flight(), &Limits::default()).unwrap();
-        let now = handsign::clock::now();
+        let now = handsign::clock::Clock::system().now();
         let approvals: Vec<(SigningKey, ApprovalRecord)> = (0..polls)
             .map(|i| {
                 let key = waiters[i / POLLS_PER_AGENT].clone();
@@ -131,7 +131,14 @@ async fn run(binary: &str, polls: usize) {
             let htu = format!("{public}{path}");
             let url = format!("http://127.0.0.1:{port}{path}?wait=60");
             tokio::spawn(async move {
-                let proof = dpop::create(&key, "GET", &htu, handsign::clock::now(), None).unwrap();
+                let proof = dpop::create(
+                    &key,
+                    "GET",
+                    &htu,
+                    handsign::clock::Clock::system().now(),
+                    None,
+                )
+                .unwrap();
                 let response = http.get(&url).header("dpop", proof).send().await;
                 panic!("a parked poll answered: {response:?}");
             })
@@ -347,7 +354,7 @@ async fn add_agent(store: &EmbeddedStore, user: &UserId) -> SigningKey {
             user: user.clone(),
             public_jwk: Some(key.public_key().to_jwk()),
             status: AgentStatus::Active,
-            created_at: handsign::clock::now(),
+            created_at: handsign::clock::Clock::system().now(),
             enrollment_expires_at: None,
         })
         .await

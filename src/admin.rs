@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
-use crate::clock;
+use crate::clock::Clock;
 use crate::config::PublicUrl;
 use crate::domain::{AgentName, AgentRecord, AgentStatus, UserId};
 use crate::invitations;
@@ -100,9 +100,9 @@ impl From<StoreError> for Failure {
     }
 }
 
-/// Carries out `command` on `store`.
-pub async fn execute(store: &dyn Store, public: &PublicUrl, command: Command) -> Answer {
-    match run(store, public, command).await {
+/// Carries out `command` on `store` at `now`.
+pub async fn execute(store: &dyn Store, public: &PublicUrl, command: Command, now: i64) -> Answer {
+    match run(store, public, command, now).await {
         Ok(answer) => answer,
         Err(Failure::Refused(message)) => Answer::Refused { message },
         Err(Failure::Unavailable(detail)) => {
@@ -114,8 +114,12 @@ pub async fn execute(store: &dyn Store, public: &PublicUrl, command: Command) ->
     }
 }
 
-async fn run(store: &dyn Store, public: &PublicUrl, command: Command) -> Result<Answer, Failure> {
-    let now = clock::now();
+async fn run(
+    store: &dyn Store,
+    public: &PublicUrl,
+    command: Command,
+    now: i64,
+) -> Result<Answer, Failure> {
     let store_error = Failure::from;
     match command {
         Command::InviteUser { user } => {
@@ -125,7 +129,7 @@ async fn run(store: &dyn Store, public: &PublicUrl, command: Command) -> Result<
                     "{user} already exists; they can add passkeys from the dashboard"
                 )));
             }
-            let code = invitations::issue(store, Some(user.clone()))
+            let code = invitations::issue(store, Some(user.clone()), now)
                 .await
                 .map_err(store_error)?;
             Ok(Answer::Invitation {
@@ -231,18 +235,20 @@ pub async fn bind(data_dir: &Path) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Serves operator commands on `listener` until the gateway stops.
+/// Serves operator commands on `listener` until the gateway stops, at the time of `clock`.
 pub async fn serve(
     listener: UnixListener,
     store: std::sync::Arc<dyn Store>,
     public: std::sync::Arc<PublicUrl>,
+    clock: Clock,
 ) -> std::io::Result<()> {
     loop {
         let (stream, _) = listener.accept().await?;
         let store = store.clone();
         let public = public.clone();
+        let now = clock.now();
         tokio::spawn(async move {
-            if let Err(e) = answer_one(stream, store.as_ref(), &public).await {
+            if let Err(e) = answer_one(stream, store.as_ref(), &public, now).await {
                 tracing::warn!(error = %e, "operator command failed");
             }
         });
@@ -253,12 +259,13 @@ async fn answer_one(
     stream: UnixStream,
     store: &dyn Store,
     public: &PublicUrl,
+    now: i64,
 ) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     BufReader::new(read).read_line(&mut line).await?;
     let answer = match serde_json::from_str::<Command>(&line) {
-        Ok(command) => execute(store, public, command).await,
+        Ok(command) => execute(store, public, command, now).await,
         Err(e) => Answer::Refused {
             message: format!("not a command: {e}"),
         },
@@ -305,7 +312,7 @@ mod tests {
             },
         ];
         for command in commands {
-            let answer = execute(&store, &public, command).await;
+            let answer = execute(&store, &public, command, Clock::system().now()).await;
             assert!(matches!(answer, Answer::Unavailable { .. }), "{answer:?}");
         }
     }

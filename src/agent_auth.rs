@@ -14,7 +14,6 @@ use handsign_protocol::api::ErrorCode;
 use handsign_protocol::dpop::{self, VerifiedProof};
 use sha2::{Digest as _, Sha256};
 
-use crate::clock;
 use crate::domain::{AgentRecord, AgentStatus};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -48,7 +47,7 @@ impl Proof {
         );
         let first_use = state
             .store
-            .remember_jti(&replay_key, self.verified.fresh_until(), clock::now())
+            .remember_jti(&replay_key, self.verified.fresh_until(), state.clock.now())
             .await?;
         if first_use {
             Ok(())
@@ -92,7 +91,7 @@ impl FromRequestParts<AppState> for Proof {
         let expected = dpop::Expected {
             method: parts.method.as_str(),
             url: &url,
-            now: clock::now(),
+            now: state.clock.now(),
             access_token: None,
         };
         let verified = dpop::verify(proof, &expected).map_err(|e| {
@@ -130,7 +129,7 @@ async fn known_agent(state: &AppState, id: &str) -> Result<AgentRecord, ApiError
         .store
         .agent(id)
         .await?
-        .filter(|agent| agent.exists_at(clock::now()))
+        .filter(|agent| agent.exists_at(state.clock.now()))
         .ok_or_else(|| {
             ApiError::unauthorized(
                 ErrorCode::UnknownAgent,

@@ -1,10 +1,6 @@
-//! The gateway's clock: unix seconds, in one place so every check reads the same time.
+//! The gateway's clock: one [`Clock`] in [`AppState`](crate::state::AppState), read by every
+//! check of time (tokens, expiries, sessions) and every wait that ends at a time of it (long
+//! polls, event streams, expiry reports). It is `handsign-verify`'s type, so a test's
+//! [`TestClock`] sets the time for the gateway and the services that check its tokens alike.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-/// Unix seconds now. A clock before 1970 reads as 0, which expires everything: failing closed.
-pub fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
+pub use handsign_verify::{Clock, TestClock};

@@ -177,16 +177,22 @@ pub struct ApprovalWaiter(Subscription<ApprovalId, ()>);
 
 impl ApprovalWaiter {
     /// Waits until the request changes (or may have: changes were missed), or `deadline`
-    /// passes. Returns whether it was woken before the deadline.
-    pub async fn changed_before(&mut self, deadline: tokio::time::Instant) -> bool {
-        match tokio::time::timeout_at(deadline, self.0.recv()).await {
-            Err(_) => false,
-            Ok(Ok(())) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => true,
-            // Only when the gateway's events are gone; the deadline still bounds the wait.
-            Ok(Err(broadcast::error::RecvError::Closed)) => {
-                tokio::time::sleep_until(deadline).await;
-                false
-            }
+    /// completes (a wait on the gateway's clock). Returns whether it was woken before the
+    /// deadline.
+    pub async fn changed_before(&mut self, deadline: impl Future<Output = ()>) -> bool {
+        let mut deadline = std::pin::pin!(deadline);
+        tokio::select! {
+            // A change that is already there counts, even at the deadline.
+            biased;
+            changed = self.0.recv() => match changed {
+                Ok(()) | Err(broadcast::error::RecvError::Lagged(_)) => true,
+                // Only when the gateway's events are gone; the deadline still bounds the wait.
+                Err(broadcast::error::RecvError::Closed) => {
+                    deadline.await;
+                    false
+                }
+            },
+            () = &mut deadline => false,
         }
     }
 }
@@ -310,12 +316,12 @@ mod tests {
 
     use super::*;
 
-    fn soon() -> tokio::time::Instant {
-        tokio::time::Instant::now() + Duration::from_secs(5)
+    fn soon() -> tokio::time::Sleep {
+        tokio::time::sleep(Duration::from_secs(5))
     }
 
-    fn now() -> tokio::time::Instant {
-        tokio::time::Instant::now()
+    fn now() -> std::future::Ready<()> {
+        std::future::ready(())
     }
 
     #[tokio::test]

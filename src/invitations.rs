@@ -2,7 +2,6 @@
 
 use handsign_protocol::base64url;
 
-use crate::clock;
 use crate::domain::{InvitationRecord, UserId, random_bytes};
 use crate::routes::webauthn::code_hash;
 use crate::store::{Store, StoreError};
@@ -11,8 +10,12 @@ use crate::store::{Store, StoreError};
 pub const INVITATION_SECS: i64 = 3600;
 
 /// Issues a code for `user` (or, with `None`, the setup code for the first user) and returns
-/// the code; only its hash is stored.
-pub async fn issue(store: &dyn Store, user: Option<UserId>) -> Result<String, StoreError> {
+/// the code; only its hash is stored. It works for an hour from `now`.
+pub async fn issue(
+    store: &dyn Store,
+    user: Option<UserId>,
+    now: i64,
+) -> Result<String, StoreError> {
     let code = base64url::encode(
         random_bytes::<24>().map_err(|e| StoreError::Unavailable(format!("no randomness: {e}")))?,
     );
@@ -20,7 +23,7 @@ pub async fn issue(store: &dyn Store, user: Option<UserId>) -> Result<String, St
         .put_invitation(&InvitationRecord {
             code_sha256: code_hash(&code),
             user,
-            expires_at: clock::now() + INVITATION_SECS,
+            expires_at: now + INVITATION_SECS,
         })
         .await?;
     Ok(code)

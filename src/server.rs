@@ -25,6 +25,7 @@ use tower::util::Oneshot;
 use tower::{Service, ServiceBuilder, ServiceExt as _};
 
 use crate::approvals::Approvals;
+use crate::clock::Clock;
 use crate::config::{ConnectionLimits, PublicUrl, ServeArgs};
 use crate::connections::{AnswerBody, Connections, RequestBody, Slot};
 use crate::deliveries::{DRAIN_BOUND, Deliveries};
@@ -281,8 +282,8 @@ where
 
 /// Builds the gateway's state from its configuration and storage: signing key, store, events. Every
 /// use of `store` by the gateway goes through an [`InstrumentedStore`] that records it in the
-/// state's metrics.
-pub async fn open(args: &ServeArgs, storage: &Storage) -> anyhow::Result<AppState> {
+/// state's metrics. Everything that reads the time reads `clock`.
+pub async fn open(args: &ServeArgs, storage: &Storage, clock: Clock) -> anyhow::Result<AppState> {
     let metrics = Arc::new(Metrics::new(instrumented::OPERATIONS));
     let store: Arc<dyn Store> = Arc::new(InstrumentedStore::new(
         storage.store.clone(),
@@ -308,11 +309,12 @@ pub async fn open(args: &ServeArgs, storage: &Storage) -> anyhow::Result<AppStat
             allow_http_endpoints: args.danger_allow_http_push_endpoints,
             allow_private_endpoints: args.danger_allow_private_push_endpoints,
             max_devices_per_user: args.max_devices_per_user,
+            http: crate::http_client::for_push(args.danger_allow_private_push_endpoints)?,
         },
-        crate::http_client::for_push(args.danger_allow_private_push_endpoints)?,
         Webhooks::new(http, args.webhooks.webhooks.clone(), RetryPolicy::default()),
         events.clone(),
         deliveries.clone(),
+        clock.clone(),
     );
     let approvals = Approvals::new(store.clone(), events.clone(), notifier.clone());
     Ok(AppState {
@@ -324,6 +326,7 @@ pub async fn open(args: &ServeArgs, storage: &Storage) -> anyhow::Result<AppStat
         limits: Arc::new(args.limits.clone()),
         connection_limits: Arc::new(args.connections.clone()),
         token_lifetime: args.token_lifetime,
+        clock,
         events,
         notifier,
         deliveries,

@@ -9,7 +9,6 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use handsign_protocol::api::ErrorCode;
 use sha2::{Digest as _, Sha256};
 
-use crate::clock;
 use crate::domain::{SessionRecord, UserId, random_bytes};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -27,7 +26,7 @@ pub async fn start(state: &AppState, user: &UserId) -> Result<HeaderValue, ApiEr
         .put_session(&SessionRecord {
             id_sha256: hash(&secret),
             user: user.clone(),
-            expires_at: clock::now() + SESSION_SECS,
+            expires_at: state.clock.now() + SESSION_SECS,
         })
         .await?;
     cookie(state, &secret, SESSION_SECS)
@@ -82,7 +81,7 @@ impl FromRequestParts<AppState> for SessionUser {
         let secret = cookie_value(&parts.headers).ok_or_else(not_logged_in)?;
         let session = state
             .store
-            .session(&hash(secret), clock::now())
+            .session(&hash(secret), state.clock.now())
             .await?
             .ok_or_else(not_logged_in)?;
         Ok(SessionUser(session.user))

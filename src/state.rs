@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::approvals::Approvals;
+use crate::clock::Clock;
 use crate::config::{ConnectionLimits, PublicUrl, RequestLimits};
 use crate::deliveries::Deliveries;
 use crate::events::Events;
@@ -23,6 +24,8 @@ pub struct AppState {
     pub connection_limits: Arc<ConnectionLimits>,
     /// Seconds an approval token is valid (at most 30).
     pub token_lifetime: i64,
+    /// The time every check and every timed wait reads (a test may set it).
+    pub clock: Clock,
     pub events: Events,
     pub notifier: Notifier,
     /// A request's life: create, decide, deliver, cancel (over store, events and notifier).

@@ -47,7 +47,7 @@ async fn a_strangers_proof_is_refused_without_storing_anything() {
 /// A proof for `url` by `key` whose `jti` is `jti`.
 fn proof_with_jti(key: &SigningKey, url: &str, jti: &str) -> String {
     let header = json!({"typ": "dpop+jwt", "alg": "EdDSA", "jwk": key.public_key().to_jwk()});
-    let claims = json!({"jti": jti, "htm": "POST", "htu": url, "iat": handsign::clock::now()});
+    let claims = json!({"jti": jti, "htm": "POST", "htu": url, "iat": handsign::clock::Clock::system().now()});
     handsign_protocol::jws::sign(key, &header, &claims).unwrap()
 }
 
@@ -103,7 +103,14 @@ async fn enroll(
 ) -> (StatusCode, Value, Option<String>) {
     let key = SigningKey::generate().unwrap();
     let url = format!("{}/v1/agents/enroll", gateway.url);
-    let proof = dpop::create(&key, "POST", &url, handsign::clock::now(), None).unwrap();
+    let proof = dpop::create(
+        &key,
+        "POST",
+        &url,
+        handsign::clock::Clock::system().now(),
+        None,
+    )
+    .unwrap();
     let response = http
         .post(&url)
         .header("dpop", proof)
@@ -266,7 +273,11 @@ async fn an_agent_suspended_while_it_waits_gets_no_token() {
     .await;
     gateway
         .store
-        .set_agent_status(agent.id(), AgentStatus::Suspended, handsign::clock::now())
+        .set_agent_status(
+            agent.id(),
+            AgentStatus::Suspended,
+            handsign::clock::Clock::system().now(),
+        )
         .await
         .unwrap();
     let (status, answer) = gateway.decide(&mut alice, &id, "approve").await;

@@ -18,9 +18,13 @@ fn user(name: &str) -> UserId {
 }
 
 async fn invitation(gateway: &TestGateway, name: Option<&str>) -> String {
-    handsign::invitations::issue(gateway.store.as_ref(), name.map(user))
-        .await
-        .unwrap()
+    handsign::invitations::issue(
+        gateway.store.as_ref(),
+        name.map(user),
+        gateway.state.clock.now(),
+    )
+    .await
+    .unwrap()
 }
 
 /// The first half of a registration: the options for `name` with `code` (status and answer).
@@ -228,8 +232,13 @@ async fn only_admins_invite_and_each_invitation_takes_a_fresh_passkey_assertion(
         user: "carol".into(),
         admin: true,
     };
-    let answer =
-        handsign::admin::execute(gateway.store.as_ref(), &gateway.state.public, command).await;
+    let answer = handsign::admin::execute(
+        gateway.store.as_ref(),
+        &gateway.state.public,
+        command,
+        gateway.state.clock.now(),
+    )
+    .await;
     assert!(
         matches!(answer, handsign::admin::Answer::User { admin: true, .. }),
         "{answer:?}"

@@ -51,7 +51,7 @@ async fn a_cancelled_request_can_no_longer_be_approved_and_never_yields_a_token(
         .approvals(
             &handsign::domain::UserId::parse("alice").unwrap(),
             handsign::store::ApprovalFilter::Pending,
-            handsign::clock::now(),
+            handsign::clock::Clock::system().now(),
             10,
         )
         .await
@@ -76,7 +76,12 @@ async fn another_agent_cannot_cancel_and_is_answered_as_for_an_unknown_id() {
     let parsed = ApprovalId::parse(&id).unwrap();
     let stored = gateway
         .store
-        .cancel_approval(&parsed, other.id(), "x", handsign::clock::now())
+        .cancel_approval(
+            &parsed,
+            other.id(),
+            "x",
+            handsign::clock::Clock::system().now(),
+        )
         .await;
     assert!(matches!(stored, Err(StoreError::NotFound(_))), "{stored:?}");
 
@@ -168,7 +173,7 @@ async fn waiters_hear_of_the_cancellation_at_once() {
 async fn of_two_concurrent_cancellations_one_wins() {
     let (gateway, _alice, agent, id) = common::alice_asked().await;
     let parsed = ApprovalId::parse(&id).unwrap();
-    let now = handsign::clock::now();
+    let now = handsign::clock::Clock::system().now();
     let (a, b) = tokio::join!(
         gateway.store.cancel_approval(&parsed, agent.id(), "a", now),
         gateway.store.cancel_approval(&parsed, agent.id(), "b", now),

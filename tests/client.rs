@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use common::{GatewayClient, Person, TestGateway, flight, until};
+use handsign::clock::{Clock, TestClock};
 use handsign::domain::{AgentRecord, AgentStatus, ApprovalRecord, UserId};
 use handsign::store::ApprovalFilter;
 use handsign_client::{AgentKey, ApprovalError, ApprovalRequest, Client, ErrorCode, RetryPolicy};
@@ -46,7 +47,7 @@ async fn add_agent(gateway: &TestGateway, key: &AgentKey, user: &str) {
             user: UserId::parse(user).unwrap(),
             public_jwk: Some(key.public_jwk()),
             status: AgentStatus::Active,
-            created_at: handsign::clock::now(),
+            created_at: handsign::clock::Clock::system().now(),
             enrollment_expires_at: None,
         })
         .await
@@ -55,7 +56,12 @@ async fn add_agent(gateway: &TestGateway, key: &AgentKey, user: &str) {
 
 /// A gateway, alice with a passkey, and an SDK client for an agent of hers.
 async fn alice_and_agent() -> (TestGateway, Person, Client) {
-    let gateway = TestGateway::start().await;
+    alice_and_agent_reading(Clock::system()).await
+}
+
+/// As [`alice_and_agent`], the gateway reading `clock`.
+async fn alice_and_agent_reading(clock: Clock) -> (TestGateway, Person, Client) {
+    let gateway = TestGateway::start_reading(clock, |_| {}).await;
     let alice = gateway.register("alice").await;
     let key = AgentKey::generate().unwrap();
     add_agent(&gateway, &key, "alice").await;
@@ -70,7 +76,7 @@ fn book(params: Value) -> ApprovalRequest {
 /// Every request `agent` has at the gateway, whatever its state.
 async fn requests_of(gateway: &TestGateway, user: &str, agent: &str) -> Vec<ApprovalRecord> {
     let user = UserId::parse(user).unwrap();
-    let now = handsign::clock::now();
+    let now = gateway.state.clock.now();
     let mut all = Vec::new();
     for filter in [ApprovalFilter::Pending, ApprovalFilter::History] {
         all.extend(
@@ -101,7 +107,7 @@ async fn approved_while_waiting_gives_a_token_bound_to_the_agent_key() {
         format!("{}/approve/{}", gateway.url, pending.id())
     );
     assert_eq!(pending.code().len(), 7);
-    assert!(pending.expires_at() > handsign::clock::now());
+    assert!(pending.expires_at() > handsign::clock::Clock::system().now());
 
     let parked = gateway.state.events.waiters();
     let waiting = tokio::spawn({
@@ -125,7 +131,7 @@ async fn approved_while_waiting_gives_a_token_bound_to_the_agent_key() {
             audience: AUDIENCE,
             action: "flights.book",
             params_sha256: &hash,
-            now: handsign::clock::now(),
+            now: handsign::clock::Clock::system().now(),
             skew: 5,
         },
     )
@@ -155,7 +161,7 @@ async fn approved_while_waiting_gives_a_token_bound_to_the_agent_key() {
         &dpop::Expected {
             method: "POST",
             url,
-            now: handsign::clock::now(),
+            now: handsign::clock::Clock::system().now(),
             access_token: Some(approval.token()),
         },
     )
@@ -168,7 +174,7 @@ async fn approved_while_waiting_gives_a_token_bound_to_the_agent_key() {
             &dpop::Expected {
                 method: "POST",
                 url,
-                now: handsign::clock::now(),
+                now: handsign::clock::Clock::system().now(),
                 access_token: Some("another.token.value"),
             },
         )
@@ -196,15 +202,34 @@ async fn denied_while_waiting_is_denied() {
 
 #[tokio::test]
 async fn a_request_nobody_decides_expires() {
-    let (_gateway, _alice, client) = alice_and_agent().await;
+    // The gateway's time is the test's: the request expires when the test moves the clock
+    // past its ttl, and the waiting long poll ends then, without ten seconds passing.
+    let time = TestClock::starting_now();
+    let (gateway, _alice, client) = alice_and_agent_reading(time.clock()).await;
     // The shortest ttl the gateway allows; the long poll ends when the gateway reports expiry.
     let pending = client
         .request_approval(book(flight()).ttl(10))
         .await
         .unwrap();
-    let started = Instant::now();
-    assert_eq!(pending.wait().await.unwrap_err(), ApprovalError::Expired);
-    assert!(started.elapsed() < Duration::from_secs(30));
+    let id = pending.id().to_owned();
+    let waiting = tokio::spawn(async move { pending.wait().await });
+    until("the long poll is parked", || {
+        gateway.state.events.waiters() > 0
+    })
+    .await;
+    time.advance(Duration::from_secs(9));
+    let request = requests_of(&gateway, "alice", client.agent_id()).await;
+    assert_eq!(request[0].id.as_str(), id);
+    assert_eq!(
+        request[0].status(gateway.state.clock.now()),
+        handsign::domain::ApprovalStatus::Pending
+    );
+    assert!(!waiting.is_finished());
+    time.advance(Duration::from_secs(1));
+    let waited = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the long poll ends when the clock passes the expiry");
+    assert_eq!(waited.unwrap().unwrap_err(), ApprovalError::Expired);
 }
 
 #[tokio::test]
@@ -396,9 +421,10 @@ async fn a_dropped_connection_mid_wait_resumes_the_same_request() {
     .await;
     proxy.forward_to(&gateway.url);
     let browser = GatewayClient::new(&proxy.url);
-    let code = handsign::invitations::issue(gateway.store.as_ref(), None)
-        .await
-        .unwrap();
+    let code =
+        handsign::invitations::issue(gateway.store.as_ref(), None, gateway.state.clock.now())
+            .await
+            .unwrap();
     let mut alice = common::register(&browser.http, &proxy.url, &code, "alice").await;
     let key = AgentKey::generate().unwrap();
     add_agent(&gateway, &key, "alice").await;
@@ -611,7 +637,7 @@ async fn cli_request_prints_only_the_token_and_exits_0_when_approved() {
             audience: AUDIENCE,
             action: "flights.book",
             params_sha256: &hash,
-            now: handsign::clock::now(),
+            now: handsign::clock::Clock::system().now(),
             skew: 5,
         },
     )
@@ -849,7 +875,7 @@ async fn a_revocation_during_the_wait_says_why() {
         .set_agent_status(
             client.agent_id(),
             AgentStatus::Revoked,
-            handsign::clock::now(),
+            handsign::clock::Clock::system().now(),
         )
         .await
         .unwrap();

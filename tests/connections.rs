@@ -240,7 +240,7 @@ async fn connections_being_answered_are_never_shed_and_new_clients_wait_for_room
                 .set_agent_status(
                     &agent,
                     handsign::domain::AgentStatus::Revoked,
-                    handsign::clock::now(),
+                    handsign::clock::Clock::system().now(),
                 )
                 .await
                 .unwrap();

@@ -179,9 +179,10 @@ async fn the_setup_page_shows_the_form_that_fits_the_code() {
     let gateway = TestGateway::start().await;
     let browser = Browser::new(&gateway, None);
 
-    let setup = handsign::invitations::issue(gateway.store.as_ref(), None)
-        .await
-        .unwrap();
+    let setup =
+        handsign::invitations::issue(gateway.store.as_ref(), None, gateway.state.clock.now())
+            .await
+            .unwrap();
     let response = browser.get(&format!("/setup?code={setup}")).await;
     assert_eq!(response.status(), StatusCode::OK);
     let csp = response.headers()[header::CONTENT_SECURITY_POLICY]
@@ -201,9 +202,13 @@ async fn the_setup_page_shows_the_form_that_fits_the_code() {
     }
     assert!(!html.contains("readonly"));
 
-    let invitation = handsign::invitations::issue(gateway.store.as_ref(), Some("bob".parse_user()))
-        .await
-        .unwrap();
+    let invitation = handsign::invitations::issue(
+        gateway.store.as_ref(),
+        Some("bob".parse_user()),
+        gateway.state.clock.now(),
+    )
+    .await
+    .unwrap();
     let (status, html) = browser.page(&format!("/setup?code={invitation}")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains(r#"value="bob" readonly"#), "{html}");
@@ -681,7 +686,8 @@ async fn register_passkey_named(
 #[tokio::test]
 async fn passkey_names_are_shown_marked_and_control_characters_refused() {
     let gateway = TestGateway::start().await;
-    let code = || handsign::invitations::issue(gateway.store.as_ref(), None);
+    let code =
+        || handsign::invitations::issue(gateway.store.as_ref(), None, gateway.state.clock.now());
     let (status, answer, _) =
         register_passkey_named(&gateway, &code().await.unwrap(), "alice", "phone\0").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");

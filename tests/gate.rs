@@ -303,11 +303,11 @@ need = "deny"
         std::fs::write(dir.path().join("gate.toml"), &text).unwrap();
         let file = GateFile::load(&dir.path().join("gate.toml")).unwrap();
         let ahead = options.clock_ahead;
-        let clock = Clock::from_fn(move || handsign::clock::now() + ahead);
+        let clock = Clock::from_fn(move || handsign::clock::Clock::system().now() + ahead);
         // The gateway started in this test: no token of its keys was used before.
-        let began = options
-            .record_began_in
-            .map_or(0, |seconds| handsign::clock::now() + seconds);
+        let began = options.record_began_in.map_or(0, |seconds| {
+            handsign::clock::Clock::system().now() + seconds
+        });
         let replay = MemoryReplayStore::with_clock(clock.clone()).record_began_at(began);
         let verification = match options.redis_url {
             Some(_) => Verification::of(&file).await.unwrap(),
@@ -356,7 +356,7 @@ need = "deny"
     /// Every approval request alice has, pending or not.
     async fn approvals(&self) -> Vec<ApprovalRecord> {
         let alice = UserId::parse("alice").unwrap();
-        let now = handsign::clock::now();
+        let now = handsign::clock::Clock::system().now();
         let mut all = Vec::new();
         for filter in [ApprovalFilter::Pending, ApprovalFilter::History] {
             all.extend(
@@ -677,7 +677,7 @@ async fn with_callers_listed_only_their_fresh_proofs_get_in_and_approvals_name_t
     .await;
     let url = format!("{}/pay/v1/charges", setup.gate_url);
     let with_proof = |key: &SigningKey| {
-        let now = handsign::clock::now();
+        let now = handsign::clock::Clock::system().now();
         let proof = handsign_protocol::dpop::create(key, "POST", &url, now, None).unwrap();
         (setup.charge().header("dpop", proof.clone()), proof)
     };
@@ -711,9 +711,14 @@ async fn with_callers_listed_only_their_fresh_proofs_get_in_and_approvals_name_t
     assert!(body.contains("dpop_replayed"), "{body}");
 
     let read_url = format!("{}/pay/v1/charges/ch_1", setup.gate_url);
-    let proof =
-        handsign_protocol::dpop::create(&listed, "GET", &read_url, handsign::clock::now(), None)
-            .unwrap();
+    let proof = handsign_protocol::dpop::create(
+        &listed,
+        "GET",
+        &read_url,
+        handsign::clock::Clock::system().now(),
+        None,
+    )
+    .unwrap();
     let response = setup
         .http
         .get(&read_url)
@@ -1190,7 +1195,12 @@ async fn asked_of_alice(gateway: &TestGateway) -> ApprovalRecord {
     loop {
         let pending = gateway
             .store
-            .approvals(&alice, ApprovalFilter::Pending, handsign::clock::now(), 1)
+            .approvals(
+                &alice,
+                ApprovalFilter::Pending,
+                handsign::clock::Clock::system().now(),
+                1,
+            )
             .await
             .unwrap();
         if let Some(first) = pending.into_iter().next() {

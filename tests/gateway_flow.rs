@@ -4,7 +4,10 @@
 
 mod common;
 
-use common::{TestGateway, flight};
+use std::time::Duration;
+
+use common::{TestGateway, flight, until};
+use handsign::clock::TestClock;
 use handsign_protocol::canonical::Limits;
 use handsign_protocol::params::CanonicalParams;
 use handsign_protocol::receipt::{Anchored, Receipt, TrustAnchor};
@@ -58,7 +61,7 @@ async fn approve_collect_once_and_verify_token_and_receipt() {
             audience: "https://travel.example",
             action: "flights.book",
             params_sha256: &hash,
-            now: handsign::clock::now(),
+            now: handsign::clock::Clock::system().now(),
             skew: 0,
         },
     )
@@ -353,6 +356,63 @@ async fn the_event_stream_reports_pending_then_the_decision_with_the_token() {
     assert!(again.get("token").is_none());
 }
 
+/// Every wait that ends at a request's expiry follows the gateway's clock: the agent's long poll
+/// and event stream and the approval page's stream all end with `expired` once the clock passes
+/// the expiry (a test clock moved on here, instead of ten seconds waited).
+#[tokio::test]
+async fn every_wait_ends_when_the_gateways_clock_passes_the_expiry() {
+    let time = TestClock::starting_now();
+    let gateway = TestGateway::start_reading(time.clock(), |_| {}).await;
+    let _alice = gateway.register("alice").await;
+    let agent = gateway.agent("alice").await;
+    let (status, created) = agent
+        .call(
+            Method::POST,
+            "/v1/approvals",
+            Some(&json!({
+                "action": "flights.book",
+                "params": flight(),
+                "audience": "https://travel.example",
+                "ttl": 10,
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let page = tokio::spawn(
+        gateway
+            .http
+            .get(format!("{}/approve/{id}/events", gateway.url))
+            .send(),
+    );
+    let poll = tokio::spawn({
+        let (agent, id) = (agent.clone(), id.clone());
+        async move { agent.read(&id, 60).await }
+    });
+    let everything = async {
+        let states = agent
+            .stream_states(&id, async || {
+                // The page's stream, the long poll and this stream.
+                until("every wait is parked", || {
+                    gateway.state.events.waiters() == 3
+                })
+                .await;
+                time.advance(Duration::from_secs(10));
+            })
+            .await;
+        (states, poll.await.unwrap(), page.await.unwrap().unwrap())
+    };
+    // Far less than the ttl of real time.
+    let (states, (status, polled), page) = tokio::time::timeout(Duration::from_secs(5), everything)
+        .await
+        .expect("every wait ends once the clock passes the expiry");
+    assert_eq!(states.last().unwrap()["status"], "expired", "{states:?}");
+    assert_eq!(status, StatusCode::OK, "{polled}");
+    assert_eq!(polled["status"], "expired", "{polled}");
+    let said = page.text().await.unwrap();
+    assert!(said.contains("event: status\ndata: expired\n"), "{said}");
+}
+
 #[tokio::test]
 async fn an_agent_enrolls_itself_once_its_user_approves() {
     let gateway = TestGateway::start().await;
@@ -481,9 +541,10 @@ async fn the_ceremony_requires_user_verification_and_allows_only_the_users_passk
 #[tokio::test]
 async fn session_cookies_are_http_only_and_same_site_strict() {
     let gateway = TestGateway::start().await;
-    let code = handsign::invitations::issue(gateway.store.as_ref(), None)
-        .await
-        .unwrap();
+    let code =
+        handsign::invitations::issue(gateway.store.as_ref(), None, gateway.state.clock.now())
+            .await
+            .unwrap();
     let (status, options) = gateway
         .browser_post(
             "/webauthn/register/options",

@@ -60,7 +60,7 @@ async fn agent_calls_without_a_valid_fresh_proof_are_refused() {
         &agent.key,
         "POST",
         &format!("{}/v1/approvals", gateway.url),
-        handsign::clock::now() - 120,
+        handsign::clock::Clock::system().now() - 120,
         None,
     )
     .unwrap();
@@ -75,7 +75,7 @@ async fn agent_calls_without_a_valid_fresh_proof_are_refused() {
         &stranger,
         "POST",
         &format!("{}/v1/approvals", gateway.url),
-        handsign::clock::now(),
+        handsign::clock::Clock::system().now(),
         None,
     )
     .unwrap();
@@ -95,7 +95,7 @@ async fn suspended_and_revoked_agents_cannot_ask_and_revoking_cancels_pending_re
         .as_str()
         .unwrap()
         .to_owned();
-    let now = handsign::clock::now();
+    let now = handsign::clock::Clock::system().now();
 
     gateway
         .store

@@ -12,7 +12,8 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::http::HeaderMap;
 use base64::Engine as _;
-use common::{PushBrowser, Received, TestGateway, flight, push_service, webpush_check};
+use common::{PushBrowser, Received, TestGateway, flight, push_service, until, webpush_check};
+use handsign::clock::TestClock;
 use handsign::notify::webhooks::{WebhookSecret, WebhookTarget};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -285,7 +286,13 @@ async fn devices_are_the_users_own_and_subscriptions_are_checked() {
 async fn a_request_nobody_decides_is_reported_expired() {
     let (hook, mut hooks) = webhook_receiver().await;
     let target: WebhookTarget = format!("standard={hook},secret={SECRET}").parse().unwrap();
-    let gateway = TestGateway::start_with(|args| args.webhooks.webhooks = vec![target]).await;
+    // The gateway's time is the test's: the expiry is reported when the test moves the clock
+    // past it, without ten seconds passing.
+    let time = TestClock::starting_now();
+    let gateway = TestGateway::start_reading(time.clock(), |args| {
+        args.webhooks.webhooks = vec![target];
+    })
+    .await;
     let _alice = gateway.register("alice").await;
     let agent = gateway.agent("alice").await;
     let (status, created) = agent
@@ -303,8 +310,18 @@ async fn a_request_nobody_decides_is_reported_expired() {
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let (headers, body) = next(&mut hooks, "webhook").await;
     assert_eq!(verified_event(&headers, &body)["type"], "approval.created");
-    // Nothing is decided: about ten seconds later the expiry is reported, once.
-    let (headers, body) = next(&mut hooks, "webhook").await;
+    // Nothing is decided: once the clock passes the ttl the expiry is reported, once, with
+    // the time of the gateway's clock.
+    until("the expiry report waits", || {
+        gateway.state.events.waiters() > 0
+    })
+    .await;
+    time.advance(Duration::from_secs(10));
+    // Well under the ttl of real time: the report follows the clock.
+    let (headers, body) = tokio::time::timeout(Duration::from_secs(5), hooks.recv())
+        .await
+        .expect("the expiry is reported once the clock passes it")
+        .unwrap();
     let event = verified_event(&headers, &body);
     assert_eq!(event["type"], "approval.expired");
     assert_eq!(event["data"]["approval_id"], created["id"]);

@@ -130,7 +130,7 @@ async fn assert_valid_token(browser: &GatewayClient, url: &str, minted: &str) {
             audience: "https://travel.example",
             action: "flights.book",
             params_sha256: &hash,
-            now: handsign::clock::now(),
+            now: handsign::clock::Clock::system().now(),
             skew: 0,
         },
     )

@@ -49,7 +49,9 @@ async fn shutdown_waits_for_a_delivery_in_flight_and_stops_expiry_watchers() {
     let mut args = common::serve_args(data.path(), &url);
     args.webhooks.webhooks = vec![format!("ntfy={hooks_url}").parse().unwrap()];
     let storage = Storage::embedded(data.path()).unwrap();
-    let state = server::open(&args, &storage).await.unwrap();
+    let state = server::open(&args, &storage, handsign::clock::Clock::system())
+        .await
+        .unwrap();
     let key = SigningKey::generate().unwrap();
     storage
         .store
@@ -59,7 +61,7 @@ async fn shutdown_waits_for_a_delivery_in_flight_and_stops_expiry_watchers() {
             user: UserId::parse("alice").unwrap(),
             public_jwk: Some(key.public_key().to_jwk()),
             status: AgentStatus::Active,
-            created_at: handsign::clock::now(),
+            created_at: handsign::clock::Clock::system().now(),
             enrollment_expires_at: None,
         })
         .await

@@ -130,7 +130,7 @@ fn public() -> PublicUrl {
 }
 
 fn now() -> i64 {
-    handsign::clock::now()
+    handsign::clock::Clock::system().now()
 }
 
 fn approval(agent_name: &str) -> ApprovalRecord {

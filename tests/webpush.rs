@@ -62,7 +62,7 @@ async fn push_message_is_accepted_verified_and_decrypted_by_independent_code() {
         "note": "Zoë's flight — SFO → NYC",
     });
     let payload_bytes = serde_json::to_vec(&payload).unwrap();
-    let now = handsign::clock::now();
+    let now = handsign::clock::Clock::system().now();
     let options = PushOptions {
         subject: SUBJECT,
         ttl_secs: 300,
@@ -184,7 +184,7 @@ fn rfc8292_example_verifies_at_its_time_and_is_expired_now() {
     // Our verifier: valid at a time inside its life, expired by the real clock.
     let claims = verify_vapid(header, aud, exp - 60).unwrap();
     assert_eq!(claims, v["jwt_claims"]);
-    let expired = verify_vapid(header, aud, handsign::clock::now()).unwrap_err();
+    let expired = verify_vapid(header, aud, handsign::clock::Clock::system().now()).unwrap_err();
     assert!(expired.starts_with("expired"), "{expired}");
     assert!(verify_vapid(header, "https://other.example", exp - 60).is_err());
     // PyJWT agrees on both.
@@ -200,7 +200,7 @@ fn rfc8292_example_verifies_at_its_time_and_is_expired_now() {
 fn our_vapid_header_passes_the_in_test_verifier_and_pyjwt() {
     let vapid = VapidKey::generate().unwrap();
     let endpoint = url::Url::parse("https://fcm.googleapis.com/fcm/send/abc:def").unwrap();
-    let now = handsign::clock::now();
+    let now = handsign::clock::Clock::system().now();
     let header = vapid
         .authorization(&endpoint, "https://gw.example/contact", now)
         .unwrap();

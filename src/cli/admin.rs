@@ -8,6 +8,7 @@ use url::Url;
 
 use super::Outcome;
 use crate::admin::{self, Answer, Command};
+use crate::clock::Clock;
 use crate::config::{PublicUrl, default_data_dir};
 use crate::domain::{AgentRecord, AgentStatus};
 use crate::notify::webhooks::marked_line;
@@ -147,7 +148,13 @@ async fn run(target: &Target, command: Command) -> anyhow::Result<Outcome> {
                 );
             }
             let storage = Storage::open(&target.data_dir, target.redis_url.as_deref()).await?;
-            admin::execute(storage.store.as_ref(), &public, command).await
+            admin::execute(
+                storage.store.as_ref(),
+                &public,
+                command,
+                Clock::system().now(),
+            )
+            .await
         }
     };
     match answer {

@@ -5,6 +5,7 @@ use futures_util::FutureExt as _;
 
 use super::Outcome;
 use crate::admin;
+use crate::clock::Clock;
 use crate::config::{LogFormat, ServeArgs};
 use crate::invitations;
 use crate::server;
@@ -19,12 +20,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
     if !storage.is_shared() {
         println!("Data directory: {}", args.data_dir.display());
     }
-    let state = server::open(&args, &storage).await?;
+    let state = server::open(&args, &storage, Clock::system()).await?;
     let listener =
         server::listen(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr()?;
     if store.count_users().await? == 0 {
-        let code = invitations::issue(store.as_ref(), None).await?;
+        let code = invitations::issue(store.as_ref(), None, state.clock.now()).await?;
         println!(
             "No users yet. Register the first user and passkey within an hour at:\n  {}",
             state.public.join(&format!("/setup?code={code}"))
@@ -60,6 +61,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
             socket,
             store.clone(),
             state.public.clone(),
+            state.clock.clone(),
         )))
     };
     tracing::info!(%address, public_url = %state.public.issuer, "gateway listening");

@@ -15,7 +15,7 @@ pub mod webpush;
 
 use std::sync::Arc;
 
-use crate::clock;
+use crate::clock::Clock;
 use crate::config::PublicUrl;
 use crate::deliveries::Deliveries;
 use crate::domain::{
@@ -43,6 +43,8 @@ pub struct PushSettings {
     pub allow_private_endpoints: bool,
     /// Most devices one user may subscribe.
     pub max_devices_per_user: usize,
+    /// The client push messages are sent with.
+    pub http: reqwest::Client,
 }
 
 /// The gateway's notification channels.
@@ -51,12 +53,13 @@ pub struct Notifier {
     store: Arc<dyn Store>,
     public: Arc<PublicUrl>,
     push: Arc<PushSettings>,
-    http: reqwest::Client,
     webhooks: Webhooks,
     /// Changes to requests, so that an expiry report stops waiting once a request is decided.
     events: Events,
     /// Where pushes and expiry watchers run, so that shutdown drains or stops them.
     deliveries: Deliveries,
+    /// The time events carry and expiry reports wait for.
+    clock: Clock,
 }
 
 impl Notifier {
@@ -64,19 +67,19 @@ impl Notifier {
         store: Arc<dyn Store>,
         public: Arc<PublicUrl>,
         push: PushSettings,
-        http: reqwest::Client,
         webhooks: Webhooks,
         events: Events,
         deliveries: Deliveries,
+        clock: Clock,
     ) -> Self {
         Notifier {
             store,
             public,
             push: Arc::new(push),
-            http,
             webhooks: webhooks.delivering_on(deliveries.clone()),
             events,
             deliveries,
+            clock,
         }
     }
 
@@ -110,7 +113,7 @@ impl Notifier {
     /// A new request: push to the user's devices, tell the webhooks, and tell them again if it
     /// expires undecided.
     pub fn approval_created(&self, approval: &ApprovalRecord) {
-        let now = clock::now();
+        let now = self.clock.now();
         self.webhooks
             .notify(WebhookEvent::approval_created(&self.public, approval, now));
         let notifier = self.clone();
@@ -127,7 +130,7 @@ impl Notifier {
         self.webhooks.notify(WebhookEvent::approval_decided(
             &self.public,
             approval,
-            clock::now(),
+            self.clock.now(),
         ));
     }
 
@@ -135,7 +138,7 @@ impl Notifier {
         self.webhooks.notify(WebhookEvent::agent_enrolled(
             &self.public,
             agent,
-            clock::now(),
+            self.clock.now(),
         ));
     }
 
@@ -168,12 +171,13 @@ impl Notifier {
                 subject: &self.push.subject,
                 ttl_secs: PUSH_TTL_SECS,
                 urgency: Urgency::High,
-                now: clock::now(),
+                now: self.clock.now(),
             };
             let request = webpush::build_request(subscription, payload, &self.push.vapid, &options)
                 .map_err(|e| e.to_string())?;
             let request = reqwest::Request::try_from(request).map_err(|e| e.to_string())?;
             let response = self
+                .push
                 .http
                 .execute(request)
                 .await
@@ -214,15 +218,14 @@ impl Notifier {
             let Ok(Some(stored)) = self.store.approval(&approval.id).await else {
                 return;
             };
-            match stored.status(clock::now()) {
+            match stored.status(self.clock.now()) {
                 ApprovalStatus::Pending => {
-                    // A second past the expiry second, so the clock has surely reached it.
-                    let left = u64::try_from(stored.expires_at - clock::now()).unwrap_or(0) + 1;
-                    let expiry = tokio::time::Instant::now() + std::time::Duration::from_secs(left);
+                    let expiry = self.clock.sleep_until_second(stored.expires_at);
                     changes.changed_before(expiry).await;
                 }
                 ApprovalStatus::Expired if matches!(stored.state, ApprovalState::Pending) => {
-                    let event = WebhookEvent::approval_expired(&self.public, &stored, clock::now());
+                    let event =
+                        WebhookEvent::approval_expired(&self.public, &stored, self.clock.now());
                     self.webhooks.notify(event);
                     return;
                 }

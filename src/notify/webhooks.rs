@@ -713,7 +713,9 @@ async fn attempt_once(
         );
     let request = match &target.kind {
         WebhookKind::Standard { secret } => {
-            let timestamp = crate::clock::now();
+            // Receivers check this against their own wall clock, and retries wait in real
+            // time: the system clock's, whatever clock the gateway's checks read.
+            let timestamp = crate::clock::Clock::system().now();
             request
                 .header("content-type", "application/json")
                 .header("webhook-id", &event.id)
@@ -747,7 +749,7 @@ async fn attempt_once(
                     .headers()
                     .get("retry-after")
                     .and_then(|v| v.to_str().ok())
-                    .and_then(|v| parse_retry_after(v, crate::clock::now()));
+                    .and_then(|v| parse_retry_after(v, crate::clock::Clock::system().now()));
                 Ok(Attempt::Retry {
                     reason: format!("HTTP {code}"),
                     retry_after,

@@ -18,7 +18,6 @@ use serde_json::json;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::agent_auth::{Agent, Proof};
-use crate::clock;
 use crate::config::{DEFAULT_TTL, MIN_TTL};
 use crate::domain::{
     Action, AgentName, AgentRecord, AgentStatus, ApprovalId, ApprovalKind, ApprovalRecord,
@@ -74,7 +73,7 @@ async fn request_approval(
 ) -> Result<Response, ApiError> {
     let agent = agent.require_active()?.clone();
     let request: CreateApproval = parse_json(body)?;
-    let now = clock::now();
+    let now = state.clock.now();
     check_rate(state, Rate::Agent(&agent.id), now).await?;
     check_rate(state, Rate::Prompts(&agent.user), now).await?;
 
@@ -219,7 +218,7 @@ async fn cancel(
     };
     let reason = cancel_reason(request.reason)?;
     own_approval(&state, &agent, &id).await?;
-    let now = clock::now();
+    let now = state.clock.now();
     let cancelled = match state.approvals.cancel(&id, &agent.0.id, &reason, now).await {
         Ok(cancelled) => cancelled,
         Err(StoreError::NotFound(_)) => return Err(ApiError::not_found("approval request")),
@@ -287,18 +286,25 @@ async fn read(
     // Subscribe before the first read, so a decision between read and wait still wakes us.
     let mut changes = state.events.approval(&id);
     let mut approval = own_approval(&state, &agent, &id).await?;
-    let started = tokio::time::Instant::now();
-    let deadline = started + std::time::Duration::from_secs(wait);
-    while approval.status(clock::now()) == ApprovalStatus::Pending {
-        let until_expiry = u64::try_from(approval.expires_at - clock::now()).unwrap_or(0);
-        let wake_at = deadline.min(started + std::time::Duration::from_secs(until_expiry + 1));
-        if tokio::time::Instant::now() >= wake_at {
+    // The wait and the expiry are both times of the gateway's clock (a test may set it).
+    let deadline = state.clock.time() + std::time::Duration::from_secs(wait);
+    while approval.status(state.clock.now()) == ApprovalStatus::Pending {
+        if state.clock.time() >= deadline {
             break;
         }
+        let expiry = approval.expires_at;
         // Read again on waking: thousands of agents may be waiting at once, and each record
         // holds its params (a kilobyte or more).
         drop(approval);
-        changes.changed_before(wake_at).await;
+        let clock = &state.clock;
+        changes
+            .changed_before(async {
+                tokio::select! {
+                    () = clock.sleep_until(deadline) => {},
+                    () = clock.sleep_until_second(expiry) => {},
+                }
+            })
+            .await;
         approval = own_approval(&state, &agent, &id).await?;
     }
     // Boxed: a future is as large as its largest step, and collecting and minting is this one's;
@@ -330,8 +336,8 @@ async fn events_stream(
                     Ok(approval) => approval,
                     Err(e) => return Some((Err(e.message), None)),
                 };
-                let status = approval.status(clock::now());
-                let expires_in = u64::try_from(approval.expires_at - clock::now()).unwrap_or(0);
+                let status = approval.status(state.clock.now());
+                let expiry = approval.expires_at;
                 if last.as_deref() != Some(status.as_str()) {
                     let answer = match Box::pin(outcome(&state, &agent, approval)).await {
                         Ok(answer) => answer,
@@ -342,11 +348,11 @@ async fn events_stream(
                         .then(|| (state, agent, id, changes, Some(status.as_str().to_owned())));
                     return Some((event.map_err(|e| e.to_string()), next));
                 }
-                let wake_at = tokio::time::Instant::now()
-                    + std::time::Duration::from_secs(expires_in.saturating_add(1));
                 // As in `read`: not held while waiting, and room for `outcome` is boxed.
                 drop(approval);
-                changes.changed_before(wake_at).await;
+                changes
+                    .changed_before(state.clock.sleep_until_second(expiry))
+                    .await;
             }
         },
     );
@@ -379,7 +385,7 @@ async fn outcome(
     agent: &Agent,
     approval: ApprovalRecord,
 ) -> Result<ApprovalView, ApiError> {
-    let now = clock::now();
+    let now = state.clock.now();
     let status = approval.status(now);
     let mut answer = view(state, &approval, status);
     let deliverable = matches!(
@@ -470,7 +476,7 @@ async fn receipt(
             ErrorCode::NotDecided,
             format!(
                 "the request is {}; a receipt exists once a person has decided",
-                approval.status(clock::now()).as_str()
+                approval.status(state.clock.now()).as_str()
             ),
         )),
     }
@@ -502,7 +508,7 @@ async fn request_enrollment(
     proof: Proof,
     body: &[u8],
 ) -> Result<Response, ApiError> {
-    let now = clock::now();
+    let now = state.clock.now();
     check_rate(state, Rate::EnrollmentsFrom(client.0), now).await?;
     let request: EnrollAgent = parse_json(body)?;
     let user = UserId::parse(&request.user)

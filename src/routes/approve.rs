@@ -5,7 +5,6 @@
 //! atomically before it is checked: the same assertion submitted twice decides once.
 
 use std::convert::Infallible;
-use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
@@ -28,7 +27,6 @@ use serde::Deserialize;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use webauthn_rs::prelude::{PasskeyAuthentication, PublicKeyCredential};
 
-use crate::clock;
 use crate::domain::{ApprovalId, ApprovalRecord, ApprovalStatus, PasskeyRecord};
 use crate::error::ApiError;
 use crate::events::ApprovalWaiter;
@@ -85,15 +83,13 @@ async fn settled(
 ) -> Option<ApprovalStatus> {
     let mut approval = state.store.approval(&approval.id).await.ok()??;
     loop {
-        let now = clock::now();
-        let status = approval.status(now);
+        let status = approval.status(state.clock.now());
         if status != ApprovalStatus::Pending {
             return Some(status);
         }
-        // A second past expiry, so that the request reads expired when looked at again.
-        let left = u64::try_from(approval.expires_at - now).unwrap_or(0) + 1;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(left);
-        changes.changed_before(deadline).await;
+        changes
+            .changed_before(state.clock.sleep_until_second(approval.expires_at))
+            .await;
         approval = state.store.approval(&approval.id).await.ok()??;
     }
 }
@@ -115,12 +111,15 @@ async fn show(state: &AppState, id: &str) -> Result<Response, ApiError> {
         Some(agent) => agent.name,
         None => approval.agent_name.clone(),
     };
-    Ok(
-        ApprovePage::new(&approval, &agent_name, &state.public.issuer, clock::now())
-            .map_err(ApiError::internal)?
-            .with_token_lifetime(state.token_lifetime)
-            .into_response(),
+    Ok(ApprovePage::new(
+        &approval,
+        &agent_name,
+        &state.public.issuer,
+        state.clock.now(),
     )
+    .map_err(ApiError::internal)?
+    .with_token_lifetime(state.token_lifetime)
+    .into_response())
 }
 
 async fn load(state: &AppState, id: &str) -> Result<ApprovalRecord, ApiError> {
@@ -180,10 +179,10 @@ async fn options(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     require_same_origin(&headers, &state.public.origin)?;
-    check_rate(&state, Rate::CeremoniesFrom(client.0), clock::now()).await?;
+    check_rate(&state, Rate::CeremoniesFrom(client.0), state.clock.now()).await?;
     let request: DecisionOptions = parse_json(&body)?;
     let approval = load(&state, &id).await?;
-    let now = clock::now();
+    let now = state.clock.now();
     require_pending(&approval, now)?;
     let passkeys = passkeys_of(&state, &approval.user).await?;
     if passkeys.is_empty() {
@@ -252,7 +251,7 @@ async fn record_decision(
     require_same_origin(headers, &state.public.origin)?;
     let request: DecideRequest = parse_json(body)?;
     let approval = load(state, id).await?;
-    let now = clock::now();
+    let now = state.clock.now();
     require_pending(&approval, now)?;
 
     let ceremony = state

@@ -29,7 +29,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::admin::{self, Answer, Command};
-use crate::clock;
 use crate::domain::{AgentRecord, AgentStatus, ApprovalId, ApprovalRecord, ApprovalStatus, UserId};
 use crate::error::ApiError;
 use crate::events::{UserChange, UserWaiter};
@@ -87,7 +86,7 @@ async fn setup(
         Some(code) => {
             state
                 .store
-                .invitation(&code_hash(code), clock::now())
+                .invitation(&code_hash(code), state.clock.now())
                 .await?
         }
         None => None,
@@ -142,7 +141,7 @@ async fn dashboard(
     let Some(SessionUser(user)) = session else {
         return Ok(Redirect::to("/login").into_response());
     };
-    let now = clock::now();
+    let now = state.clock.now();
     let mut agents = state.store.agents(Some(&user)).await?;
     agents.retain(|agent| agent.exists_at(now));
     let names = agent_names(&agents);
@@ -276,7 +275,7 @@ async fn approvals(
     State(state): State<AppState>,
     SessionUser(user): SessionUser,
 ) -> Result<Response, ApiError> {
-    let now = clock::now();
+    let now = state.clock.now();
     let names = agent_names(&state.store.agents(Some(&user)).await?);
     let requests = Requests::of(&state, &user, now).await?;
     let pending = PendingList {
@@ -361,7 +360,7 @@ async fn decided_approval(
             ErrorCode::NotDecided,
             format!(
                 "the request is {}; a receipt exists once a person has decided",
-                approval.status(clock::now()).as_str()
+                approval.status(state.clock.now()).as_str()
             ),
         ));
     }
@@ -467,13 +466,20 @@ async fn agent_status(
     // The requests a revocation cancels, so that their waiters can be woken afterwards.
     let cancelled = state
         .approvals
-        .cancelled_by(&user, &agent.id, request.status.into(), clock::now())
+        .cancelled_by(&user, &agent.id, request.status.into(), state.clock.now())
         .await?;
     let command = Command::SetAgentStatus {
         agent: agent.id.clone(),
         status: request.status.into(),
     };
-    let agent = match admin::execute(state.store.as_ref(), &state.public, command).await {
+    let agent = match admin::execute(
+        state.store.as_ref(),
+        &state.public,
+        command,
+        state.clock.now(),
+    )
+    .await
+    {
         Answer::Agent { agent } => agent,
         Answer::Refused { message } => return Err(ApiError::conflict(ErrorCode::Refused, message)),
         Answer::Unavailable { message } => return Err(StoreError::Unavailable(message).into()),
@@ -531,7 +537,14 @@ async fn invite(
     let command = Command::InviteUser {
         user: user.to_string(),
     };
-    match admin::execute(state.store.as_ref(), &state.public, command).await {
+    match admin::execute(
+        state.store.as_ref(),
+        &state.public,
+        command,
+        state.clock.now(),
+    )
+    .await
+    {
         Answer::Invitation { user, url } => {
             tracing::info!(%inviter, invited = %user, "invitation created from the dashboard");
             Ok((

@@ -8,7 +8,6 @@ use axum::routing::get;
 use axum::{Json, Router};
 use handsign_protocol::api::ErrorCode;
 
-use crate::clock;
 use crate::error::ApiError;
 use crate::metrics;
 use crate::state::AppState;
@@ -57,7 +56,7 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
         );
         return refused;
     }
-    let pending = match state.store.pending_count(clock::now()).await {
+    let pending = match state.store.pending_count(state.clock.now()).await {
         Ok(pending) => Some(pending),
         Err(error) => {
             tracing::warn!(%error, "metrics: the store could not count pending requests");

@@ -13,7 +13,6 @@ use handsign_protocol::api::{Device, DeviceAdded, ErrorCode, VapidKey};
 use handsign_protocol::base64url;
 use serde::Deserialize;
 
-use crate::clock;
 use crate::domain::{PushSubscriptionRecord, device_name, random_bytes};
 use crate::error::ApiError;
 use crate::notify::subscription::Subscription;
@@ -91,7 +90,7 @@ async fn add(
         user: user.clone(),
         name,
         subscription,
-        created_at: clock::now(),
+        created_at: state.clock.now(),
     };
     state.store.add_push_subscription(&device).await?;
     tracing::info!(%user, device = %device.id, "device subscribed to notifications");

@@ -17,7 +17,6 @@ use webauthn_rs::prelude::{
     RegisterPublicKeyCredential,
 };
 
-use crate::clock;
 use crate::domain::{AgentStatus, PasskeyRecord, UserId, UserRecord, random_bytes};
 use crate::error::ApiError;
 use crate::passkeys::CeremonyError;
@@ -81,9 +80,9 @@ async fn register_options(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     require_same_origin(&headers, &state.public.origin)?;
-    check_rate(&state, Rate::CeremoniesFrom(client.0), clock::now()).await?;
+    check_rate(&state, Rate::CeremoniesFrom(client.0), state.clock.now()).await?;
     let request: RegisterOptionsRequest = parse_json(&body)?;
-    let now = clock::now();
+    let now = state.clock.now();
     let (user, code_sha256, first_user) = match (request.code, session) {
         (Some(code), _) => {
             let code_sha256 = code_hash(&code);
@@ -183,7 +182,7 @@ async fn begin(
         .put_ceremony(
             &format!("{kind}:{ceremony}"),
             &serde_json::to_vec(pending).map_err(ApiError::internal)?,
-            clock::now() + CEREMONY_SECS,
+            state.clock.now() + CEREMONY_SECS,
         )
         .await?;
     Ok(Json(CeremonyOptions {
@@ -213,7 +212,7 @@ async fn register_finish(
 ) -> Result<Response, ApiError> {
     require_same_origin(&headers, &state.public.origin)?;
     let request: RegisterFinishRequest = parse_json(&body)?;
-    let now = clock::now();
+    let now = state.clock.now();
     let pending = state
         .store
         .take_ceremony(&format!("register:{}", request.ceremony), now)
@@ -307,7 +306,7 @@ async fn login_options(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     require_same_origin(&headers, &state.public.origin)?;
-    check_rate(&state, Rate::CeremoniesFrom(client.0), clock::now()).await?;
+    check_rate(&state, Rate::CeremoniesFrom(client.0), state.clock.now()).await?;
     let request: LoginOptionsRequest = parse_json(&body)?;
     let user = request
         .user
@@ -361,7 +360,7 @@ async fn login_finish(
 ) -> Result<Response, ApiError> {
     require_same_origin(&headers, &state.public.origin)?;
     let request: LoginFinishRequest = parse_json(&body)?;
-    let now = clock::now();
+    let now = state.clock.now();
     let pending = state
         .store
         .take_ceremony(&format!("login:{}", request.ceremony), now)
@@ -443,7 +442,7 @@ async fn step_up_options(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     require_same_origin(&headers, &state.public.origin)?;
-    check_rate(&state, Rate::CeremoniesFrom(client.0), clock::now()).await?;
+    check_rate(&state, Rate::CeremoniesFrom(client.0), state.clock.now()).await?;
     let request: StepUpOptionsRequest = parse_json(&body)?;
     let passkeys = passkeys_of(&state, &user).await?;
     let (options, login) = state
@@ -475,7 +474,7 @@ impl StepUp {
         user: &UserId,
         purpose: &Purpose,
     ) -> Result<(), ApiError> {
-        let now = clock::now();
+        let now = state.clock.now();
         let pending = state
             .store
             .take_ceremony(&format!("step-up:{}", self.ceremony), now)

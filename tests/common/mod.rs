@@ -11,6 +11,7 @@ use axum::body::Bytes;
 use axum::http::HeaderMap;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use handsign::clock::Clock;
 use handsign::config::{LogFormat, RequestLimits, ServeArgs};
 use handsign::domain::{AgentRecord, AgentStatus, UserId};
 use handsign::server;
@@ -103,6 +104,12 @@ impl TestGateway {
     /// Starts a gateway whose configuration `configure` may change, on the store
     /// [`STORE_VARIABLE`] names (the embedded one by default).
     pub async fn start_with(configure: impl FnOnce(&mut ServeArgs)) -> Self {
+        Self::start_reading(Clock::system(), configure).await
+    }
+
+    /// Like [`start_with`](Self::start_with), the gateway reading `clock` (a test sets the time
+    /// with a [`TestClock`](handsign::clock::TestClock) instead of waiting for it).
+    pub async fn start_reading(clock: Clock, configure: impl FnOnce(&mut ServeArgs)) -> Self {
         let redis = match std::env::var(STORE_VARIABLE).as_deref() {
             Ok("redis") => Some(RedisServer::start().await),
             Ok("embedded") | Err(_) => None,
@@ -119,7 +126,7 @@ impl TestGateway {
             .await
             .unwrap();
         let store = storage.store.clone();
-        let state = server::open(&args, &storage).await.unwrap();
+        let state = server::open(&args, &storage, clock).await.unwrap();
         let (shutdown, stopped) = oneshot::channel::<()>();
         tokio::spawn(server::run(listener, state.clone(), async {
             let _ = stopped.await;
@@ -148,9 +155,10 @@ impl TestGateway {
     pub async fn register(&self, name: &str) -> Person {
         let first = self.store.count_users().await.unwrap() == 0;
         let invited = (!first).then(|| UserId::parse(name).unwrap());
-        let code = handsign::invitations::issue(self.store.as_ref(), invited)
-            .await
-            .unwrap();
+        let code =
+            handsign::invitations::issue(self.store.as_ref(), invited, self.state.clock.now())
+                .await
+                .unwrap();
         self.client.register_with(&code, name).await
     }
 
@@ -171,7 +179,7 @@ impl TestGateway {
                 user: UserId::parse(user).unwrap(),
                 public_jwk: Some(key.public_key().to_jwk()),
                 status: AgentStatus::Active,
-                created_at: handsign::clock::now(),
+                created_at: handsign::clock::Clock::system().now(),
                 enrollment_expires_at: None,
             })
             .await
@@ -389,7 +397,7 @@ impl TestAgent {
             &self.key,
             method.as_str(),
             &url,
-            handsign::clock::now(),
+            handsign::clock::Clock::system().now(),
             None,
         )
         .unwrap()
