@@ -9,7 +9,7 @@ use std::sync::Arc;
 use common::TestGateway;
 use handsign_client::{AgentKey, Client};
 use handsign_example_travel::{Booking, ServiceConfig, ask, call_service, service};
-use handsign_verify::MemoryReplayStore;
+use handsign_verify::{Clock, MemoryReplayStore};
 use reqwest::StatusCode;
 
 const AUDIENCE: &str = "https://travel.example";
@@ -22,6 +22,7 @@ async fn start_service(gateway: &TestGateway) -> String {
         gateway: gateway.url.clone(),
         audience: AUDIENCE.into(),
         public_url: url.clone(),
+        clock: Clock::system(),
     };
     // The gateway and its keys are this test's own: no earlier process accepted its tokens, so
     // the record may begin at 0 and tokens minted right after the start are accepted.

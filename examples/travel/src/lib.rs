@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use handsign_client::{ApprovalError, ApprovalRequest, Client, PendingApproval};
-use handsign_verify::{Approved, BuildError, Keys, ReplayStore, Verifier};
+use handsign_verify::{Approved, BuildError, Clock, Keys, ReplayStore, Verifier};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -37,6 +37,9 @@ pub struct ServiceConfig {
     pub audience: String,
     /// The URL agents call this service at (the DPoP proofs name it).
     pub public_url: String,
+    /// The time the token checks read: the system clock, or a test's (give the replay store
+    /// the same).
+    pub clock: Clock,
 }
 
 /// The service's routes: `POST /bookings`, guarded by the approval layer.
@@ -48,6 +51,7 @@ pub fn service(config: &ServiceConfig, replay: Arc<dyn ReplayStore>) -> Result<R
         .public_url(config.public_url.clone())
         .keys(Keys::jwks_url(format!("{gateway}/.well-known/jwks.json")))
         .replay_store(replay)
+        .clock(config.clock.clone())
         .build()?;
     // The body is checked as a Booking before the token is used, so a body `book` would
     // refuse does not use up the approval.

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use handsign_example_travel::{ServiceConfig, service};
 use handsign_verify::replicas::ReplicaArgs;
-use handsign_verify::{MemoryReplayStore, RedisReplayStore, ReplayStore};
+use handsign_verify::{Clock, MemoryReplayStore, RedisReplayStore, ReplayStore};
 
 #[derive(Debug, Parser)]
 #[command(about = "A flight-booking service guarded by Handsign approvals")]
@@ -55,6 +55,7 @@ async fn main() -> anyhow::Result<()> {
         public_url: args
             .public_url
             .unwrap_or_else(|| format!("http://{}", args.listen)),
+        clock: Clock::system(),
     };
     let app = service(&config, replay)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
