@@ -9,6 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::TestGateway;
+use handsign::clock::TestClock;
 use handsign::config::ConnectionLimits;
 use reqwest::StatusCode;
 use serde_json::json;
@@ -111,7 +112,11 @@ async fn an_idle_kept_alive_connection_is_closed() {
 
 #[tokio::test]
 async fn a_long_poll_outlives_every_timeout() {
-    let gateway = TestGateway::start_with(|args| args.connections = limits(1, 1, 1)).await;
+    // The request expires when the test moves the gateway's clock; the connection timeouts
+    // run in real time meanwhile.
+    let time = TestClock::starting_now();
+    let gateway =
+        TestGateway::start_reading(time.clock(), |args| args.connections = limits(1, 1, 1)).await;
     let _alice = gateway.register("alice").await;
     let agent = gateway.agent("alice").await;
     let (status, created) = agent
@@ -128,12 +133,32 @@ async fn a_long_poll_outlives_every_timeout() {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let id = created["id"].as_str().unwrap();
-    // Nobody decides: the poll waits until the request expires, many timeouts later.
-    let polled = Instant::now();
-    let (status, answer) = agent.read(id, 60).await;
+    // Nobody decides: the poll waits until the request expires.
+    let poll = tokio::spawn({
+        let (agent, id) = (agent.clone(), id.to_owned());
+        async move { agent.read(&id, 60).await }
+    });
+    common::until("the long poll is parked", || {
+        gateway.state.events.waiters() > 0
+    })
+    .await;
+    // Meanwhile the timeouts close a client that stops sending its headers and one that stays
+    // idle after its answer, each opened after the poll.
+    let mut slow = connect(&gateway).await;
+    slow.write_all(HALF_A_HEAD).await.unwrap();
+    read_until_closed(&mut slow).await;
+    let mut idle = connect(&gateway).await;
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    read_until_closed(&mut idle).await;
+    assert!(!poll.is_finished(), "{:?}", poll.await);
+    time.advance(Duration::from_secs(
+        handsign::config::MIN_TTL.unsigned_abs(),
+    ));
+    let (status, answer) = poll.await.unwrap();
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["status"], "expired", "{answer}");
-    assert!(polled.elapsed() >= Duration::from_secs(3));
 }
 
 #[tokio::test]
