@@ -18,6 +18,7 @@ use serde_json::json;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::agent_auth::{Agent, Proof};
+use crate::clock::Clock;
 use crate::config::{DEFAULT_TTL, MIN_TTL};
 use crate::domain::{
     Action, AgentName, AgentRecord, AgentStatus, ApprovalId, ApprovalKind, ApprovalRecord,
@@ -292,18 +293,13 @@ async fn read(
         if state.clock.time() >= deadline {
             break;
         }
-        let expiry = approval.expires_at;
+        // One timer: the end of the wait or the request's expiry, whichever comes first.
+        let wake_at = deadline.min(Clock::start_of_second(approval.expires_at));
         // Read again on waking: thousands of agents may be waiting at once, and each record
         // holds its params (a kilobyte or more).
         drop(approval);
-        let clock = &state.clock;
         changes
-            .changed_before(async {
-                tokio::select! {
-                    () = clock.sleep_until(deadline) => {},
-                    () = clock.sleep_until_second(expiry) => {},
-                }
-            })
+            .changed_before(state.clock.sleep_until(wake_at))
             .await;
         approval = own_approval(&state, &agent, &id).await?;
     }

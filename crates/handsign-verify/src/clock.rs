@@ -86,8 +86,12 @@ impl Clock {
     /// Like [`sleep_until`](Self::sleep_until) the start of the unix second `at`: the first
     /// moment [`now`](Self::now) reads `at`.
     pub async fn sleep_until_second(&self, at: i64) {
-        self.sleep_until(UNIX_EPOCH + Duration::from_secs(u64::try_from(at).unwrap_or(0)))
-            .await;
+        self.sleep_until(Self::start_of_second(at)).await;
+    }
+
+    /// The first moment of the unix second `at` (seconds before 1970 read as 1970).
+    pub fn start_of_second(at: i64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(u64::try_from(at).unwrap_or(0))
     }
 }
 
