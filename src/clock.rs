@@ -3,4 +3,4 @@
 //! polls, event streams, expiry reports). It is `handsign-verify`'s type, so a test's
 //! [`TestClock`] sets the time for the gateway and the services that check its tokens alike.
 
-pub use handsign_verify::{Clock, TestClock};
+pub use handsign_verify::{Clock, Deadline, TestClock};

@@ -18,7 +18,6 @@ use serde_json::json;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::agent_auth::{Agent, Proof};
-use crate::clock::Clock;
 use crate::config::{DEFAULT_TTL, MIN_TTL};
 use crate::domain::{
     Action, AgentName, AgentRecord, AgentStatus, ApprovalId, ApprovalKind, ApprovalRecord,
@@ -288,13 +287,13 @@ async fn read(
     let mut changes = state.events.approval(&id);
     let mut approval = own_approval(&state, &agent, &id).await?;
     // The wait and the expiry are both times of the gateway's clock (a test may set it).
-    let deadline = state.clock.time() + std::time::Duration::from_secs(wait);
+    let deadline = state.clock.after(std::time::Duration::from_secs(wait));
     while approval.status(state.clock.now()) == ApprovalStatus::Pending {
-        if state.clock.time() >= deadline {
+        if state.clock.has_passed(deadline) {
             break;
         }
         // One timer: the end of the wait or the request's expiry, whichever comes first.
-        let wake_at = deadline.min(Clock::start_of_second(approval.expires_at));
+        let wake_at = deadline.min(state.clock.at_second(approval.expires_at));
         // Read again on waking: thousands of agents may be waiting at once, and each record
         // holds its params (a kilobyte or more).
         drop(approval);

@@ -3,8 +3,9 @@
 //! same type, for its tokens, expiries and waits, so one [`TestClock`] sets the time for a
 //! gateway and the services that check its tokens alike.
 //!
-//! Waits that end at a time of this clock ([`Clock::sleep_until`]) follow it: on a [`TestClock`]
-//! they end when the test advances it past their deadline, not after real time passes.
+//! Waits that end at a [`Deadline`] of this clock ([`Clock::sleep_until`]) follow it: on a
+//! [`TestClock`] they end when the test advances it past their deadline, not after real time
+//! passes.
 
 use std::fmt;
 use std::sync::Arc;
@@ -36,7 +37,7 @@ impl Clock {
     }
 
     /// A clock that reads `now()` unix seconds and moves on by itself (for example the system
-    /// clock plus an offset): waits on it sleep in real time until it reads their deadline.
+    /// clock plus an offset): waits on it take real time.
     pub fn from_fn(now: impl Fn() -> i64 + Send + Sync + 'static) -> Self {
         Clock(Source::Running(Arc::new(move || {
             Duration::from_secs(u64::try_from(now()).unwrap_or(0))
@@ -48,11 +49,6 @@ impl Clock {
         i64::try_from(self.since_epoch().as_secs()).unwrap_or(i64::MAX)
     }
 
-    /// Now, finer than [`now`](Self::now): for deadlines a fraction of a second matters to.
-    pub fn time(&self) -> SystemTime {
-        UNIX_EPOCH + self.since_epoch()
-    }
-
     fn since_epoch(&self) -> Duration {
         match &self.0 {
             Source::Running(read) => read(),
@@ -60,39 +56,67 @@ impl Clock {
         }
     }
 
-    /// Returns once this clock reads `deadline` or later. On a running clock that is after the
-    /// real time between now and `deadline` (measured now: a wall clock set back later does not
-    /// lengthen the wait); on a [`TestClock`], when the test advances it that far.
-    pub async fn sleep_until(&self, deadline: SystemTime) {
-        let deadline = deadline.duration_since(UNIX_EPOCH).unwrap_or_default();
+    /// The moment `wait` from now.
+    pub fn after(&self, wait: Duration) -> Deadline {
         match &self.0 {
-            Source::Running(read) => loop {
-                match deadline.checked_sub(read()) {
-                    Some(left) if !left.is_zero() => tokio::time::sleep(left).await,
-                    _ => return,
-                }
-            },
-            Source::Set(time) => {
-                let mut time = time.clone();
-                // An error means the TestClock is gone: its time can no longer reach the
-                // deadline, so the wait never ends; callers bound their waits by other means.
-                if time.wait_for(|now| *now >= deadline).await.is_err() {
-                    std::future::pending::<()>().await;
-                }
-            }
+            Source::Running(_) => Deadline::Monotonic(tokio::time::Instant::now() + wait),
+            Source::Set(time) => Deadline::Set(time.borrow().saturating_add(wait)),
         }
     }
 
-    /// Like [`sleep_until`](Self::sleep_until) the start of the unix second `at`: the first
-    /// moment [`now`](Self::now) reads `at`.
-    pub async fn sleep_until_second(&self, at: i64) {
-        self.sleep_until(Self::start_of_second(at)).await;
+    /// The first moment [`now`](Self::now) reads the unix second `at` (or now, if it already
+    /// does).
+    pub fn at_second(&self, at: i64) -> Deadline {
+        let at = Duration::from_secs(u64::try_from(at).unwrap_or(0));
+        match &self.0 {
+            Source::Running(read) => self.after(at.saturating_sub(read())),
+            Source::Set(_) => Deadline::Set(at),
+        }
     }
 
-    /// The first moment of the unix second `at` (seconds before 1970 read as 1970).
-    pub fn start_of_second(at: i64) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(u64::try_from(at).unwrap_or(0))
+    /// Returns once [`now`](Self::now) reads the unix second `at`.
+    pub async fn sleep_until_second(&self, at: i64) {
+        self.sleep_until(self.at_second(at)).await;
     }
+
+    /// Whether `deadline` (made by this clock) has come.
+    pub fn has_passed(&self, deadline: Deadline) -> bool {
+        match deadline {
+            Deadline::Monotonic(at) => tokio::time::Instant::now() >= at,
+            Deadline::Set(at) => self.since_epoch() >= at,
+        }
+    }
+
+    /// Returns once `deadline` (made by this clock) has come: on a running clock after that
+    /// much real time, on a [`TestClock`] once the test advances it that far.
+    pub async fn sleep_until(&self, deadline: Deadline) {
+        match (deadline, &self.0) {
+            (Deadline::Monotonic(at), _) => tokio::time::sleep_until(at).await,
+            (Deadline::Set(at), Source::Set(time)) => {
+                let mut time = time.clone();
+                // An error means the TestClock is gone: its time can no longer reach the
+                // deadline, so the wait never ends; callers bound their waits by other means.
+                if time.wait_for(|now| *now >= at).await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            // A deadline of a test's clock given to a running one: that much real time.
+            (Deadline::Set(at), Source::Running(read)) => {
+                tokio::time::sleep(at.saturating_sub(read())).await;
+            }
+        }
+    }
+}
+
+/// A moment a wait ends at. On a running clock it is measured on the monotonic clock from when
+/// it was made, so a wall clock set back meanwhile does not lengthen the wait; on a
+/// [`TestClock`] it is a time of the test's clock. Compare deadlines of one clock only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Deadline {
+    /// Of a running clock: an instant of the monotonic clock.
+    Monotonic(tokio::time::Instant),
+    /// Of a [`TestClock`]: its time since the unix epoch.
+    Set(Duration),
 }
 
 impl Default for Clock {
@@ -141,11 +165,34 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_running_clock_sleeps_until_it_reads_the_deadline() {
+    async fn a_running_clock_waits_that_much_real_time() {
         let clock = Clock::system();
-        let deadline = clock.time() + Duration::from_millis(50);
+        let started = tokio::time::Instant::now();
+        let deadline = clock.after(Duration::from_millis(50));
+        assert!(!clock.has_passed(deadline));
         clock.sleep_until(deadline).await;
-        assert!(clock.time() >= deadline);
+        assert!(clock.has_passed(deadline));
+        assert!(started.elapsed() >= Duration::from_millis(50));
+    }
+
+    #[tokio::test]
+    async fn a_wall_clock_set_back_does_not_lengthen_a_wait() {
+        let wall = Arc::new(std::sync::atomic::AtomicI64::new(10_000));
+        let clock = Clock::from_fn({
+            let wall = wall.clone();
+            move || wall.load(std::sync::atomic::Ordering::SeqCst)
+        });
+        let deadline = clock.after(Duration::from_millis(50));
+        let expiry = clock.at_second(10_001);
+        wall.store(10_000 - 3600, std::sync::atomic::Ordering::SeqCst);
+        let waited = tokio::time::timeout(Duration::from_secs(5), async {
+            clock.sleep_until(deadline).await;
+            clock.sleep_until(expiry).await;
+        });
+        assert!(
+            waited.await.is_ok(),
+            "the waits followed the wall clock back"
+        );
     }
 
     #[tokio::test]
@@ -158,8 +205,8 @@ mod tests {
             async move { clock.sleep_until_second(1_010).await }
         });
         let later = tokio::spawn({
-            let clock = clock.clone();
-            async move { clock.sleep_until_second(1_030).await }
+            let (clock, deadline) = (clock.clone(), clock.after(Duration::from_secs(30)));
+            async move { clock.sleep_until(deadline).await }
         });
         test.advance(Duration::from_secs(9));
         tokio::task::yield_now().await;
@@ -168,14 +215,17 @@ mod tests {
         soon.await.unwrap();
         assert_eq!(clock.now(), 1_010);
         assert!(!later.is_finished());
+        assert!(!clock.has_passed(clock.at_second(1_030)));
         test.advance(Duration::from_secs(20));
         later.await.unwrap();
+        assert!(clock.has_passed(clock.at_second(1_030)));
     }
 
     #[tokio::test]
     async fn a_deadline_already_reached_does_not_wait() {
         let test = TestClock::at(UNIX_EPOCH + Duration::from_secs(50));
-        test.clock().sleep_until_second(50).await;
-        Clock::system().sleep_until(SystemTime::now()).await;
+        test.clock().sleep_until(test.clock().at_second(50)).await;
+        let system = Clock::system();
+        system.sleep_until(system.at_second(system.now())).await;
     }
 }

@@ -117,7 +117,7 @@ mod replay;
 pub mod replicas;
 
 pub use check::{is_json, media_type};
-pub use clock::{Clock, TestClock};
+pub use clock::{Clock, Deadline, TestClock};
 pub use config::{
     BuildError, DEFAULT_BODY_LIMIT, DEFAULT_CLOCK_SKEW, DEFAULT_JWKS_MAX_AGE,
     DEFAULT_JWKS_REFRESH_INTERVAL, Keys, Verifier, VerifierBuilder,
