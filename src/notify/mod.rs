@@ -171,7 +171,9 @@ impl Notifier {
                 subject: &self.push.subject,
                 ttl_secs: PUSH_TTL_SECS,
                 urgency: Urgency::High,
-                now: self.clock.now(),
+                // The push service checks the VAPID signature's expiry against its own wall
+                // clock: the system's, whatever clock the gateway's checks read.
+                now: Clock::system().now(),
             };
             let request = webpush::build_request(subscription, payload, &self.push.vapid, &options)
                 .map_err(|e| e.to_string())?;
