@@ -73,6 +73,9 @@
 //! reads the query differently (a map keeps one value); what `params_from` returns is what the
 //! person approved, so the handler must act on exactly that.
 //!
+//! A service that is not an HTTP route (a tool gate, a hook) checks a token with
+//! [`Verifier::verify_token`]: the same checks, the same codes, the same replay record.
+//!
 //! # Metrics
 //!
 //! Tokens are consumed here, in the service, not at the gateway: [`Verifier::metrics`] counts
@@ -105,6 +108,7 @@
 mod check;
 mod clock;
 mod config;
+mod direct;
 mod extract;
 mod key_source;
 mod layer;
@@ -122,6 +126,7 @@ pub use config::{
     BuildError, DEFAULT_BODY_LIMIT, DEFAULT_CLOCK_SKEW, DEFAULT_JWKS_MAX_AGE,
     DEFAULT_JWKS_REFRESH_INTERVAL, Keys, Verifier, VerifierBuilder,
 };
+pub use direct::{KeyBinding, Presented, TokenRefused};
 pub use extract::Approved;
 /// The `error` codes of the middleware's refusals (and of the gateway's answers).
 pub use handsign_protocol::api::ErrorCode;
