@@ -166,6 +166,13 @@ impl Gate {
         gate_file: &str,
         verification: Verification,
     ) -> Result<Self, String> {
+        if file.upstreams.is_empty() {
+            return Err(format!(
+                "{gate_file} has no [upstreams.NAME] section: the HTTP gate forwards calls to \
+                 the upstreams listed there (its [tools.NAME] sets serve `handsign mcp` and \
+                 `handsign hook`)"
+            ));
+        }
         let key = AgentKey::load(&file.handsign.agent_key).map_err(|e| {
             format!(
                 "the gate's agent key {}: {e} (create and enroll it with `handsign gate enroll`)",
@@ -873,6 +880,20 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_with_tool_sets_only_is_no_http_gate() {
+        let file = GateFile::parse(
+            "[handsign]\nurl = \"https://handsign.example\"\nagent_key = \"gate.jwk\"\n\
+             user = \"alice\"\n[tools.all]\nunmatched = \"approve\"\n",
+            std::path::Path::new("/etc/gate"),
+        )
+        .unwrap();
+        let Err(message) = Gate::new(&file, "gate.toml", Verification::default()) else {
+            panic!("a gate without upstreams was built");
+        };
+        assert!(message.contains("no [upstreams.NAME]"), "{message}");
+    }
 
     #[test]
     fn long_paths_are_shortened_in_the_approval_message() {
