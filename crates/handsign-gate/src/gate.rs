@@ -145,7 +145,7 @@ struct Guards {
 /// approval this process created, so no earlier process can have used it; without this an
 /// in-memory record would refuse it as `issued_before_start` when the person approves within
 /// the gate's first seconds.
-struct OwnApprovals(Arc<dyn ReplayStore>);
+pub(crate) struct OwnApprovals(pub(crate) Arc<dyn ReplayStore>);
 
 #[async_trait::async_trait]
 impl ReplayStore for OwnApprovals {
@@ -780,7 +780,7 @@ async fn verified(guard: &ApprovalService<Forward>, request: Request<Body>) -> R
 
 /// `text` cut to at most `max` characters, marked with an ellipsis when cut: the gateway
 /// bounds an approval's message.
-fn shortened(text: &str, max: usize) -> String {
+pub(crate) fn shortened(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
         Some((end, _)) => format!("{}…", text.get(..end).unwrap_or_default()),
         None => text.to_owned(),

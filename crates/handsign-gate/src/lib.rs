@@ -13,7 +13,7 @@
 //!
 //! Gates that see tool calls instead of HTTP routes (an MCP server's, a coding agent's) take
 //! their rules from the same file's [`tools`] sets and check tokens with
-//! `handsign_verify::Verifier::verify_token`.
+//! `handsign_verify::Verifier::verify_token`; the coding agents' [`hook`] is one.
 
 pub mod audit;
 pub mod cli;
@@ -21,6 +21,7 @@ pub mod config;
 pub mod credential;
 pub mod flights;
 pub mod gate;
+pub mod hook;
 pub mod listener;
 pub mod params;
 pub mod policy;
