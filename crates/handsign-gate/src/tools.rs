@@ -205,6 +205,37 @@ impl ToolSet {
     }
 }
 
+impl ToolSet {
+    /// The set as a table for `handsign gate check`: each rule in order, then the default.
+    pub fn table(&self) -> String {
+        let mut out = format!(
+            "\n[tools.{}] (audience {})\n",
+            self.name,
+            self.audience
+                .as_deref()
+                .unwrap_or("the hook's or gate's default")
+        );
+        for (rule, line) in self.rules.iter().map(Spanned::get_ref).zip(&self.lines) {
+            let argument = match (&rule.argument, &rule.matches) {
+                (Some(name), Some(glob)) => format!(" {name} = {:?}", glob.0),
+                _ => String::new(),
+            };
+            out.push_str(&format!(
+                "  {:<8} {:<40} {:<24} line {line}\n",
+                rule.need.as_str(),
+                format!("{}{argument}", rule.tool.0),
+                match (&rule.action, rule.need) {
+                    (Some(action), _) => action.as_str(),
+                    (None, Need::Approve) => "<prefix>.<tool>",
+                    (None, _) => "-",
+                },
+            ));
+        }
+        out.push_str(&format!("  any other tool: {}\n", self.unmatched.as_str()));
+        out
+    }
+}
+
 /// A glob over a name or a text: `*` any run of characters, `?` one character.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
