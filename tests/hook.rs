@@ -479,4 +479,40 @@ fn the_readme_shows_the_example_gate_file_and_it_decides_as_it_says() {
         decide("WebFetch", json!({})),
         ToolVerdict::Deny { .. }
     ));
+
+    // `handsign gate check` shows the set's rules in order.
+    let check = std::process::Command::new(env!("CARGO_BIN_EXE_handsign"))
+        .args(["gate", "check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{check:?}");
+    assert!(
+        table.contains("[tools.claude-code] (audience claude-code@laptop)"),
+        "{table}"
+    );
+    let rules: Vec<&str> = table
+        .lines()
+        .filter_map(|line| line.strip_prefix("  "))
+        .map(|rule| rule.split("  ").next().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            "pass",
+            "pass",
+            "pass",
+            "pass",
+            "deny",
+            "approve",
+            "approve",
+            "approve",
+            "approve",
+            "any other tool: deny"
+        ],
+        "{table}"
+    );
+    assert!(table.contains("Bash command = \"git status\""), "{table}");
+    assert!(!table.contains("any other route"), "{table}");
 }
