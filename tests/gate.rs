@@ -1237,20 +1237,7 @@ need = "approve"
 
 /// The first approval request pending for alice, once one is asked for (within 30 s).
 async fn asked_of_alice(gateway: &TestGateway) -> ApprovalRecord {
-    let alice = UserId::parse("alice").unwrap();
-    let give_up = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let pending = gateway
-            .store
-            .approvals(&alice, ApprovalFilter::Pending, handsign::clock::now(), 1)
-            .await
-            .unwrap();
-        if let Some(first) = pending.into_iter().next() {
-            return first;
-        }
-        assert!(std::time::Instant::now() < give_up, "no approval was asked");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    common::first_pending(gateway, "alice").await
 }
 
 /// Waits until alice has `count` approval requests.

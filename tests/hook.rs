@@ -99,21 +99,15 @@ impl Setup {
 
     /// The approval request the hook asked alice for, once it is asked (within 30 s).
     async fn asked(&self) -> ApprovalRecord {
+        common::first_pending(&self.gateway, "alice").await
+    }
+
+    /// alice's approval requests that `filter` selects.
+    async fn approvals(&self, filter: ApprovalFilter) -> Vec<ApprovalRecord> {
         let alice = UserId::parse("alice").unwrap();
-        let give_up = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let pending = self
-                .gateway
-                .store
-                .approvals(&alice, ApprovalFilter::Pending, handsign::clock::now(), 1)
-                .await
-                .unwrap();
-            if let Some(first) = pending.into_iter().next() {
-                return first;
-            }
-            assert!(std::time::Instant::now() < give_up, "no approval was asked");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let now = handsign::clock::now();
+        let store = &self.gateway.store;
+        store.approvals(&alice, filter, now, 10).await.unwrap()
     }
 
     /// Runs the hook on `input` while alice decides what it asks with `decision`.
@@ -283,14 +277,8 @@ async fn codex_gets_a_deny_and_no_answer_for_an_approved_call() {
 async fn a_pass_tool_gets_no_answer_and_nobody_is_asked() {
     let setup = Setup::start().await;
     silent(&hook(&setup.config(), READ, &[]).await);
-    let alice = UserId::parse("alice").unwrap();
-    let asked = setup
-        .gateway
-        .store
-        .approvals(&alice, ApprovalFilter::History, handsign::clock::now(), 10)
-        .await
-        .unwrap();
-    assert!(asked.is_empty());
+    assert!(setup.approvals(ApprovalFilter::Pending).await.is_empty());
+    assert!(setup.approvals(ApprovalFilter::History).await.is_empty());
 }
 
 #[tokio::test]
@@ -310,14 +298,8 @@ async fn a_denied_or_unmatched_tool_is_denied_without_asking() {
         reason.contains("no rule of [tools.claude-code]"),
         "{reason}"
     );
-    let alice = UserId::parse("alice").unwrap();
-    let pending = setup
-        .gateway
-        .store
-        .approvals(&alice, ApprovalFilter::Pending, handsign::clock::now(), 10)
-        .await
-        .unwrap();
-    assert!(pending.is_empty());
+    assert!(setup.approvals(ApprovalFilter::Pending).await.is_empty());
+    assert!(setup.approvals(ApprovalFilter::History).await.is_empty());
 }
 
 #[tokio::test]

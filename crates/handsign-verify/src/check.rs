@@ -181,6 +181,27 @@ pub(crate) async fn accept(
     Ok(claims)
 }
 
+/// Counts `outcome` in the verifier's metrics and logs a refusal: the one place the layer and
+/// the direct check report what they decided.
+pub(crate) fn counted<T>(
+    verifier: &VerifierInner,
+    action: &str,
+    outcome: Result<T, Refusal>,
+) -> Result<T, Refusal> {
+    match &outcome {
+        Ok(_) => verifier.counters.accepted(),
+        Err(refusal) => {
+            verifier.counters.refused(refusal.code());
+            tracing::info!(
+                action = %action,
+                error = refusal.code().as_str(),
+                "approval refused"
+            );
+        }
+    }
+    outcome
+}
+
 /// Refuses a token the replay store cannot vouch for: one that could have been accepted (its
 /// `nbf` less the skew had come) by the time the store's record began, by a previous process
 /// whose record is gone. Tokens from the first `skew + 1` seconds after a start are refused

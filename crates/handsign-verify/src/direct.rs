@@ -111,20 +111,6 @@ impl Verifier {
             .await
         }
         .await;
-        match outcome {
-            Ok(claims) => {
-                verifier.counters.accepted();
-                Ok(claims)
-            }
-            Err(refusal) => {
-                verifier.counters.refused(refusal.code());
-                tracing::info!(
-                    action = %presented.action,
-                    error = refusal.code().as_str(),
-                    "approval refused"
-                );
-                Err(refusal.into())
-            }
-        }
+        check::counted(verifier, presented.action, outcome).map_err(TokenRefused::from)
     }
 }

@@ -6,12 +6,10 @@ mod common;
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use common::*;
 use handsign_protocol::keys::{KeySet, SigningKey};
 use handsign_verify::{
-    ErrorCode, KeyBinding, Keys, MemoryReplayStore, Presented, ReplayError, ReplayStore,
-    TokenRefused, Verifier,
+    ErrorCode, KeyBinding, Keys, MemoryReplayStore, Presented, ReplayStore, TokenRefused, Verifier,
 };
 use serde_json::{Value, json};
 
@@ -23,13 +21,17 @@ fn command() -> Value {
 
 /// A verifier with no public URL (it serves no route) whose record goes back an hour.
 fn verifier(gateway: &SigningKey) -> Verifier {
+    let record = MemoryReplayStore::new().record_began_at(now() - 3600);
+    verifier_with(gateway, Arc::new(record))
+}
+
+/// A verifier with no public URL recording used tokens in `replay`.
+fn verifier_with(gateway: &SigningKey, replay: Arc<dyn ReplayStore>) -> Verifier {
     Verifier::builder()
         .issuer(ISSUER)
         .audience(AUDIENCE)
         .keys(Keys::fixed(KeySet::from_signing_keys([gateway])))
-        .replay_store(Arc::new(
-            MemoryReplayStore::new().record_began_at(now() - 3600),
-        ))
+        .replay_store(replay)
         .build()
         .unwrap()
 }
@@ -229,13 +231,7 @@ async fn an_unbound_token_is_refused_unless_explicitly_allowed() {
 async fn a_token_issued_before_an_in_memory_record_began_is_refused() {
     let gateway = SigningKey::generate().unwrap();
     let agent = SigningKey::generate().unwrap();
-    let verifier = Verifier::builder()
-        .issuer(ISSUER)
-        .audience(AUDIENCE)
-        .keys(Keys::fixed(KeySet::from_signing_keys([&gateway])))
-        .replay_store(Arc::new(MemoryReplayStore::new()))
-        .build()
-        .unwrap();
+    let verifier = verifier_with(&gateway, Arc::new(MemoryReplayStore::new()));
     let token = token_for(&gateway, &agent, BASH, &command());
     let holder = KeyBinding::Holder { jkt: agent.kid() };
     assert_eq!(
@@ -244,26 +240,11 @@ async fn a_token_issued_before_an_in_memory_record_began_is_refused() {
     );
 }
 
-struct DownStore;
-
-#[async_trait]
-impl ReplayStore for DownStore {
-    async fn consume(&self, _jti: &str, _expires_at: i64) -> Result<bool, ReplayError> {
-        Err(ReplayError::Unavailable("connection refused".into()))
-    }
-}
-
 #[tokio::test]
 async fn an_unreachable_replay_store_refuses_as_unavailable() {
     let gateway = SigningKey::generate().unwrap();
     let agent = SigningKey::generate().unwrap();
-    let verifier = Verifier::builder()
-        .issuer(ISSUER)
-        .audience(AUDIENCE)
-        .keys(Keys::fixed(KeySet::from_signing_keys([&gateway])))
-        .replay_store(Arc::new(DownStore))
-        .build()
-        .unwrap();
+    let verifier = verifier_with(&gateway, Arc::new(DownStore));
     let token = token_for(&gateway, &agent, BASH, &command());
     let holder = KeyBinding::Holder { jkt: agent.kid() };
     let refused = present(&verifier, &token, holder, BASH, &command())
