@@ -146,7 +146,8 @@ impl Verifier {
     }
 
     /// How many requests this verifier's layers (every route made with [`Self::require`],
-    /// on clones too) let through and refused since it was built, by refusal code; render it
+    /// on clones too) and its [`Self::verify_token`] calls let through and refused since it
+    /// was built, by refusal code; render it
     /// with [`VerifierMetrics::to_prometheus`] to serve on the service's own `/metrics`.
     pub fn metrics(&self) -> VerifierMetrics {
         self.inner.counters.snapshot()

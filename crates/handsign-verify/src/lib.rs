@@ -79,8 +79,8 @@
 //! # Metrics
 //!
 //! Tokens are consumed here, in the service, not at the gateway: [`Verifier::metrics`] counts
-//! the requests the verifier's layers let through (`accepted`, each consuming a token) and the
-//! ones they refused, by the `error` code of the answer (every code in
+//! the requests the verifier's layers and `verify_token` let through (`accepted`, each
+//! consuming a token) and the ones they refused, by the `error` code of the answer (every code in
 //! [`metrics::REFUSAL_CODES`]; a code this version does not know counts as `other`). Counting is
 //! one atomic add per request, with no lock. [`VerifierMetrics::to_prometheus`] renders the
 //! counts in the Prometheus text format, as `handsign_verify_tokens_accepted_total` and
