@@ -36,6 +36,10 @@ enum Command {
     /// Put a passkey in front of an existing HTTP API: run the gate, `check` its file, or
     /// `enroll` its agent key (see the gate file's documentation in handsign-gate).
     Gate(handsign_gate::cli::Args),
+    /// A coding agent's hook: a passkey approval before the tool calls the gate file's tool
+    /// set names (`claude-code`: Claude Code's PreToolUse; `--format codex` for Codex).
+    #[command(subcommand)]
+    Hook(handsign_gate::hook::Command),
 }
 
 /// `handsign agent ...`: the operator's commands and the agent's own.
@@ -59,6 +63,7 @@ fn main() -> ExitCode {
             Command::Request(args) => handsign_client::cli::request(args).await.map(Outcome::Exit),
             Command::Call(args) => handsign_client::cli::call(args).await.map(Outcome::Exit),
             Command::Gate(args) => handsign_gate::cli::run(args).await.map(Outcome::Exit),
+            Command::Hook(command) => handsign_gate::hook::run(command).await.map(Outcome::Exit),
         }
     })
 }

@@ -604,6 +604,58 @@ async fn a_brought_token_is_checked_consumed_and_stripped_and_then_useless() {
     );
 }
 
+/// The gate's own approval whose token cannot be recorded as used (its Redis went away while
+/// alice decided) is not forwarded: `503` with the reason, and the upstream never sees the call.
+#[tokio::test]
+async fn an_own_approval_that_cannot_be_recorded_is_not_forwarded() {
+    let mut redis = RedisServer::start().await;
+    let mut setup = Setup::start_with(Options {
+        redis_url: Some(redis.url().to_owned()),
+        ..Options::default()
+    })
+    .await;
+    let call = tokio::spawn(setup.charge().send());
+    let asked = setup.pending().await;
+    redis.stop();
+    let (status, body) = setup
+        .gateway
+        .decide(&mut setup.alice, asked.id.as_str(), "approve")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _, body) = read(call.await.unwrap().unwrap()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["error"], "replay_store_unavailable");
+    assert!(setup.upstream.received().is_empty());
+}
+
+/// The token of the gate's own approval passes the same checks as a brought one: with the
+/// gate's clock two minutes ahead it has expired on arrival, and the call is not forwarded.
+#[tokio::test]
+async fn an_own_approval_whose_token_fails_its_check_is_not_forwarded() {
+    let mut setup = Setup::start_with(Options {
+        clock_ahead: 120,
+        ..Options::default()
+    })
+    .await;
+    let call = tokio::spawn(setup.charge().send());
+    let asked = setup.pending().await;
+    let (status, body) = setup
+        .gateway
+        .decide(&mut setup.alice, asked.id.as_str(), "approve")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _, body) = read(call.await.unwrap().unwrap()).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["error"], "approval_check_failed");
+    assert!(
+        body["message"].as_str().unwrap().contains("(expired)"),
+        "{body}"
+    );
+    assert!(setup.upstream.received().is_empty());
+}
+
 #[tokio::test]
 async fn with_redis_a_token_used_at_one_gate_is_refused_by_another_and_survives_restarts() {
     let redis = RedisServer::start().await;
@@ -1190,25 +1242,7 @@ need = "approve"
 
 /// The first approval request pending for alice, once one is asked for (within 30 s).
 async fn asked_of_alice(gateway: &TestGateway) -> ApprovalRecord {
-    let alice = UserId::parse("alice").unwrap();
-    let give_up = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let pending = gateway
-            .store
-            .approvals(
-                &alice,
-                ApprovalFilter::Pending,
-                handsign::clock::Clock::system().now(),
-                1,
-            )
-            .await
-            .unwrap();
-        if let Some(first) = pending.into_iter().next() {
-            return first;
-        }
-        assert!(std::time::Instant::now() < give_up, "no approval was asked");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    common::first_pending(gateway, "alice").await
 }
 
 /// Waits until alice has `count` approval requests.

@@ -678,3 +678,26 @@ pub async fn until(what: &str, mut condition: impl FnMut() -> bool) {
         tokio::task::yield_now().await;
     }
 }
+
+/// The first approval request pending for `user`, once one is asked for (within 30 s).
+pub async fn first_pending(gateway: &TestGateway, user: &str) -> handsign::domain::ApprovalRecord {
+    let user = UserId::parse(user).unwrap();
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let pending = gateway
+            .store
+            .approvals(
+                &user,
+                handsign::store::ApprovalFilter::Pending,
+                gateway.state.clock.now(),
+                1,
+            )
+            .await
+            .unwrap();
+        if let Some(first) = pending.into_iter().next() {
+            return first;
+        }
+        assert!(std::time::Instant::now() < give_up, "no approval was asked");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}

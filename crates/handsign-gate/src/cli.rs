@@ -119,7 +119,7 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-/// The gate file as a table: where calls go and what each needs.
+/// The gate file as a table: where calls go and what each needs, and its tool sets.
 pub fn route_table(file: &GateFile) -> String {
     let mut out = format!(
         "gate {} -> Handsign {} (approvals by {}, agent key {})\n",
@@ -164,7 +164,12 @@ pub fn route_table(file: &GateFile) -> String {
             ));
         }
     }
-    out.push_str("\nany other route: refused (unlisted)\n");
+    if !file.upstreams.is_empty() {
+        out.push_str("\nany other route: refused (unlisted)\n");
+    }
+    for set in file.tools.values() {
+        out.push_str(&set.table());
+    }
     out
 }
 

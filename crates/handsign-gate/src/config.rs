@@ -1,5 +1,6 @@
-//! The gate file (TOML): where the Handsign gateway is, the gate's own agent key, and for each
-//! upstream API its URL, audience, credential and routes.
+//! The gate file (TOML): where the Handsign gateway is, the gate's own agent key, for each
+//! upstream API its URL, audience, credential and routes, and named tool sets for the gates
+//! that see tool calls ([`crate::tools`]).
 //!
 //! Every value is checked while the file is read, by the types it deserializes into, so that a
 //! mistake is refused at start with the line and column of the value at fault (the `toml`
@@ -16,6 +17,7 @@ use toml::Spanned;
 use url::Url;
 
 use crate::policy::{Need, Part, RouteSpec};
+use crate::tools::ToolSet;
 
 /// The file as written.
 #[derive(Debug, Deserialize)]
@@ -66,7 +68,12 @@ pub struct GateFile {
     /// calls are taken from loopback only.
     #[serde(default)]
     pub callers: Vec<CallerSpec>,
+    /// The upstream APIs of the HTTP gate; a file for tool gates only may have none.
+    #[serde(default)]
     pub upstreams: BTreeMap<UpstreamName, Upstream>,
+    /// Named tool sets (`[tools.NAME]`), for the MCP gate and the coding agents' hooks.
+    #[serde(default)]
+    pub tools: BTreeMap<ToolSetName, ToolSet>,
 }
 
 /// An agent allowed to call the gate.
@@ -216,16 +223,20 @@ impl TryFrom<RawCredential> for CredentialSpec {
 #[serde(try_from = "String")]
 pub struct UpstreamName(String);
 
+/// 1 to 64 of `A-Z a-z 0-9 - _`: a name that is safe in a path, a TOML key and a message.
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 impl TryFrom<String> for UpstreamName {
     type Error = String;
 
     fn try_from(name: String) -> Result<Self, String> {
-        let valid = !name.is_empty()
-            && name.len() <= 64
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if valid {
+        if is_plain_name(&name) {
             Ok(UpstreamName(name))
         } else {
             Err(format!(
@@ -245,6 +256,31 @@ impl UpstreamName {
 impl fmt::Display for UpstreamName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// A tool set's name: `[tools.NAME]`, chosen on the command line.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
+pub struct ToolSetName(String);
+
+impl TryFrom<String> for ToolSetName {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, String> {
+        if is_plain_name(&name) {
+            Ok(ToolSetName(name))
+        } else {
+            Err(format!(
+                "tool set name {name:?}: use 1 to 64 of A-Z a-z 0-9 - _"
+            ))
+        }
+    }
+}
+
+impl ToolSetName {
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
@@ -397,6 +433,9 @@ impl GateFile {
         let mut file: GateFile = toml::from_str(text).map_err(|e| e.to_string())?;
         file.check(text)?;
         file.handsign.agent_key = base.join(&file.handsign.agent_key);
+        for (name, set) in &mut file.tools {
+            set.check(name.as_str(), text)?;
+        }
         for upstream in file.upstreams.values_mut() {
             if let Some(ca) = &mut upstream.ca_file {
                 *ca = base.join(&*ca);
@@ -412,10 +451,32 @@ impl GateFile {
         Ok(file)
     }
 
-    /// The checks that span several values: no upstream without routes, no route twice.
+    /// The tool set `[tools.NAME]`, or an error listing the ones the file has.
+    pub fn tool_set(&self, name: &str) -> Result<&ToolSet, String> {
+        self.tools
+            .iter()
+            .find(|(set, _)| set.as_str() == name)
+            .map(|(_, set)| set)
+            .ok_or_else(|| {
+                let names: Vec<&str> = self.tools.keys().map(ToolSetName::as_str).collect();
+                format!(
+                    "no [tools.{name}] section (tool sets in the file: {})",
+                    if names.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        names.join(", ")
+                    }
+                )
+            })
+    }
+
+    /// The checks that span several values: something to gate, no upstream without routes,
+    /// no route twice.
     fn check(&self, text: &str) -> Result<(), String> {
-        if self.upstreams.is_empty() {
-            return Err("no [upstreams.NAME] section: the gate has nothing to forward to".into());
+        if self.upstreams.is_empty() && self.tools.is_empty() {
+            return Err(
+                "no [upstreams.NAME] or [tools.NAME] section: the gate has nothing to gate".into(),
+            );
         }
         if self.handsign.user.trim().is_empty() {
             return Err("handsign.user: give the user whose passkey approves calls".into());
@@ -468,6 +529,14 @@ impl GateFile {
             None => format!("http://{}", self.listen),
         }
     }
+}
+
+/// The 1-based line and column (in characters) of byte `offset` in `text`.
+pub(crate) fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or_default();
+    let line_start = before.rfind('\n').map_or(0, |newline| newline + 1);
+    let column = before.get(line_start..).unwrap_or_default().chars().count() + 1;
+    (line_of(text, offset), column)
 }
 
 /// The 1-based line of byte `offset` in `text`.

@@ -4,26 +4,28 @@
 //! Order of work for a call, so that nothing is asked or stored for a call that is refused
 //! anyway: the caller (loopback only), the route, the body's size (before any approval is
 //! asked), the params (refused when they cannot be shown exactly), and only then the approval.
-//! An approved call goes through `handsign-verify`'s layer, as at any service: the token is
-//! checked against the route's action and the call's params and consumed right before the call
-//! is sent upstream. A call whose sending then fails (`502`) has used its approval.
+//! A call with a token it brings goes through `handsign-verify`'s layer, as at any service; the
+//! token of an approval the gate asked for itself goes through the same checks with
+//! `Verifier::verify_token`, bound to the gate's own key. Either way the token is checked
+//! against the route's action and the call's params and consumed right before the call is sent
+//! upstream. A call whose sending then fails (`502`) has used its approval.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use handsign_client::{AgentKey, Approval, ApprovalError, ApprovalRequest, Client};
+use handsign_client::{AgentKey, ApprovalError, ApprovalRequest, Client};
 use handsign_protocol::params::CanonicalParams;
 use handsign_verify::{
-    ApprovalClaims, ApprovalService, Clock, Keys, MemoryReplayStore, Params, RedisReplayStore,
-    ReplayError, ReplayStore, Verifier,
+    ApprovalClaims, ApprovalService, Clock, KeyBinding, Keys, MemoryReplayStore, Params, Presented,
+    RedisReplayStore, ReplayError, ReplayStore, Verifier,
 };
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, header};
@@ -120,6 +122,9 @@ struct UpstreamRoutes {
     name: UpstreamName,
     audience: String,
     upstream: Arc<Upstream>,
+    /// Checks the tokens of the approvals the gate asks for itself, on its own record view
+    /// ([`OwnApprovals`]).
+    own: Verifier,
     routes: Vec<Route>,
 }
 
@@ -127,17 +132,8 @@ struct Route {
     spec: RouteSpec,
     /// `upstream METHOD /template`, for messages, flights and the audit line.
     label: String,
-    /// The verify layers around the forwarding, for `approve` routes.
-    guard: Option<Guards>,
-}
-
-/// An `approve` route's verify layers: both check every claim and record the token's use in
-/// the same record, and differ only in what they assume about uses before the gate started.
-struct Guards {
-    /// For the tokens callers bring.
-    brought: ApprovalService<Forward>,
-    /// For the tokens of approvals the gate asked for itself in this process.
-    own: ApprovalService<Forward>,
+    /// The verify layer around the forwarding, for the tokens callers bring to `approve` routes.
+    guard: Option<ApprovalService<Forward>>,
 }
 
 /// The record of used tokens as the gate's own approvals see it: the same record, but it
@@ -145,7 +141,7 @@ struct Guards {
 /// approval this process created, so no earlier process can have used it; without this an
 /// in-memory record would refuse it as `issued_before_start` when the person approves within
 /// the gate's first seconds.
-struct OwnApprovals(Arc<dyn ReplayStore>);
+pub(crate) struct OwnApprovals(pub(crate) Arc<dyn ReplayStore>);
 
 #[async_trait::async_trait]
 impl ReplayStore for OwnApprovals {
@@ -166,6 +162,13 @@ impl Gate {
         gate_file: &str,
         verification: Verification,
     ) -> Result<Self, String> {
+        if file.upstreams.is_empty() {
+            return Err(format!(
+                "{gate_file} has no [upstreams.NAME] section: the HTTP gate forwards calls to \
+                 the upstreams listed there (its [tools.NAME] sets serve `handsign mcp` and \
+                 `handsign hook`)"
+            ));
+        }
         let key = AgentKey::load(&file.handsign.agent_key).map_err(|e| {
             format!(
                 "the gate's agent key {}: {e} (create and enroll it with `handsign gate enroll`)",
@@ -217,10 +220,9 @@ impl Gate {
             for spec in &config.routes {
                 let spec = spec.get_ref().clone();
                 let guard = match (&spec.need, &spec.action) {
-                    (Need::Approve, Some(action)) => Some(Guards {
-                        brought: guard(&brought, action.as_str(), &spec, name, &upstream)?,
-                        own: guard(&own, action.as_str(), &spec, name, &upstream)?,
-                    }),
+                    (Need::Approve, Some(action)) => {
+                        Some(guard(&brought, action.as_str(), &spec, name, &upstream)?)
+                    }
                     _ => None,
                 };
                 routes.push(Route {
@@ -235,6 +237,7 @@ impl Gate {
                     name: name.clone(),
                     audience: config.audience.clone(),
                     upstream,
+                    own,
                     routes,
                 },
             );
@@ -562,27 +565,18 @@ impl Gate {
                     .forward(parts.method, &target, &parts.headers, body)
                     .await
             }
-            Some(guards) if approval_token(&parts.headers).is_some() => {
+            Some(guard) if approval_token(&parts.headers).is_some() => {
                 // Bring your own token: every check of the verify layer, then forward.
                 let request = Request::from_parts(parts, Body::from(body));
-                let response = verified(&guards.brought, request).await;
+                let response = verified(guard, request).await;
                 if response.extensions().get::<ApprovedBy>().is_none() {
                     record.decision = Decision::Invalid;
                 }
                 response
             }
-            Some(guards) => {
-                self.approve_on_call(
-                    caller,
-                    upstream,
-                    route,
-                    &vars,
-                    parts,
-                    body,
-                    &guards.own,
-                    record,
-                )
-                .await
+            Some(_) => {
+                self.approve_on_call(caller, upstream, route, &vars, parts, body, record)
+                    .await
             }
         }
     }
@@ -598,7 +592,6 @@ impl Gate {
         vars: &PathVars,
         parts: Parts,
         body: Bytes,
-        guard: &ApprovalService<Forward>,
         record: &mut Record,
     ) -> Response {
         let gate = &self.inner;
@@ -687,8 +680,24 @@ impl Gate {
                     );
                 };
                 gate.flights.remove(&key, &flight);
+                let presented = Presented {
+                    token: approval.token(),
+                    binding: KeyBinding::Holder {
+                        jkt: gate.client.agent_id(),
+                    },
+                    action: &action,
+                    params: &params,
+                };
+                if let Err(refused) = upstream.own.verify_token(&presented).await {
+                    record.decision = Decision::Failed;
+                    return own_token_refused(&refused);
+                }
                 record.decision = Decision::Approved;
-                self.forward_with(guard, parts, body, &approval).await
+                let target = upstream_target(&parts.uri, upstream.name.as_str().len() + 1);
+                upstream
+                    .upstream
+                    .forward(parts.method, &target, &parts.headers, body)
+                    .await
             }
             FlightState::Denied(ticket) => {
                 record.decision = Decision::Denied;
@@ -722,45 +731,31 @@ impl Gate {
             }
         }
     }
+}
 
-    /// Sends the call with the gate's own token and proof through the route's verify layer.
-    async fn forward_with(
-        &self,
-        guard: &ApprovalService<Forward>,
-        mut parts: Parts,
-        body: Bytes,
-        approval: &Approval,
-    ) -> Response {
-        let url = format!("{}{}", self.inner.public_url, parts.uri.path());
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-        let proof = handsign_protocol::dpop::create(
-            self.inner.client.key().signing_key(),
-            parts.method.as_str(),
-            &url,
-            now,
-            Some(approval.token()),
+/// The answer when the token of the gate's own approval fails its check: nothing is forwarded.
+/// The caller sent no token, so this is the gate's failure, not the caller's: `503` when the
+/// check could not be made (the record of used tokens, the gateway's keys), else `502`.
+fn own_token_refused(refused: &handsign_verify::TokenRefused) -> Response {
+    if refused.unavailable {
+        return refusal::json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            refused.code.as_str(),
+            format!(
+                "the approval could not be checked, so the call was not forwarded: {}",
+                refused.message
+            ),
         );
-        let headers = match (
-            proof.ok().and_then(|p| HeaderValue::from_str(&p).ok()),
-            HeaderValue::from_str(&format!("Approval {}", approval.token())).ok(),
-        ) {
-            (Some(proof), Some(token)) => (proof, token),
-            _ => {
-                return refusal::json(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "proof_failed",
-                    "the gate could not make a DPoP proof for its token",
-                );
-            }
-        };
-        parts
-            .headers
-            .insert(HeaderName::from_static("dpop"), headers.0);
-        parts.headers.insert(header::AUTHORIZATION, headers.1);
-        verified(guard, Request::from_parts(parts, Body::from(body))).await
     }
+    refusal::json(
+        StatusCode::BAD_GATEWAY,
+        "approval_check_failed",
+        format!(
+            "the token of the approval failed the gate's check ({}), so the call was not \
+             forwarded: {}",
+            refused.code, refused.message
+        ),
+    )
 }
 
 /// The call through the verify layer; the answer is the upstream's when it was forwarded.
@@ -773,7 +768,7 @@ async fn verified(guard: &ApprovalService<Forward>, request: Request<Body>) -> R
 
 /// `text` cut to at most `max` characters, marked with an ellipsis when cut: the gateway
 /// bounds an approval's message.
-fn shortened(text: &str, max: usize) -> String {
+pub(crate) fn shortened(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
         Some((end, _)) => format!("{}…", text.get(..end).unwrap_or_default()),
         None => text.to_owned(),
@@ -873,6 +868,20 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_with_tool_sets_only_is_no_http_gate() {
+        let file = GateFile::parse(
+            "[handsign]\nurl = \"https://handsign.example\"\nagent_key = \"gate.jwk\"\n\
+             user = \"alice\"\n[tools.all]\nunmatched = \"approve\"\n",
+            std::path::Path::new("/etc/gate"),
+        )
+        .unwrap();
+        let Err(message) = Gate::new(&file, "gate.toml", Verification::default()) else {
+            panic!("a gate without upstreams was built");
+        };
+        assert!(message.contains("no [upstreams.NAME]"), "{message}");
+    }
 
     #[test]
     fn long_paths_are_shortened_in_the_approval_message() {

@@ -10,6 +10,10 @@
 //! way the token is checked and consumed by `handsign-verify`, exactly as a service would, and
 //! only then is the call forwarded ([`upstream`]) with the [`credential`] added. Each call
 //! leaves one [`audit`] line. The gate's [`listener`] bounds its connections.
+//!
+//! Gates that see tool calls instead of HTTP routes (an MCP server's, a coding agent's) take
+//! their rules from the same file's [`tools`] sets and check tokens with
+//! `handsign_verify::Verifier::verify_token`; the coding agents' [`hook`] is one.
 
 pub mod audit;
 pub mod cli;
@@ -17,10 +21,12 @@ pub mod config;
 pub mod credential;
 pub mod flights;
 pub mod gate;
+pub mod hook;
 pub mod listener;
 pub mod params;
 pub mod policy;
 mod refusal;
+pub mod tools;
 pub mod upstream;
 
 pub use config::GateFile;

@@ -37,6 +37,7 @@ use handsign_protocol::base64url;
 use handsign_protocol::canonical::Limits;
 use handsign_protocol::dpop::{self, VerifiedProof};
 use handsign_protocol::jws::CompactJws;
+use handsign_protocol::keys::KeySet;
 use handsign_protocol::params::{CanonicalParams, ParamsHash};
 use handsign_protocol::token::{self, ApprovalClaims, TOKEN_TYP, TokenError, TokenHeader};
 use http_body::Body;
@@ -77,20 +78,74 @@ where
         })?;
     }
 
-    let now = verifier.clock.now();
-    let claims = token::verify(
+    let claims = accept(
+        verifier,
         &token,
         &keys,
+        &route.action,
+        &params_sha256,
+        &Holder::Request(&parts),
+    )
+    .await?;
+
+    parts.extensions.insert(claims);
+    Ok(Request::from_parts(parts, Full::new(body)))
+}
+
+/// The params of a direct check, hashed as the layer hashes a route's params.
+pub(crate) fn value_hash(
+    verifier: &VerifierInner,
+    params: &serde_json::Value,
+) -> Result<ParamsHash, Refusal> {
+    CanonicalParams::from_value(params, &verifier.params_limits)
+        .map(|params| params.hash())
+        .map_err(|error| {
+            Refusal::unauthorized(
+                ErrorCode::InvalidParams,
+                format!("the params cannot be hashed exactly as approved: {error}"),
+            )
+        })
+}
+
+/// Who presents the token, and how they show they hold the key it is bound to.
+pub(crate) enum Holder<'a> {
+    /// An HTTP request: its `DPoP` header, for its method and URL.
+    Request(&'a Parts),
+    /// A DPoP proof given outside HTTP, for the method and URL the service names.
+    Proof {
+        proof: &'a str,
+        method: &'a str,
+        url: &'a str,
+    },
+    /// The verifying process holds the agent key itself: the key's thumbprint.
+    Key { jkt: &'a str },
+}
+
+/// Checks 8 to 11 of the module's list, shared by the layer and the direct check: the token's
+/// signature and claims against `action` and `params_sha256`, the key binding, the replay
+/// record's coverage, and last the only writes (the proof's `jti`, then the token's).
+pub(crate) async fn accept(
+    verifier: &VerifierInner,
+    token: &str,
+    keys: &KeySet,
+    action: &str,
+    params_sha256: &ParamsHash,
+    holder: &Holder<'_>,
+) -> Result<ApprovalClaims, Refusal> {
+    let now = verifier.clock.now();
+    let claims = token::verify(
+        token,
+        keys,
         &token::Expected {
             issuer: &verifier.issuer,
             audience: &verifier.audience,
-            action: &route.action,
-            params_sha256: &params_sha256,
+            action,
+            params_sha256,
             now,
             skew: verifier.skew,
         },
     )?;
-    let proof = check_key_binding(verifier, &parts, &token, &claims, now)?;
+    let proof = check_key_binding(verifier, holder, token, &claims, now)?;
     check_replay_record_covers(verifier, &claims)?;
 
     let use_token = || {
@@ -123,9 +178,28 @@ where
         }
     }
     use_token().await?;
+    Ok(claims)
+}
 
-    parts.extensions.insert(claims);
-    Ok(Request::from_parts(parts, Full::new(body)))
+/// Counts `outcome` in the verifier's metrics and logs a refusal: the one place the layer and
+/// the direct check report what they decided.
+pub(crate) fn counted<T>(
+    verifier: &VerifierInner,
+    action: &str,
+    outcome: Result<T, Refusal>,
+) -> Result<T, Refusal> {
+    match &outcome {
+        Ok(_) => verifier.counters.accepted(),
+        Err(refusal) => {
+            verifier.counters.refused(refusal.code());
+            tracing::info!(
+                action = %action,
+                error = refusal.code().as_str(),
+                "approval refused"
+            );
+        }
+    }
+    outcome
 }
 
 /// Refuses a token the replay store cannot vouch for: one that could have been accepted (its
@@ -261,7 +335,7 @@ fn approval_token(headers: &HeaderMap) -> Result<&str, Refusal> {
 
 /// The token's `kid`, after the header checks that need no key: the same checks, in the same
 /// order and with the same errors, as [`token::verify`] makes before it looks the key up.
-fn token_kid(token: &str) -> Result<String, TokenError> {
+pub(crate) fn token_kid(token: &str) -> Result<String, TokenError> {
     let jws = CompactJws::parse(token)?;
     let header: TokenHeader = jws.header()?;
     if header.alg != "EdDSA" {
@@ -327,11 +401,11 @@ fn params_hash(
     })
 }
 
-/// The DPoP proof for a key-bound token, verified; an unbound token (no proof) only if the
-/// service allows it.
+/// The DPoP proof for a key-bound token, verified (none when the holder is the verifying
+/// process and its key is the token's); an unbound token only if the service allows it.
 fn check_key_binding(
     verifier: &VerifierInner,
-    parts: &Parts,
+    holder: &Holder<'_>,
     token: &str,
     claims: &ApprovalClaims,
     now: i64,
@@ -346,30 +420,37 @@ fn check_key_binding(
              key-bound tokens only",
         ));
     };
-    let mut values = parts.headers.get_all("dpop").iter();
-    let proof = match (values.next(), values.next()) {
-        (None, _) => {
-            return Err(Refusal::unauthorized(
-                ErrorCode::DpopRequired,
-                "the token is bound to an agent key (cnf.jkt): send a DPoP header with a proof \
-                 made with that key for this method and URL, with ath set to the token's hash",
-            ));
-        }
-        (Some(_), Some(_)) => {
-            return Err(Refusal::unauthorized(
-                ErrorCode::InvalidDpop,
-                "send exactly one DPoP header",
-            ));
-        }
-        (Some(value), None) => value.to_str().map_err(|_| {
-            Refusal::unauthorized(ErrorCode::InvalidDpop, "the DPoP header is not ASCII")
-        })?,
+    let mismatch = |jkt: &str| {
+        Refusal::unauthorized(
+            ErrorCode::DpopKeyMismatch,
+            format!(
+                "the DPoP proof is made with key {jkt}, but the token is bound to key {}",
+                cnf.jkt
+            ),
+        )
     };
-    let url = request_url(verifier, parts);
+    let (proof, method, url) = match holder {
+        Holder::Key { jkt } if *jkt == cnf.jkt => return Ok(None),
+        Holder::Key { jkt } => {
+            return Err(Refusal::unauthorized(
+                ErrorCode::DpopKeyMismatch,
+                format!(
+                    "the token is bound to key {}, not to this service's agent key {jkt}",
+                    cnf.jkt
+                ),
+            ));
+        }
+        Holder::Proof { proof, method, url } => (*proof, *method, (*url).to_owned()),
+        Holder::Request(parts) => (
+            request_proof(parts)?,
+            parts.method.as_str(),
+            request_url(verifier, parts),
+        ),
+    };
     let verified = dpop::verify(
         proof,
         &dpop::Expected {
-            method: parts.method.as_str(),
+            method,
             url: &url,
             now,
             access_token: Some(token),
@@ -377,15 +458,28 @@ fn check_key_binding(
     )
     .map_err(|error| Refusal::unauthorized(ErrorCode::InvalidDpop, error.to_string()))?;
     if verified.jkt != cnf.jkt {
-        return Err(Refusal::unauthorized(
-            ErrorCode::DpopKeyMismatch,
-            format!(
-                "the DPoP proof is made with key {}, but the token is bound to key {}",
-                verified.jkt, cnf.jkt
-            ),
-        ));
+        return Err(mismatch(&verified.jkt));
     }
     Ok(Some(verified))
+}
+
+/// The request's single `DPoP` header.
+fn request_proof(parts: &Parts) -> Result<&str, Refusal> {
+    let mut values = parts.headers.get_all("dpop").iter();
+    match (values.next(), values.next()) {
+        (None, _) => Err(Refusal::unauthorized(
+            ErrorCode::DpopRequired,
+            "the token is bound to an agent key (cnf.jkt): send a DPoP header with a proof \
+             made with that key for this method and URL, with ath set to the token's hash",
+        )),
+        (Some(_), Some(_)) => Err(Refusal::unauthorized(
+            ErrorCode::InvalidDpop,
+            "send exactly one DPoP header",
+        )),
+        (Some(value), None) => value.to_str().map_err(|_| {
+            Refusal::unauthorized(ErrorCode::InvalidDpop, "the DPoP header is not ASCII")
+        }),
+    }
 }
 
 /// The URL the agent addressed: the configured public URL plus the request's path as the
@@ -395,5 +489,9 @@ fn request_url(verifier: &VerifierInner, parts: &Parts) -> String {
         .extensions
         .get::<OriginalUri>()
         .map_or_else(|| parts.uri.path(), |original| original.0.path());
-    format!("{}{path}", verifier.public_url)
+    // A layer is made only by a verifier that has a public URL (`Verifier::require`).
+    format!(
+        "{}{path}",
+        verifier.public_url.as_deref().unwrap_or_default()
+    )
 }

@@ -98,7 +98,8 @@ pub(crate) struct VerifierInner {
     pub(crate) issuer: String,
     pub(crate) audience: String,
     /// The public base URL without a trailing slash; the DPoP `htu` is this plus the path.
-    pub(crate) public_url: String,
+    /// Only routes need it: [`Verifier::verify_token`] is given the method and URL.
+    pub(crate) public_url: Option<String>,
     pub(crate) keys: KeySource,
     pub(crate) skew: i64,
     pub(crate) replay: Arc<dyn ReplayStore>,
@@ -133,6 +134,9 @@ impl Verifier {
     /// request carrying a token that approves `action` with exactly the params of this request.
     /// Params are the JSON body unless [`ApprovalLayer::params_from`] says otherwise.
     pub fn require(&self, action: &str) -> Result<ApprovalLayer, BuildError> {
+        if self.inner.public_url.is_none() {
+            return Err(BuildError::Missing("public_url"));
+        }
         check_action(action)?;
         Ok(ApprovalLayer::new(
             self.inner.clone(),
@@ -142,7 +146,8 @@ impl Verifier {
     }
 
     /// How many requests this verifier's layers (every route made with [`Self::require`],
-    /// on clones too) let through and refused since it was built, by refusal code; render it
+    /// on clones too) and its [`Self::verify_token`] calls let through and refused since it
+    /// was built, by refusal code; render it
     /// with [`VerifierMetrics::to_prometheus`] to serve on the service's own `/metrics`.
     pub fn metrics(&self) -> VerifierMetrics {
         self.inner.counters.snapshot()
@@ -151,8 +156,8 @@ impl Verifier {
 
 /// Builds a [`Verifier`]; [`build`](VerifierBuilder::build) says what is missing or wrong.
 ///
-/// Required: [`issuer`](Self::issuer), [`audience`](Self::audience),
-/// [`public_url`](Self::public_url), [`keys`](Self::keys).
+/// Required: [`issuer`](Self::issuer), [`audience`](Self::audience), [`keys`](Self::keys);
+/// and [`public_url`](Self::public_url) for routes ([`Verifier::require`]).
 pub struct VerifierBuilder {
     issuer: Option<String>,
     audience: Option<String>,
@@ -220,6 +225,8 @@ impl VerifierBuilder {
     /// The URL clients address this service with (scheme, host, port, and a path prefix if a
     /// proxy strips one), e.g. `https://travel.example`. A DPoP proof must name this plus the
     /// request's path: the URL as the agent sent it, which a proxy in front may have rewritten.
+    /// Needed by [`Verifier::require`]; a verifier used only through
+    /// [`Verifier::verify_token`] goes without.
     pub fn public_url(mut self, url: impl Into<String>) -> Self {
         self.public_url = Some(url.into());
         self
@@ -317,8 +324,11 @@ impl VerifierBuilder {
         if audience.is_empty() {
             return Err(BuildError::EmptyAudience);
         }
-        let public_url =
-            check_public_url(&self.public_url.ok_or(BuildError::Missing("public_url"))?)?;
+        let public_url = self
+            .public_url
+            .as_deref()
+            .map(check_public_url)
+            .transpose()?;
         if self.clock_skew > Duration::from_secs(MAX_SKEW_SECS.unsigned_abs()) {
             return Err(BuildError::SkewTooLarge(self.clock_skew));
         }
@@ -455,7 +465,10 @@ mod tests {
     #[test]
     fn builds_and_trims_the_public_url() {
         let verifier = complete().build().unwrap();
-        assert_eq!(verifier.inner.public_url, "https://travel.example");
+        assert_eq!(
+            verifier.inner.public_url.as_deref(),
+            Some("https://travel.example")
+        );
         assert_eq!(verifier.inner.skew, 5);
     }
 
@@ -487,6 +500,12 @@ mod tests {
         );
         let verifier = complete().build().unwrap();
         assert!(verifier.require("flights.book").is_ok());
+        let mut no_url = complete();
+        no_url.public_url = None;
+        assert!(matches!(
+            no_url.build().unwrap().require("flights.book"),
+            Err(BuildError::Missing("public_url"))
+        ));
         for bad in [
             "",
             "flights book",

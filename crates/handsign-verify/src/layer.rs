@@ -210,20 +210,10 @@ where
         let verifier = self.verifier.clone();
         let route = self.route.clone();
         Box::pin(async move {
-            match check::check(&verifier, &route, request).await {
-                Ok(request) => {
-                    verifier.counters.accepted();
-                    inner.call(request).await.map(IntoResponse::into_response)
-                }
-                Err(refusal) => {
-                    verifier.counters.refused(refusal.code());
-                    tracing::info!(
-                        action = %route.action,
-                        error = refusal.code().as_str(),
-                        "approval refused"
-                    );
-                    Ok(refusal.into_response())
-                }
+            let checked = check::check(&verifier, &route, request).await;
+            match check::counted(&verifier, &route.action, checked) {
+                Ok(request) => inner.call(request).await.map(IntoResponse::into_response),
+                Err(refusal) => Ok(refusal.into_response()),
             }
         })
     }

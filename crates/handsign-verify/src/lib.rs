@@ -73,11 +73,14 @@
 //! reads the query differently (a map keeps one value); what `params_from` returns is what the
 //! person approved, so the handler must act on exactly that.
 //!
+//! A service that is not an HTTP route (a tool gate, a hook) checks a token with
+//! [`Verifier::verify_token`]: the same checks, the same codes, the same replay record.
+//!
 //! # Metrics
 //!
 //! Tokens are consumed here, in the service, not at the gateway: [`Verifier::metrics`] counts
-//! the requests the verifier's layers let through (`accepted`, each consuming a token) and the
-//! ones they refused, by the `error` code of the answer (every code in
+//! the requests the verifier's layers and `verify_token` let through (`accepted`, each
+//! consuming a token) and the ones they refused, by the `error` code of the answer (every code in
 //! [`metrics::REFUSAL_CODES`]; a code this version does not know counts as `other`). Counting is
 //! one atomic add per request, with no lock. [`VerifierMetrics::to_prometheus`] renders the
 //! counts in the Prometheus text format, as `handsign_verify_tokens_accepted_total` and
@@ -105,6 +108,7 @@
 mod check;
 mod clock;
 mod config;
+mod direct;
 mod extract;
 mod key_source;
 mod layer;
@@ -122,6 +126,7 @@ pub use config::{
     BuildError, DEFAULT_BODY_LIMIT, DEFAULT_CLOCK_SKEW, DEFAULT_JWKS_MAX_AGE,
     DEFAULT_JWKS_REFRESH_INTERVAL, Keys, Verifier, VerifierBuilder,
 };
+pub use direct::{KeyBinding, Presented, TokenRefused};
 pub use extract::Approved;
 /// The `error` codes of the middleware's refusals (and of the gateway's answers).
 pub use handsign_protocol::api::ErrorCode;

@@ -57,7 +57,7 @@ impl Refusal {
         }
     }
 
-    fn message(&self) -> String {
+    pub(crate) fn message(&self) -> String {
         match self {
             Refusal::Unauthorized { message, .. }
             | Refusal::InvalidBody { message }

@@ -8,12 +8,11 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use async_trait::async_trait;
 use common::*;
 use handsign_protocol::dpop;
 use handsign_protocol::keys::{KeySet, SigningKey};
 use handsign_protocol::token::ApprovalClaims;
-use handsign_verify::{Clock, ErrorCode, Keys, ReplayError, ReplayStore, Verifier};
+use handsign_verify::{Clock, ErrorCode, Keys, Verifier};
 use reqwest::{Method, StatusCode};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -462,16 +461,6 @@ async fn the_extractor_without_the_layer_refuses_to_run_the_handler() {
         .unwrap();
     assert_eq!(answer.status(), StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(s.service.seen.runs(), 0);
-}
-
-/// A replay store that cannot be reached.
-struct DownStore;
-
-#[async_trait]
-impl ReplayStore for DownStore {
-    async fn consume(&self, _jti: &str, _expires_at: i64) -> Result<bool, ReplayError> {
-        Err(ReplayError::Unavailable("connection refused".into()))
-    }
 }
 
 #[tokio::test]

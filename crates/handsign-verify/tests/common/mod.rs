@@ -315,3 +315,19 @@ pub async fn post_approved(
     .send(client)
     .await
 }
+
+/// A replay store that cannot be reached.
+pub struct DownStore;
+
+#[async_trait::async_trait]
+impl handsign_verify::ReplayStore for DownStore {
+    async fn consume(
+        &self,
+        _jti: &str,
+        _expires_at: i64,
+    ) -> Result<bool, handsign_verify::ReplayError> {
+        Err(handsign_verify::ReplayError::Unavailable(
+            "connection refused".into(),
+        ))
+    }
+}
