@@ -36,6 +36,9 @@ enum Command {
     /// Put a passkey in front of an existing HTTP API: run the gate, `check` its file, or
     /// `enroll` its agent key (see the gate file's documentation in handsign-gate).
     Gate(handsign_gate::cli::Args),
+    /// Put a passkey in front of an MCP server's tools: serve the MCP client in the server's
+    /// place (`handsign mcp --config gate.toml -- COMMAND...`).
+    Mcp(handsign_gate::mcp::Args),
 }
 
 /// `handsign agent ...`: the operator's commands and the agent's own.
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
             Command::Request(args) => handsign_client::cli::request(args).await.map(Outcome::Exit),
             Command::Call(args) => handsign_client::cli::call(args).await.map(Outcome::Exit),
             Command::Gate(args) => handsign_gate::cli::run(args).await.map(Outcome::Exit),
+            Command::Mcp(args) => handsign_gate::mcp::run(args).await.map(Outcome::Exit),
         }
     })
 }

@@ -145,7 +145,7 @@ struct Guards {
 /// approval this process created, so no earlier process can have used it; without this an
 /// in-memory record would refuse it as `issued_before_start` when the person approves within
 /// the gate's first seconds.
-struct OwnApprovals(Arc<dyn ReplayStore>);
+pub(crate) struct OwnApprovals(pub(crate) Arc<dyn ReplayStore>);
 
 #[async_trait::async_trait]
 impl ReplayStore for OwnApprovals {

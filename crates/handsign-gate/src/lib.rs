@@ -22,6 +22,7 @@ pub mod credential;
 pub mod flights;
 pub mod gate;
 pub mod listener;
+pub mod mcp;
 pub mod params;
 pub mod policy;
 mod refusal;
