@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use common::process::free_port;
 use common::{Person, TestGateway};
 use handsign::domain::{ApprovalRecord, UserId};
 use handsign::store::ApprovalFilter;
@@ -145,7 +146,37 @@ need = "approve"
     }
 
     async fn client(&self, sdk: Sdk, elicitation: bool) -> McpClient {
-        McpClient::start(sdk, elicitation, &self.gate_command()).await
+        McpClient::start(sdk, elicitation, "stdio", &self.gate_command()).await
+    }
+
+    /// The gate over Streamable HTTP on both sides: the reference server in its HTTP mode, and
+    /// `handsign mcp --listen` in front of it; the gate's endpoint.
+    async fn over_http(&self) -> (String, Vec<Child>) {
+        let server_port = free_port();
+        let server = tokio::process::Command::new("node")
+            .arg(server_everything())
+            .arg("streamableHttp")
+            .env("PORT", server_port.to_string())
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let upstream = format!("http://127.0.0.1:{server_port}/mcp");
+        until_listening(server_port).await;
+        let gate_port = free_port();
+        let gate = tokio::process::Command::new(env!("CARGO_BIN_EXE_handsign"))
+            .args(["mcp", "--config"])
+            .arg(self.dir.path().join("gate.toml"))
+            .args(["--upstream-url", &upstream, "--listen"])
+            .arg(format!("127.0.0.1:{gate_port}"))
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        until_listening(gate_port).await;
+        (
+            format!("http://127.0.0.1:{gate_port}/mcp"),
+            vec![server, gate],
+        )
     }
 
     /// The approval request the gate asked of alice, once it has.
@@ -196,10 +227,13 @@ struct McpClient {
     stdout: Lines<BufReader<ChildStdout>>,
     /// What the client said it initialized with.
     initialized: Value,
+    /// The notifications it printed so far (elicitation completions).
+    notifications: Vec<Value>,
 }
 
 impl McpClient {
-    async fn start(sdk: Sdk, elicitation: bool, server: &[String]) -> Self {
+    /// A client of `server`: a command (`kind` `stdio`) or an endpoint (`http`).
+    async fn start(sdk: Sdk, elicitation: bool, kind: &str, server: &[String]) -> Self {
         let mut command = match sdk {
             Sdk::Python => {
                 let mut command = tokio::process::Command::new(python());
@@ -217,7 +251,7 @@ impl McpClient {
             }
         };
         let mut child = command
-            .arg("stdio")
+            .arg(kind)
             .args(server)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -237,6 +271,7 @@ impl McpClient {
             stdin,
             stdout,
             initialized,
+            notifications: Vec::new(),
         }
     }
 
@@ -245,15 +280,7 @@ impl McpClient {
         let line = format!("{command}\n");
         self.stdin.write_all(line.as_bytes()).await.unwrap();
         self.stdin.flush().await.unwrap();
-        let mut progress = Vec::new();
-        loop {
-            let answer = next_line(&mut self.stdout).await;
-            if let Some(step) = answer.get("progress") {
-                progress.push(step.clone());
-            } else {
-                return (progress, answer);
-            }
-        }
+        self.answer().await
     }
 
     async fn call(&mut self, name: &str, arguments: Value) -> Value {
@@ -279,10 +306,22 @@ impl McpClient {
             let answer = next_line(&mut self.stdout).await;
             if let Some(step) = answer.get("progress") {
                 progress.push(step.clone());
+            } else if let Some(notification) = answer.get("notification") {
+                self.notifications.push(notification.clone());
             } else {
                 return (progress, answer);
             }
         }
+    }
+
+    /// The first notification the client printed (waiting for it if none came yet).
+    async fn notification(&mut self) -> Value {
+        while self.notifications.is_empty() {
+            let line = next_line(&mut self.stdout).await;
+            let notification = line.get("notification").unwrap_or_else(|| panic!("{line}"));
+            self.notifications.push(notification.clone());
+        }
+        self.notifications.remove(0)
     }
 
     async fn close(mut self) {
@@ -298,6 +337,21 @@ async fn next_line(stdout: &mut Lines<BufReader<ChildStdout>>) -> Value {
         .unwrap()
         .expect("the MCP client ended");
     serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"))
+}
+
+/// Waits until something listens on `port` on loopback.
+async fn until_listening(port: u16) {
+    let give_up = std::time::Instant::now() + Duration::from_secs(60);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "nothing listens on {port}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// The text of a tool result's first content block.
@@ -322,7 +376,7 @@ async fn pass_tools_answer_exactly_as_the_server_and_denied_or_unmatched_never_r
     let setup = Setup::start(60).await;
     for sdk in [Sdk::Python, Sdk::TypeScript] {
         let mut gated = setup.client(sdk, false).await;
-        let mut direct = McpClient::start(sdk, false, &direct_command()).await;
+        let mut direct = McpClient::start(sdk, false, "stdio", &direct_command()).await;
         assert_eq!(
             gated.initialized["serverInfo"], direct.initialized["serverInfo"],
             "{sdk:?}: the client sees the real server"
@@ -511,9 +565,51 @@ async fn a_client_that_declared_url_elicitation_gets_the_approval_page_as_one() 
             .contains(asked.id.as_str())
     );
     assert!(setup.calls_received().is_empty());
+    // Calling again before the decision gets the same page, and one completion later.
+    let again = client.call("get-sum", json!({"a": 5, "b": 6})).await;
+    assert_eq!(
+        again["error"]["data"]["elicitations"][0]["elicitationId"],
+        asked.id.as_str()
+    );
     setup.decide(asked.id.as_str(), "approve").await;
+    let complete = client.notification().await;
+    assert_eq!(complete["method"], "notifications/elicitation/complete");
+    assert_eq!(complete["params"]["elicitationId"], asked.id.as_str());
     let retried = client.call("get-sum", json!({"a": 5, "b": 6})).await;
     assert!(text(&retried).contains("11"), "{retried}");
+    assert!(
+        client.notifications.is_empty(),
+        "one completion per approval and session"
+    );
     assert_eq!(setup.calls_received().len(), 1);
     client.close().await;
+}
+
+#[tokio::test]
+#[ignore = "needs the MCP packages: scripts/test installs them, then runs these"]
+async fn over_streamable_http_both_ways_calls_pass_are_refused_and_are_approved() {
+    let mut setup = Setup::start(60).await;
+    let (endpoint, _processes) = setup.over_http().await;
+    for sdk in [Sdk::Python, Sdk::TypeScript] {
+        let mut client =
+            McpClient::start(sdk, false, "http", std::slice::from_ref(&endpoint)).await;
+        assert_eq!(
+            client.initialized["serverInfo"]["name"], "mcp-servers/everything",
+            "{sdk:?}"
+        );
+        let echo = client.call("echo", json!({"message": "over http"})).await;
+        assert_eq!(text(&echo), "Echo: over http", "{sdk:?}");
+        let denied = client.call("get-env", json!({})).await;
+        assert!(is_error(&denied), "{sdk:?}: {denied}");
+
+        client
+            .start_call("get-sum", json!({"a": 20, "b": 22}), true)
+            .await;
+        let asked = setup.asked().await;
+        assert_eq!(asked.params, r#"{"a":20,"b":22}"#);
+        setup.decide(asked.id.as_str(), "approve").await;
+        let (_, result) = client.answer().await;
+        assert!(text(&result).contains("42"), "{sdk:?}: {result}");
+        client.close().await;
+    }
 }

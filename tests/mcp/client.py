@@ -2,7 +2,8 @@
 
 Usage: client.py [--elicitation] stdio COMMAND ARGS... | client.py [--elicitation] http URL
 
-With --elicitation it declares elicitation (form and URL modes) and declines what it is asked.
+With --elicitation it declares elicitation (form and URL modes), declines what it is asked,
+and prints {"notification": {...}} for each notifications/elicitation/complete.
 
 It connects, prints {"initialized": {...}} and then answers one JSON command per line on stdin
 with one JSON line on stdout:
@@ -21,7 +22,7 @@ from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
-from mcp.types import ElicitResult
+from mcp.types import ElicitCompleteNotification, ElicitResult
 
 
 def emit(value):
@@ -68,11 +69,17 @@ async def decline(context, params):
     return ElicitResult(action="decline")
 
 
+async def notified(message):
+    if isinstance(message, ElicitCompleteNotification):
+        emit({"notification": dump(message)})
+
+
 async def main():
     args = sys.argv[1:]
     options = {}
     if args[0] == "--elicitation":
         options["elicitation_callback"] = decline
+        options["message_handler"] = notified
         args = args[1:]
     kind, *rest = args
     if kind == "stdio":

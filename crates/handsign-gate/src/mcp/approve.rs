@@ -145,7 +145,9 @@ impl Approvals {
                     .into(),
             ))),
             State::Pending(ticket) if by_url => {
-                self.complete_later(flight, &ticket, context);
+                if relay.follows_first(&ticket.id) {
+                    self.complete_later(flight, &ticket, context);
+                }
                 Err(url_elicitation_required(name, &ticket, &self.user))
             }
             State::Pending(ticket) => Ok(Err(error_result(format!(
@@ -243,7 +245,7 @@ impl Approvals {
     }
 
     /// Tells the client (`notifications/elicitation/complete`) once the person decided, so that
-    /// it retries; bounded by the approval's expiry.
+    /// it retries; bounded by the approval's expiry. Once per approval and session.
     fn complete_later(
         &self,
         flight: std::sync::Arc<Flight>,

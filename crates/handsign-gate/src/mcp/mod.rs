@@ -1,8 +1,8 @@
 //! `handsign mcp`: a passkey in front of an MCP server's tools.
 //!
 //! The gate stands where the MCP server was in the client's configuration: it starts the real
-//! server (`-- command ...`) or connects to it (`--upstream-url`), serves the client over stdio,
-//! and [relays](relay) everything as it is but `tools/call`, which the gate file's tool set
+//! server (`-- command ...`) or connects to it (`--upstream-url`), serves the client over stdio
+//! or Streamable HTTP (`--listen`), and [relays](relay) everything as it is but `tools/call`, which the gate file's tool set
 //! decides: `pass` goes through, `deny` and unmatched tools are answered by the gate, and
 //! `approve` waits for a person's passkey ([`approve`]) and reaches the real server only once
 //! its token was verified and consumed here.
@@ -11,6 +11,7 @@ pub mod approve;
 pub mod relay;
 pub mod upstream;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,12 +19,16 @@ use std::time::Duration;
 use handsign_client::{AgentKey, Client};
 use handsign_verify::{Keys, Verifier};
 use rmcp::ServiceExt as _;
+use rmcp::transport::StreamableHttpService;
+use rmcp::transport::streamable_http_server::StreamableHttpServerConfig;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use tokio::sync::Semaphore;
 
 use crate::cli::EXIT_INVALID;
 use crate::config::GateFile;
 use crate::flights::Flights;
 use crate::gate::Verification;
+use crate::listener::{self, ListenerLimits};
 use approve::Approvals;
 use relay::{Relay, Shared};
 use upstream::UpstreamSpec;
@@ -44,6 +49,10 @@ pub struct Args {
     /// The real server's Streamable HTTP endpoint, instead of a command.
     #[arg(long, conflicts_with = "command")]
     upstream_url: Option<url::Url>,
+    /// Serve the client over Streamable HTTP at this address (endpoint `/mcp`, loopback
+    /// `Host` only) instead of stdio.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
     /// Seconds a forwarded request may go without an answer or progress (default 300).
     #[arg(long, default_value_t = 300)]
     request_timeout: u64,
@@ -52,7 +61,8 @@ pub struct Args {
     command: Vec<String>,
 }
 
-/// Runs the gate until the client leaves; the exit status.
+/// Runs the gate until the client leaves (stdio) or Ctrl-C/SIGTERM (`--listen`); the exit
+/// status.
 pub async fn run(args: Args) -> anyhow::Result<u8> {
     // The SDK logs every message at info; the gate's own warnings are what an operator needs
     // in the client's server log.
@@ -90,12 +100,43 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
         request_max: timeout * 12,
         connect_timeout: Duration::from_secs(60),
     });
-    let running = Relay::new(shared)
-        .serve(rmcp::transport::stdio())
-        .await
-        .map_err(|error| anyhow::anyhow!("the MCP client: {error}"))?;
-    running.waiting().await?;
+    match args.listen {
+        None => {
+            let running = Relay::new(shared)
+                .serve(rmcp::transport::stdio())
+                .await
+                .map_err(|error| anyhow::anyhow!("the MCP client: {error}"))?;
+            running.waiting().await?;
+        }
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|error| anyhow::anyhow!("cannot listen on {addr}: {error}"))?;
+            eprintln!(
+                "handsign mcp: serving MCP at http://{}/mcp",
+                listener.local_addr()?
+            );
+            listener::serve_router(
+                listener,
+                router(shared),
+                ListenerLimits::of(&file),
+                crate::cli::shutdown_signal(),
+            )
+            .await;
+        }
+    }
     Ok(0)
+}
+
+/// The Streamable HTTP endpoint `/mcp`: one relay, so one session with the real server, per
+/// client session. The SDK's defaults accept loopback `Host` headers only (DNS rebinding).
+fn router(shared: Arc<Shared>) -> axum::Router {
+    let service = StreamableHttpService::new(
+        move || Ok(Relay::new(shared.clone())),
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default(),
+    );
+    axum::Router::new().nest_service("/mcp", service)
 }
 
 /// The tool set `server` of `file` (the only one when not named), with what asks for and

@@ -8,14 +8,24 @@
 //! the SDK gives every forwarded request a progress token of its own, so the relay maps it back
 //! to the one the sender gave; progress for a token it did not forward is dropped.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use rmcp::ServerHandler;
+// Logging's setLevel is deprecated in the SDK (SEP-2577) but is part of the 2025-11-25 revision
+// the gate relays.
+#[allow(deprecated)]
 use rmcp::model::{
-    CallToolRequestParams, CallToolResult, ClientConfig, ClientNotification, ClientRequest,
-    ClientResult, ErrorData, ProgressNotificationParam, ProgressToken, RequestMetaObject,
-    ServerConfig, ServerNotification, ServerRequest, ServerResult,
+    CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams, ClientConfig,
+    ClientNotification, ClientRequest, ClientResult, CompleteRequestParams, CompleteResult,
+    CustomNotification, CustomRequest, CustomResult, ErrorData, GetPromptRequestParams,
+    GetPromptResponse, GetTaskParams, GetTaskResult, InitializeRequestParams, InitializeResult,
+    ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
+    PaginatedRequestParams, ProgressNotificationParam, ProgressToken, ReadResourceRequestParams,
+    ReadResourceResponse, Request, RequestMetaObject, RequestOptionalParam, ServerConfig,
+    ServerNotification, ServerRequest, ServerResult, SetLevelRequestParams, SubscribeRequestParams,
+    UnsubscribeRequestParams, UpdateTaskParams,
 };
 use rmcp::service::{
     NotificationContext, Peer, PeerRequestOptions, RequestContext, RoleClient, RoleServer,
@@ -47,6 +57,8 @@ pub struct Relay {
     upstream: tokio::sync::OnceCell<Upstream>,
     /// Upstream progress tokens of the requests forwarded upstream, to the client's.
     up_tokens: Tokens,
+    /// The approvals whose completion this session's client is told of (URL elicitation).
+    followed: Mutex<HashSet<String>>,
 }
 
 struct Upstream {
@@ -80,7 +92,16 @@ impl Relay {
             shared,
             upstream: tokio::sync::OnceCell::new(),
             up_tokens: Tokens::default(),
+            followed: Mutex::default(),
         }
+    }
+
+    /// Whether approval `id` is not followed for this session's client yet (and now is).
+    pub fn follows_first(&self, id: &str) -> bool {
+        self.followed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id.to_owned())
     }
 
     /// The upstream session, opened on first use with `info` as the client's.
@@ -167,25 +188,6 @@ impl Relay {
         let request = ClientRequest::CallToolRequest(rmcp::model::CallToolRequest::new(params));
         self.forward(request, context).await
     }
-
-    /// The real server's tools, each gated one saying so in its description.
-    async fn list_tools(
-        &self,
-        request: ClientRequest,
-        context: &RequestContext<RoleServer>,
-    ) -> Result<ServerResult, ErrorData> {
-        match self.forward(request, context).await? {
-            ServerResult::ListToolsResult(mut list) => {
-                list.tools = list
-                    .tools
-                    .into_iter()
-                    .map(|tool| self.shared.approvals.describe(tool))
-                    .collect();
-                Ok(ServerResult::ListToolsResult(list))
-            }
-            other => Ok(other),
-        }
-    }
 }
 
 /// The client's identity and capabilities: from `initialize`, or (in revisions without it)
@@ -248,71 +250,201 @@ fn service_error(error: ServiceError) -> ErrorData {
     }
 }
 
-impl Service<RoleServer> for Relay {
-    async fn handle_request(
+/// A `ServerHandler` method that forwards its request and expects one kind of result.
+macro_rules! relayed {
+    ($(#[$attr:meta])* $method:ident($params:ty) -> $out:ty: $request:expr, $pick:pat => $value:expr) => {
+        $(#[$attr])*
+        async fn $method(
+            &self,
+            params: $params,
+            context: RequestContext<RoleServer>,
+        ) -> Result<$out, ErrorData> {
+            match self.forward($request(params), &context).await? {
+                $pick => Ok($value),
+                other => Err(unexpected(&other)),
+            }
+        }
+    };
+}
+
+/// The real server answered a request with another kind of result.
+fn unexpected(result: &ServerResult) -> ErrorData {
+    ErrorData::internal_error(
+        format!(
+            "the real MCP server answered with an unexpected result: {}",
+            serde_json::to_string(result).unwrap_or_default()
+        ),
+        None,
+    )
+}
+
+fn optional<M: Default, P>(params: Option<P>) -> RequestOptionalParam<M, P> {
+    RequestOptionalParam {
+        method: M::default(),
+        params,
+        extensions: Default::default(),
+    }
+}
+
+/// The SDK's server side dispatches each request to these methods (and checks and shapes the
+/// results for the negotiated revision); each forwards as it is, but `tools/call` and
+/// `tools/list`, and the lifecycle the gate keeps itself (`initialize`, `ping`, the
+/// `initialized` and `cancelled` notifications).
+impl ServerHandler for Relay {
+    async fn initialize(
         &self,
-        request: ClientRequest,
+        request: InitializeRequestParams,
         context: RequestContext<RoleServer>,
-    ) -> Result<ServerResult, ErrorData> {
-        match request {
-            ClientRequest::InitializeRequest(initialize) => {
-                let upstream = self.upstream(initialize.params, &context.peer).await?;
-                match upstream.service.peer().peer_info() {
-                    Some(info) => Ok(ServerResult::InitializeResult(initialize_result(&info))),
-                    None => Err(ErrorData::internal_error(
-                        "the real MCP server did not say what it is",
-                        None,
-                    )),
-                }
-            }
-            ClientRequest::PingRequest(_) => Ok(ServerResult::empty(())),
-            ClientRequest::ListToolsRequest(_) => self.list_tools(request, &context).await,
-            ClientRequest::CallToolRequest(call) => {
-                let outcome = self
-                    .shared
-                    .approvals
-                    .call(self, call.params, &context)
-                    .await?;
-                Ok(outcome.unwrap_or_else(ServerResult::CallToolResult))
-            }
-            other => self.forward(other, &context).await,
+    ) -> Result<InitializeResult, ErrorData> {
+        context.peer.set_peer_info(request.clone());
+        let upstream = self.upstream(request, &context.peer).await?;
+        match upstream.service.peer().peer_info() {
+            Some(info) => Ok(initialize_result(&info)),
+            None => Err(ErrorData::internal_error(
+                "the real MCP server did not say what it is",
+                None,
+            )),
         }
     }
 
-    async fn handle_notification(
+    async fn call_tool(
         &self,
-        notification: ClientNotification,
-        context: NotificationContext<RoleServer>,
-    ) -> Result<(), ErrorData> {
-        let Some(upstream) = self.upstream.get() else {
-            return Ok(());
-        };
-        let notification = match notification {
-            // The SDK turns a cancellation into the cancelled request's token firing; the
-            // forwarding cancels upstream with the upstream's request id.
-            ClientNotification::CancelledNotification(_) => return Ok(()),
-            ClientNotification::ProgressNotification(progress) => {
-                let to_downstream = upstream.service.service();
-                match to_downstream.down_tokens.translate(progress.params) {
-                    Some(params) => ClientNotification::ProgressNotification(
-                        rmcp::model::ProgressNotification::new(params),
-                    ),
-                    None => return Ok(()),
-                }
+        params: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        match self.shared.approvals.call(self, params, &context).await? {
+            Err(refused) => Ok(CallToolResponse::Complete(refused)),
+            Ok(ServerResult::CallToolResult(result)) => Ok(CallToolResponse::Complete(result)),
+            Ok(ServerResult::InputRequiredResult(result)) => {
+                Ok(CallToolResponse::InputRequired(result))
             }
-            other => other,
-        };
-        let _ = context;
-        let _ = upstream
-            .service
-            .peer()
-            .send_notification(notification)
-            .await;
-        Ok(())
+            Ok(ServerResult::CreateTaskResult(result)) => Ok(CallToolResponse::Task(result)),
+            Ok(other) => Err(unexpected(&other)),
+        }
     }
 
+    async fn list_tools(
+        &self,
+        params: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let request = ClientRequest::ListToolsRequest(optional(params));
+        match self.forward(request, &context).await? {
+            ServerResult::ListToolsResult(mut list) => {
+                list.tools = list
+                    .tools
+                    .into_iter()
+                    .map(|tool| self.shared.approvals.describe(tool))
+                    .collect();
+                Ok(list)
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    relayed!(complete(CompleteRequestParams) -> CompleteResult:
+        |p| ClientRequest::CompleteRequest(Request::new(p)),
+        ServerResult::CompleteResult(r) => r);
+    relayed!(#[allow(deprecated)] set_level(SetLevelRequestParams) -> ():
+        |p| ClientRequest::SetLevelRequest(Request::new(p)),
+        ServerResult::EmptyResult(_) => ());
+    relayed!(get_prompt(GetPromptRequestParams) -> GetPromptResponse:
+        |p| ClientRequest::GetPromptRequest(Request::new(p)),
+        ServerResult::GetPromptResult(r) => GetPromptResponse::from(r));
+    relayed!(list_prompts(Option<PaginatedRequestParams>) -> ListPromptsResult:
+        |p| ClientRequest::ListPromptsRequest(optional(p)),
+        ServerResult::ListPromptsResult(r) => r);
+    relayed!(list_resources(Option<PaginatedRequestParams>) -> ListResourcesResult:
+        |p| ClientRequest::ListResourcesRequest(optional(p)),
+        ServerResult::ListResourcesResult(r) => r);
+    relayed!(list_resource_templates(Option<PaginatedRequestParams>) -> ListResourceTemplatesResult:
+        |p| ClientRequest::ListResourceTemplatesRequest(optional(p)),
+        ServerResult::ListResourceTemplatesResult(r) => r);
+    relayed!(read_resource(ReadResourceRequestParams) -> ReadResourceResponse:
+        |p| ClientRequest::ReadResourceRequest(Request::new(p)),
+        ServerResult::ReadResourceResult(r) => ReadResourceResponse::from(r));
+    relayed!(#[allow(deprecated)] subscribe(SubscribeRequestParams) -> ():
+        |p| ClientRequest::SubscribeRequest(Request::new(p)),
+        ServerResult::EmptyResult(_) => ());
+    relayed!(#[allow(deprecated)] unsubscribe(UnsubscribeRequestParams) -> ():
+        |p| ClientRequest::UnsubscribeRequest(Request::new(p)),
+        ServerResult::EmptyResult(_) => ());
+    relayed!(get_task(GetTaskParams) -> GetTaskResult:
+        |p| ClientRequest::GetTaskRequest(Request::new(p)),
+        ServerResult::GetTaskResult(r) => r);
+    relayed!(update_task(UpdateTaskParams) -> ():
+        |p| ClientRequest::UpdateTaskRequest(Request::new(p)),
+        ServerResult::TaskAckResult(_) | ServerResult::EmptyResult(_) => ());
+    relayed!(cancel_task(CancelTaskParams) -> ():
+        |p| ClientRequest::CancelTaskRequest(Request::new(p)),
+        ServerResult::TaskAckResult(_) | ServerResult::EmptyResult(_) => ());
+
+    async fn on_custom_request(
+        &self,
+        request: CustomRequest,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CustomResult, ErrorData> {
+        match self
+            .forward(ClientRequest::CustomRequest(request), &context)
+            .await?
+        {
+            ServerResult::CustomResult(result) => Ok(result),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn on_progress(
+        &self,
+        progress: ProgressNotificationParam,
+        _context: NotificationContext<RoleServer>,
+    ) {
+        let Some(upstream) = self.upstream.get() else {
+            return;
+        };
+        // Progress of a request the real server sent the client, with the server's token.
+        if let Some(params) = upstream.service.service().down_tokens.translate(progress) {
+            let notification = ClientNotification::ProgressNotification(
+                rmcp::model::ProgressNotification::new(params),
+            );
+            let _ = upstream
+                .service
+                .peer()
+                .send_notification(notification)
+                .await;
+        }
+    }
+
+    async fn on_roots_list_changed(&self, _context: NotificationContext<RoleServer>) {
+        if let Some(upstream) = self.upstream.get() {
+            let _ = upstream.service.peer().notify_roots_list_changed().await;
+        }
+    }
+
+    async fn on_custom_notification(
+        &self,
+        notification: CustomNotification,
+        _context: NotificationContext<RoleServer>,
+    ) {
+        if let Some(upstream) = self.upstream.get() {
+            let notification = ClientNotification::CustomNotification(notification);
+            let _ = upstream
+                .service
+                .peer()
+                .send_notification(notification)
+                .await;
+        }
+    }
+
+    /// The real server's, once connected: the SDK checks capabilities against it.
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::default()
+        match self
+            .upstream
+            .get()
+            .and_then(|upstream| upstream.service.peer().peer_info())
+        {
+            Some(info) => initialize_result(&info),
+            None => ServerConfig::default(),
+        }
     }
 }
 
