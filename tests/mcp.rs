@@ -613,3 +613,40 @@ async fn over_streamable_http_both_ways_calls_pass_are_refused_and_are_approved(
         client.close().await;
     }
 }
+
+#[tokio::test]
+#[ignore = "needs the MCP packages: scripts/test installs them, then runs these"]
+async fn a_2026_07_28_request_is_told_the_revisions_the_gate_speaks() {
+    let setup = Setup::start(60).await;
+    let command = setup.gate_command();
+    let mut gate = tokio::process::Command::new(&command[0])
+        .args(&command[1..])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = gate.stdin.take().unwrap();
+    let mut stdout = BufReader::new(gate.stdout.take().unwrap()).lines();
+    let request = json!({
+        "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {
+            "name": "echo", "arguments": {"message": "stateless"},
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "1"},
+                "io.modelcontextprotocol/clientCapabilities": {}
+            }
+        }
+    });
+    stdin
+        .write_all(format!("{request}\n").as_bytes())
+        .await
+        .unwrap();
+    stdin.flush().await.unwrap();
+    let answer = next_line(&mut stdout).await;
+    let error = answer["error"].to_string();
+    assert!(error.contains("2025-11-25"), "{answer}");
+    assert!(!error.contains("2026-07-28\"]"), "{answer}");
+    assert!(setup.calls_received().is_empty());
+}

@@ -8,6 +8,7 @@
 //! the SDK gives every forwarded request a progress token of its own, so the relay maps it back
 //! to the one the sender gave; progress for a token it did not forward is dropped.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -22,10 +23,10 @@ use rmcp::model::{
     CustomNotification, CustomRequest, CustomResult, ErrorData, GetPromptRequestParams,
     GetPromptResponse, GetTaskParams, GetTaskResult, InitializeRequestParams, InitializeResult,
     ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
-    PaginatedRequestParams, ProgressNotificationParam, ProgressToken, ReadResourceRequestParams,
-    ReadResourceResponse, Request, RequestMetaObject, RequestOptionalParam, ServerConfig,
-    ServerNotification, ServerRequest, ServerResult, SetLevelRequestParams, SubscribeRequestParams,
-    UnsubscribeRequestParams, UpdateTaskParams,
+    PaginatedRequestParams, ProgressNotificationParam, ProgressToken, ProtocolVersion,
+    ReadResourceRequestParams, ReadResourceResponse, Request, RequestMetaObject,
+    RequestOptionalParam, ServerConfig, ServerNotification, ServerRequest, ServerResult,
+    SetLevelRequestParams, SubscribeRequestParams, UnsubscribeRequestParams, UpdateTaskParams,
 };
 use rmcp::service::{
     NotificationContext, Peer, PeerRequestOptions, RequestContext, RoleClient, RoleServer,
@@ -291,6 +292,14 @@ fn optional<M: Default, P>(params: Option<P>) -> RequestOptionalParam<M, P> {
 /// `tools/list`, and the lifecycle the gate keeps itself (`initialize`, `ping`, the
 /// `initialized` and `cancelled` notifications).
 impl ServerHandler for Relay {
+    /// Up to 2025-11-25. In 2026-07-28 every request stands alone (over HTTP the SDK makes a
+    /// relay, so a session with the real server, per request) and an approval would be an
+    /// input-required result, which the gate does not give yet: such a client is told the
+    /// versions it may use instead.
+    fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
+        Cow::Borrowed(ProtocolVersion::known_up_to(&ProtocolVersion::V_2025_11_25))
+    }
+
     async fn initialize(
         &self,
         request: InitializeRequestParams,
