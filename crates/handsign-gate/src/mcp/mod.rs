@@ -84,22 +84,14 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
             return Ok(EXIT_INVALID);
         }
     };
-    let approvals = match approvals(&file, args.server.as_deref()).await {
-        Ok(approvals) => approvals,
+    let timeout = Duration::from_secs(args.request_timeout.max(1));
+    let shared = match shared(&file, args.server.as_deref(), upstream, timeout).await {
+        Ok(shared) => shared,
         Err(message) => {
             eprintln!("handsign mcp: {message}");
             return Ok(EXIT_INVALID);
         }
     };
-    let timeout = Duration::from_secs(args.request_timeout.max(1));
-    let shared = Arc::new(Shared {
-        upstream,
-        approvals,
-        sessions: Arc::new(Semaphore::new(MAX_SESSIONS)),
-        request_timeout: timeout,
-        request_max: timeout * 12,
-        connect_timeout: Duration::from_secs(60),
-    });
     match args.listen {
         None => {
             let running = Relay::new(shared)
@@ -128,9 +120,27 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+/// What the relays of `file`'s tool set `server` in front of `upstream` share; `Err` says what
+/// is wrong with the file or the gate's key.
+pub async fn shared(
+    file: &GateFile,
+    server: Option<&str>,
+    upstream: UpstreamSpec,
+    request_timeout: Duration,
+) -> Result<Arc<Shared>, String> {
+    Ok(Arc::new(Shared {
+        upstream,
+        approvals: approvals(file, server).await?,
+        sessions: Arc::new(Semaphore::new(MAX_SESSIONS)),
+        request_timeout,
+        request_max: request_timeout * 12,
+        connect_timeout: Duration::from_secs(60),
+    }))
+}
+
 /// The Streamable HTTP endpoint `/mcp`: one relay, so one session with the real server, per
 /// client session. The SDK's defaults accept loopback `Host` headers only (DNS rebinding).
-fn router(shared: Arc<Shared>) -> axum::Router {
+pub fn router(shared: Arc<Shared>) -> axum::Router {
     let service = StreamableHttpService::new(
         move || Ok(Relay::new(shared.clone())),
         Arc::new(LocalSessionManager::default()),
