@@ -40,6 +40,9 @@ enum Command {
     /// set names (`claude-code`: Claude Code's PreToolUse; `--format codex` for Codex).
     #[command(subcommand)]
     Hook(handsign_gate::hook::Command),
+    /// Put a passkey in front of an MCP server's tools: serve the MCP client in the server's
+    /// place (`handsign mcp --config gate.toml -- COMMAND...`).
+    Mcp(handsign_gate::mcp::Args),
 }
 
 /// `handsign agent ...`: the operator's commands and the agent's own.
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
             Command::Call(args) => handsign_client::cli::call(args).await.map(Outcome::Exit),
             Command::Gate(args) => handsign_gate::cli::run(args).await.map(Outcome::Exit),
             Command::Hook(command) => handsign_gate::hook::run(command).await.map(Outcome::Exit),
+            Command::Mcp(args) => handsign_gate::mcp::run(args).await.map(Outcome::Exit),
         }
     })
 }

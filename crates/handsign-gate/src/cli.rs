@@ -70,7 +70,7 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
 
 /// Serves the gate until Ctrl-C or SIGTERM.
 async fn serve(file: &GateFile, path: &std::path::Path) -> anyhow::Result<u8> {
-    init_logging();
+    init_logging("info");
     let verification = Verification::of(file)
         .await
         .map_err(|message| anyhow::anyhow!(message))?;
@@ -88,9 +88,10 @@ async fn serve(file: &GateFile, path: &std::path::Path) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-fn init_logging() {
+/// Logs to stderr, filtered by `RUST_LOG`, else by `default` (an `EnvFilter` directive).
+pub(crate) fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -98,7 +99,7 @@ fn init_logging() {
         .try_init();
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

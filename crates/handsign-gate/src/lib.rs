@@ -23,6 +23,7 @@ pub mod flights;
 pub mod gate;
 pub mod hook;
 pub mod listener;
+pub mod mcp;
 pub mod params;
 pub mod policy;
 mod refusal;

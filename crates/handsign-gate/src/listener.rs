@@ -56,14 +56,23 @@ impl ListenerLimits {
 /// Serves `gate` on `listener` within `limits` until `shutdown` completes, then finishes the
 /// calls in flight.
 pub async fn serve(
-    mut listener: TcpListener,
+    listener: TcpListener,
     gate: &Gate,
+    limits: ListenerLimits,
+    shutdown: impl Future<Output = ()>,
+) {
+    serve_router(listener, gate.router(), limits, shutdown).await;
+}
+
+/// Serves `router` (the gate's, or the MCP gate's endpoint) within `limits`, as [`serve`].
+pub async fn serve_router(
+    mut listener: TcpListener,
+    router: axum::Router,
     limits: ListenerLimits,
     shutdown: impl Future<Output = ()>,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
-    let router = gate.router();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         // A permit first: at the cap, new callers wait in the backlog, unaccepted.
