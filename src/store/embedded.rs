@@ -30,6 +30,7 @@ use redb::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::threads::StoreThreads;
 use super::{ApprovalFilter, Collection, Decision, Store, StoreError};
 use crate::domain::{
     AgentRecord, AgentStatus, ApprovalId, ApprovalKind, ApprovalRecord, ApprovalState,
@@ -85,10 +86,15 @@ const RATE_WINDOWS_BY_END: TableDefinition<(i64, &str, i64), ()> =
 /// slow; each write adds at most one entry, so the backlog still shrinks.
 const PRUNE_BATCH: usize = 32;
 
+/// Threads that run store operations (see [`StoreThreads`]): redb commits one write at a time,
+/// so more would only wait for its lock; reads run beside a commit.
+const THREADS: usize = 4;
+
 /// The gateway's storage in a single redb file. Cheap to clone: clones share the open database.
 #[derive(Clone)]
 pub struct EmbeddedStore {
     inner: Arc<Inner>,
+    threads: StoreThreads,
 }
 
 struct Inner {
@@ -119,19 +125,22 @@ impl EmbeddedStore {
         inner.create_tables()?;
         Ok(EmbeddedStore {
             inner: Arc::new(inner),
+            threads: StoreThreads::start(THREADS, "handsign-store")
+                .map_err(|e| StoreError::Unavailable(format!("cannot start store threads: {e}")))?,
         })
     }
 
-    /// Runs `op` on the blocking thread pool: redb does file I/O and waits for the write lock.
+    /// Runs `op` on one of the store's threads: redb does file I/O and waits for the write lock.
     async fn run<T, F>(&self, op: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Inner) -> Result<T, StoreError> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || op(&inner))
+        self.threads
+            .run(move || op(&inner))
             .await
-            .map_err(|e| StoreError::Unavailable(format!("storage task failed: {e}")))?
+            .unwrap_or_else(|| Err(StoreError::Unavailable("storage task failed".into())))
     }
 
     /// Like [`Self::run`] for an operation told the time: remembers `now` for clean-up first.

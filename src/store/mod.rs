@@ -9,6 +9,7 @@
 pub mod embedded;
 pub mod instrumented;
 pub mod redis;
+mod threads;
 
 use async_trait::async_trait;
 use handsign_protocol::receipt::Receipt;
