@@ -61,8 +61,13 @@
     if (s >= 60) return `${Math.floor(s / 60)} min ${s % 60} s`;
     return `${s} s`;
   }
+  // The notice that the agent stopped waiting, shown once its time has passed (the gateway
+  // counts an agent as waiting until a little after its last long poll ends).
+  const agentGone = document.getElementById("agent-gone");
   const timer = setInterval(() => {
-    const left = Math.max(0, total - Math.floor((performance.now() - start) / 1000));
+    const passed = Math.floor((performance.now() - start) / 1000);
+    if (agentGone && passed >= Number(agentGone.dataset.agentWaitingFor)) agentGone.hidden = false;
+    const left = Math.max(0, total - passed);
     if (timeLeft) timeLeft.textContent = format(left);
     // During a ceremony the gateway's answer says what happened; otherwise, at zero, it is over.
     if (left === 0 && !busy && !over) finish("expired");

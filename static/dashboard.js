@@ -66,9 +66,14 @@
     clearInterval(timer);
     const start = performance.now();
     const clocks = Array.from(pending.querySelectorAll("[data-seconds-left]"));
+    // The notices that an agent stopped waiting, shown once their time has passed.
+    const agentsGone = Array.from(pending.querySelectorAll("[data-agent-waiting-for]"));
     let ranOut = false;
     timer = setInterval(() => {
       const passed = Math.floor((performance.now() - start) / 1000);
+      for (const note of agentsGone) {
+        if (passed >= Number(note.dataset.agentWaitingFor)) note.hidden = false;
+      }
       for (const clock of clocks) {
         const left = Math.max(0, Number(clock.dataset.secondsLeft) - passed);
         clock.textContent = format(left);

@@ -16,7 +16,8 @@ use askama_web::WebTemplate;
 use super::params_view::{Label, ParamsView, Part, Row, Scalar, ShownText};
 use super::{format_duration, format_utc};
 use crate::domain::{
-    ApprovalKind, ApprovalRecord, ApprovalState, ApprovalStatus, COLLECT_WITHIN_SECS,
+    AGENT_GAP_SECS, ApprovalKind, ApprovalRecord, ApprovalState, ApprovalStatus,
+    COLLECT_WITHIN_SECS,
 };
 
 /// The approval page for one request, as of one moment.
@@ -58,6 +59,10 @@ pub struct ApprovePage {
     pub time_left: String,
     /// How long the agent's token will be valid once collected.
     pub token_lifetime: i64,
+    /// Seconds until the agent no longer counts as waiting for the outcome (0 or less: it has
+    /// stopped), and when it last asked.
+    pub agent_waiting_for: i64,
+    pub agent_last_asked: String,
 }
 
 /// Why a request can no longer be decided, in words.
@@ -123,7 +128,19 @@ impl ApprovePage {
             seconds_left,
             time_left: format_duration(seconds_left),
             token_lifetime: 30,
-        })
+            agent_waiting_for: 0,
+            agent_last_asked: String::new(),
+        }
+        .with_agent_waiting_until(approval.agent_waiting_until(None), now))
+    }
+
+    /// Sets until when the agent counts as waiting
+    /// ([`ApprovalRecord::agent_waiting_until`]), so that the page says when nobody waits for
+    /// the decision any more.
+    pub fn with_agent_waiting_until(mut self, until: i64, now: i64) -> ApprovePage {
+        self.agent_waiting_for = until - now;
+        self.agent_last_asked = format_utc(until - AGENT_GAP_SECS);
+        self
     }
 
     /// Sets how long tokens are valid (the gateway's configured lifetime, at most 30 s), for
@@ -529,6 +546,38 @@ mod tests {
             include_bytes!("../../static/handsign.js").len()
                 + include_bytes!("../../static/approve.js").len()
         );
+    }
+
+    /// The notice that the agent stopped waiting is shown once the time it counts as waiting
+    /// is over, hidden before (the page's script reveals it then), and never hides the buttons.
+    #[test]
+    fn the_page_says_when_the_agent_stopped_waiting() {
+        let approval = record(&serde_json::json!({"to": "LIS"}));
+        let page = |until: i64| {
+            ApprovePage::new(&approval, "travel-bot", "https://gw.example", NOW)
+                .unwrap()
+                .with_agent_waiting_until(until, NOW)
+                .render()
+                .unwrap()
+        };
+        let waiting = page(NOW + 5);
+        assert!(
+            waiting.contains(r#"data-agent-waiting-for="5" hidden>"#),
+            "{waiting}"
+        );
+        let gone = page(NOW - 1);
+        assert!(gone.contains(r#"data-agent-waiting-for="-1">"#), "{gone}");
+        assert!(
+            gone.contains("is no longer waiting for an answer: it last asked at "),
+            "{gone}"
+        );
+        assert!(gone.contains(r#"data-decision="approve""#), "{gone}");
+        // Never polled: counted from the request's creation.
+        assert_eq!(
+            approval.agent_waiting_until(None),
+            approval.created_at + AGENT_GAP_SECS
+        );
+        assert_eq!(approval.agent_waiting_until(Some(NOW + 60)), NOW + 60);
     }
 
     /// A realistic 1 KiB params object.

@@ -21,8 +21,8 @@ use serde_json::Value;
 use super::params_view::{Part, ShownText};
 use super::{format_duration, format_utc};
 use crate::domain::{
-    AgentRecord, AgentStatus, ApprovalKind, ApprovalRecord, ApprovalState, ApprovalStatus,
-    PasskeyRecord,
+    AGENT_GAP_SECS, AgentRecord, AgentStatus, ApprovalKind, ApprovalRecord, ApprovalState,
+    ApprovalStatus, PasskeyRecord,
 };
 
 /// The dashboard of one user, as of one moment.
@@ -79,6 +79,10 @@ pub struct PendingRow {
     pub seconds_left: i64,
     pub time_left: String,
     pub expires_at: String,
+    /// Seconds until the agent no longer counts as waiting for the outcome (0 or less: it has
+    /// stopped), and when it last asked.
+    pub agent_waiting_for: i64,
+    pub agent_last_asked: String,
 }
 
 /// A request that can no longer be decided.
@@ -161,7 +165,17 @@ impl PendingRow {
             seconds_left,
             time_left: format_duration(seconds_left),
             expires_at: format_utc(approval.expires_at),
+            agent_waiting_for: 0,
+            agent_last_asked: String::new(),
         }
+        .with_agent_waiting_until(approval.agent_waiting_until(None), now)
+    }
+
+    /// As [`ApprovePage::with_agent_waiting_until`](crate::pages::approve::ApprovePage::with_agent_waiting_until).
+    pub fn with_agent_waiting_until(mut self, until: i64, now: i64) -> PendingRow {
+        self.agent_waiting_for = until - now;
+        self.agent_last_asked = format_utc(until - AGENT_GAP_SECS);
+        self
     }
 }
 

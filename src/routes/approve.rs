@@ -115,10 +115,13 @@ async fn show(state: &AppState, id: &str) -> Result<Response, ApiError> {
         Some(agent) => agent.name,
         None => approval.agent_name.clone(),
     };
+    let now = clock::now();
+    let recorded = state.store.agent_waiting_until(&approval.id, now).await?;
     Ok(
-        ApprovePage::new(&approval, &agent_name, &state.public.issuer, clock::now())
+        ApprovePage::new(&approval, &agent_name, &state.public.issuer, now)
             .map_err(ApiError::internal)?
             .with_token_lifetime(state.token_lifetime)
+            .with_agent_waiting_until(approval.agent_waiting_until(recorded), now)
             .into_response(),
     )
 }
