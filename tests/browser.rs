@@ -279,9 +279,10 @@ async fn a_phone_without_the_json_helpers_approves_a_long_request_in_the_agents_
 /// once that poll's time is over and without a reload, that nobody waits for the decision any
 /// more, and hide nothing; once the agent asks again, they no longer say so. (The gateway
 /// counts an agent as waiting for a short gap after its poll ends: real time passes here until
-/// the notice appears, bounded by the script's wait.)
+/// the notice appears, bounded by the script's wait.) Once approved, every open page shows the
+/// token collected as soon as the agent collects it.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_request_whose_agent_stopped_waiting_says_so_on_the_dashboard_and_the_page() {
+async fn the_pages_follow_whether_the_agent_waits_and_collects_its_token() {
     let data = tempfile::tempdir().unwrap();
     let port = free_port();
     let url = format!("http://localhost:{port}");
@@ -309,5 +310,12 @@ async fn a_request_whose_agent_stopped_waiting_says_so_on_the_dashboard_and_the_
     );
     script.send(&json!({"asked_again": true}));
     script.expect("waiting");
+
+    script.expect("approved");
+    let (status, answer) = agent.read(&id, 0).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(answer["token"].is_string(), "{answer}");
+    script.send(&json!({"collected": true}));
+    script.expect("collected");
     script.finish();
 }

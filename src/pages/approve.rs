@@ -63,6 +63,9 @@ pub struct ApprovePage {
     /// stopped), and when it last asked.
     pub agent_waiting_for: i64,
     pub agent_last_asked: String,
+    /// Whether the agent may still collect a token for this request (an action pending, or
+    /// approved and not yet collected): then the page follows it, to say whether it was used.
+    pub token_awaited: bool,
 }
 
 /// Why a request can no longer be decided, in words.
@@ -70,6 +73,8 @@ pub struct ApprovePage {
 pub struct Outcome {
     pub status: ApprovalStatus,
     pub sentence: String,
+    /// For an approval, whether its token was collected (the page updates it live).
+    pub token: Option<&'static str>,
     /// The reason given for a cancellation.
     pub reason: Option<ShownText>,
 }
@@ -130,6 +135,14 @@ impl ApprovePage {
             token_lifetime: 30,
             agent_waiting_for: 0,
             agent_last_asked: String::new(),
+            token_awaited: !enrollment
+                && match &approval.state {
+                    ApprovalState::Pending => status == ApprovalStatus::Pending,
+                    ApprovalState::Approved {
+                        token_delivered_at, ..
+                    } => token_delivered_at.is_none() && status == ApprovalStatus::Approved,
+                    _ => false,
+                },
         }
         .with_agent_waiting_until(approval.agent_waiting_until(None), now))
     }
@@ -174,6 +187,7 @@ pub fn fingerprint(agent_id: &str) -> String {
 }
 
 fn outcome(approval: &ApprovalRecord, status: ApprovalStatus) -> Option<Outcome> {
+    let mut token = None;
     let (sentence, reason) = match (&approval.state, status) {
         (_, ApprovalStatus::Pending) => return None,
         (
@@ -184,16 +198,13 @@ fn outcome(approval: &ApprovalRecord, status: ApprovalStatus) -> Option<Outcome>
             },
             ApprovalStatus::Approved,
         ) => {
-            let token = if token_delivered_at.is_some() {
+            token = Some(if token_delivered_at.is_some() {
                 "The agent has collected its token."
             } else {
                 "The agent has not collected its token yet."
-            };
+            });
             (
-                format!(
-                    "This request was approved at {}. {token}",
-                    format_utc(*decided_at)
-                ),
+                format!("This request was approved at {}.", format_utc(*decided_at)),
                 None,
             )
         }
@@ -225,6 +236,7 @@ fn outcome(approval: &ApprovalRecord, status: ApprovalStatus) -> Option<Outcome>
     Some(Outcome {
         status,
         sentence: format!("{sentence} Nothing more can be decided here."),
+        token,
         reason,
     })
 }
@@ -428,8 +440,8 @@ mod tests {
         let html = render(&approval, NOW);
         assert!(!html.contains("<button"));
         assert!(html.contains(
-            "This request was approved at 2025-03-01 14:04:49 UTC. The agent has not collected \
-             its token yet. Nothing more can be decided here."
+            "This request was approved at 2025-03-01 14:04:49 UTC. Nothing more can be decided \
+             here. <span id=\"token-now\">The agent has not collected its token yet.</span>"
         ));
         let uncollected = render(&approval, NOW - 20 + COLLECT_WITHIN_SECS);
         assert!(uncollected.contains("did not collect its token within 120 seconds"));

@@ -1,6 +1,8 @@
 // A person whose agent stopped waiting, driven by tests/browser.rs: the dashboard and the approval
 // page say so once the agent's last long poll is over (without a reload, and without hiding the
-// request or its buttons), and no longer after it asks again.
+// request or its buttons), and no longer after it asks again. Then the person approves, and the
+// approval page, a tab opened after the approval and the dashboard show the token collected as
+// soon as the agent collects it, without a reload.
 //
 //   node waiting.mjs SETUP_URL OUTPUT_DIR PROFILE_DIR
 //
@@ -10,6 +12,9 @@
 //   stdout  {"event":"gone"}                both pages say the agent is no longer waiting
 //   stdin   {"asked_again":true}            the agent polled again
 //   stdout  {"event":"waiting"}             after a reload, the notice is gone
+//   stdout  {"event":"approved"}            the person approved on the page
+//   stdin   {"collected":true}              the agent collected its token
+//   stdout  {"event":"collected"}           every open page says so
 // Anything that goes wrong is written to stderr, with a screenshot in OUTPUT_DIR, and exits 1.
 
 import { createInterface } from "node:readline";
@@ -75,8 +80,32 @@ await run({
     await dashboard.reload();
     await card.waitFor();
     check(await cardNote.isHidden(), "the dashboard says the agent stopped waiting although it asked again");
-    await dashboard.close();
     browser.checkNoTrouble("approval page, agent back");
     tell("waiting");
+
+    // The person approves; the token is not collected yet.
+    await page.locator("button.approve").click();
+    await page.locator("#outcome-approved").waitFor({ state: "visible" });
+    const collected = page.locator("#token-collected");
+    check(await collected.isHidden(), "the page says the token was collected before the agent asked");
+    // A tab opened now, on the approved request, and the dashboard's history.
+    const later = await context.newPage();
+    await later.goto(approvalUrl);
+    check(/not collected its token yet/.test(await later.locator("#token-now").textContent()), "no 'not collected yet'");
+    const historyCard = dashboard.locator("#history li.done").first();
+    await dashboard.waitForFunction(() => /token not collected yet/.test(document.querySelector("#history")?.textContent));
+    tell("approved");
+
+    await hear("the agent collecting its token");
+    for (const [where, shown] of [["approval page", page], ["tab opened after the approval", later]]) {
+      await shown.locator("#token-collected").waitFor({ state: "visible" });
+      check(await shown.locator("#token-expired").isHidden(), `${where}: says expired unused`);
+    }
+    check(await later.locator("#token-now").isHidden(), "the tab still says 'not collected yet'");
+    await dashboard.waitForFunction(() => /token collected/.test(document.querySelector("#history")?.textContent));
+    check(/token collected/.test(await historyCard.textContent()), await historyCard.textContent());
+    await checkAccessibility(later, "approval-token-collected", outputDir);
+    browser.checkNoTrouble("approval page, token collected");
+    tell("collected");
   },
 });
