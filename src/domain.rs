@@ -419,6 +419,15 @@ pub enum ApprovalState {
 /// An approved request whose token is not collected within this many seconds expires.
 pub const COLLECT_WITHIN_SECS: i64 = 120;
 
+/// How long after its last long poll ends an agent still counts as waiting: the time to read
+/// the answer and ask again, or to retry after a failed call. An agent that polls for `wait`
+/// seconds at `now` is waiting until `now + wait + AGENT_GAP_SECS`.
+pub const AGENT_GAP_SECS: i64 = 10;
+
+/// The recorded time an agent waits until is raised only by at least this much at once, so
+/// that an agent polling in a loop writes to the store at most once per this many seconds.
+pub const AGENT_WAITING_STEP_SECS: i64 = 10;
+
 /// The status an agent and a person see.
 pub use handsign_protocol::api::ApprovalStatus;
 
@@ -438,6 +447,14 @@ impl ApprovalRecord {
             ApprovalState::Denied { .. } => ApprovalStatus::Denied,
             ApprovalState::Cancelled { .. } => ApprovalStatus::Cancelled,
         }
+    }
+
+    /// Until when the agent counts as waiting for the outcome, from the time the store recorded
+    /// (`recorded`, [`AGENT_GAP_SECS`] past its last poll's end); an agent that never polled
+    /// waits from the request's creation.
+    pub fn agent_waiting_until(&self, recorded: Option<i64>) -> i64 {
+        let asked = self.created_at + AGENT_GAP_SECS;
+        recorded.map_or(asked, |recorded| recorded.max(asked))
     }
 
     pub fn receipt(&self) -> Option<&Receipt> {

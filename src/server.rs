@@ -54,7 +54,6 @@ fn router(state: AppState) -> Router {
         .merge(routes::public::router())
         .merge(routes::openapi::router())
         .merge(routes::approve::router())
-        .merge(routes::push::router())
         .merge(routes::dashboard::router())
         .merge(crate::pages::static_files())
         .fallback(crate::pages::error::not_found);

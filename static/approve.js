@@ -9,20 +9,53 @@
 //   navigator.credentials.get({publicKey})       -> the person's passkey signs the statement
 //   POST /approve/{id} {decision, credential}    -> {status: "approved" | "denied"}
 // The state: GET /approve/{id}/events (server-sent events) sends one `status` event when the
-// request is no longer pending.
+// request is no longer pending and, for an approved action, one `token` event when its agent
+// collects the token (`collected`) or the time to do so runs out (`expired`).
 "use strict";
 
 (() => {
   const page = document.querySelector("main[data-approval-id]");
+  if (!page) return;
   const buttons = Array.from(document.querySelectorAll("button[data-decision]"));
-  if (!page || buttons.length === 0) return; // Not pending: nothing to decide.
+  const tokenAwaited = page.hasAttribute("data-token-awaited");
+  let stream = null;
+
+  // Whether the agent used the approval: one of the server-rendered sentences `token-` + which
+  // replaces the page's "not collected yet".
+  function showToken(which) {
+    for (const sentence of document.querySelectorAll("#token-collected, #token-expired")) {
+      sentence.hidden = sentence.id !== "token-" + which;
+    }
+    const now = document.getElementById("token-now");
+    if (now) now.hidden = true;
+  }
+
+  // Another device or tab decided, the agent cancelled, the request expired; then, once
+  // approved, whether the agent collected its token.
+  function follow(onStatus) {
+    if (!window.EventSource) return;
+    stream = new EventSource(`/approve/${encodeURIComponent(page.dataset.approvalId)}/events`);
+    stream.addEventListener("status", (event) => {
+      // The stream ends after its last event; closed here, the browser does not reconnect.
+      if (event.data !== "approved" || !tokenAwaited) stream.close();
+      onStatus(event.data);
+    });
+    stream.addEventListener("token", (event) => {
+      stream.close();
+      showToken(event.data);
+    });
+  }
+
+  if (buttons.length === 0) { // Not pending: nothing to decide; perhaps a token to follow.
+    if (tokenAwaited) follow(() => {});
+    return;
+  }
 
   const { GatewayError, post, say: sayIn, supported, assert } = window.Handsign;
   const id = encodeURIComponent(page.dataset.approvalId);
   const outcome = document.getElementById("outcome");
   let busy = false; // A ceremony is under way.
   let over = false; // Nothing more can be decided on this page.
-  let stream = null;
 
   const say = (text, kind) => sayIn(outcome, text, kind);
 
@@ -37,7 +70,8 @@
   function finish(which) {
     over = true;
     clearInterval(timer);
-    if (stream) stream.close();
+    // After an approval the stream still says whether the agent collected its token.
+    if (stream && !(tokenAwaited && /approved$/.test(which))) stream.close();
     say("");
     for (const button of buttons) button.hidden = true;
     for (const element of document.querySelectorAll("[data-while-pending]")) element.hidden = true;
@@ -61,24 +95,18 @@
     if (s >= 60) return `${Math.floor(s / 60)} min ${s % 60} s`;
     return `${s} s`;
   }
+  // The notice that the agent stopped waiting, shown once its time has passed (the gateway
+  // counts an agent as waiting until a little after its last long poll ends).
+  const agentGone = document.getElementById("agent-gone");
   const timer = setInterval(() => {
-    const left = Math.max(0, total - Math.floor((performance.now() - start) / 1000));
+    const passed = Math.floor((performance.now() - start) / 1000);
+    if (agentGone && passed >= Number(agentGone.dataset.agentWaitingFor)) agentGone.hidden = false;
+    const left = Math.max(0, total - passed);
     if (timeLeft) timeLeft.textContent = format(left);
     // During a ceremony the gateway's answer says what happened; otherwise, at zero, it is over.
     if (left === 0 && !busy && !over) finish("expired");
   }, 1000);
 
-  // Another device or tab decided, the agent cancelled, or the request expired.
-  function follow() {
-    if (!window.EventSource) return;
-    stream = new EventSource(`/approve/${id}/events`);
-    stream.addEventListener("status", (event) => {
-      stream.close();
-      if (over || busy) return; // This page's own decision says what happened.
-      const status = event.data;
-      finish(status === "expired" ? "expired" : "elsewhere-" + status);
-    });
-  }
 
   async function decide(decision) {
     enable(false);
@@ -125,5 +153,8 @@
   for (const button of buttons) {
     button.addEventListener("click", () => decide(button.dataset.decision));
   }
-  follow();
+  follow((status) => {
+    if (over || busy) return; // This page's own decision says what happened.
+    finish(status === "expired" ? "expired" : "elsewhere-" + status);
+  });
 })();

@@ -66,9 +66,21 @@
     clearInterval(timer);
     const start = performance.now();
     const clocks = Array.from(pending.querySelectorAll("[data-seconds-left]"));
+    // The notices that an agent stopped waiting, shown once their time has passed.
+    const agentsGone = Array.from(pending.querySelectorAll("[data-agent-waiting-for]"));
+    // Approvals whose token may still be collected: once the time to do so is over, the
+    // gateway is asked again, and says whether it expired unused. (A collection is an event.)
+    const tokensDue = Array.from(history.querySelectorAll("[data-token-due-in]"));
     let ranOut = false;
     timer = setInterval(() => {
       const passed = Math.floor((performance.now() - start) / 1000);
+      for (const note of agentsGone) {
+        if (passed >= Number(note.dataset.agentWaitingFor)) note.hidden = false;
+      }
+      if (!ranOut && tokensDue.some((due) => passed > Number(due.dataset.tokenDueIn))) {
+        ranOut = true;
+        refresh();
+      }
       for (const clock of clocks) {
         const left = Math.max(0, Number(clock.dataset.secondsLeft) - passed);
         clock.textContent = format(left);

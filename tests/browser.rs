@@ -38,6 +38,28 @@ fn handsign(data_dir: &Path, url: &str, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Alice's agent "travel bot", added by the operator, active at once.
+fn travel_bot(data_dir: &Path, url: &str) -> TestAgent {
+    let key = SigningKey::generate().unwrap();
+    let jwk = serde_json::to_string(&key.public_key().to_jwk()).unwrap();
+    let added = handsign(
+        data_dir,
+        url,
+        &[
+            "agent",
+            "add",
+            "--name",
+            "travel bot",
+            "--user",
+            "alice",
+            "--key",
+            &jwk,
+        ],
+    );
+    assert!(added.status.success(), "{added:?}");
+    TestAgent::new(key, url)
+}
+
 /// The Python of the environment `scripts/test` creates, with PyJWT.
 fn python() -> PathBuf {
     let python = std::env::var_os("HANDSIGN_TEST_PYTHON")
@@ -84,24 +106,7 @@ async fn a_person_registers_and_approves_in_chromium_and_the_token_and_receipt_c
     script.expect("registered");
 
     // alice exists now: the operator adds her agent while the gateway runs.
-    let key = SigningKey::generate().unwrap();
-    let jwk = serde_json::to_string(&key.public_key().to_jwk()).unwrap();
-    let added = handsign(
-        data.path(),
-        &url,
-        &[
-            "agent",
-            "add",
-            "--name",
-            "travel bot",
-            "--user",
-            "alice",
-            "--key",
-            &jwk,
-        ],
-    );
-    assert!(added.status.success(), "{added:?}");
-    let agent = TestAgent::new(key, &url);
+    let agent = travel_bot(data.path(), &url);
     let params = tricky_params();
     let created = agent.request(params.clone()).await;
     let id = created["id"].as_str().unwrap().to_owned();
@@ -224,24 +229,7 @@ async fn a_phone_without_the_json_helpers_approves_a_long_request_in_the_agents_
     let mut script = Script::start("phone.mjs", &[&setup_link, output_dir.to_str().unwrap()]);
     script.expect("registered");
 
-    let key = SigningKey::generate().unwrap();
-    let jwk = serde_json::to_string(&key.public_key().to_jwk()).unwrap();
-    let added = handsign(
-        data.path(),
-        &url,
-        &[
-            "agent",
-            "add",
-            "--name",
-            "travel bot",
-            "--user",
-            "alice",
-            "--key",
-            &jwk,
-        ],
-    );
-    assert!(added.status.success(), "{added:?}");
-    let agent = TestAgent::new(key, &url);
+    let agent = travel_bot(data.path(), &url);
     let (params, keys) = long_params_in_agent_order();
     let created = agent.request_text(&params).await;
     let id = created["id"].as_str().unwrap().to_owned();
@@ -285,4 +273,49 @@ async fn a_phone_without_the_json_helpers_approves_a_long_request_in_the_agents_
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["status"], "approved", "{answer}");
     assert!(answer["token"].is_string(), "{answer}");
+}
+
+/// An agent that polled once for a second and stopped: the dashboard and the approval page say,
+/// once that poll's time is over and without a reload, that nobody waits for the decision any
+/// more, and hide nothing; once the agent asks again, they no longer say so. (The gateway
+/// counts an agent as waiting for a short gap after its poll ends: real time passes here until
+/// the notice appears, bounded by the script's wait.) Once approved, every open page shows the
+/// token collected as soon as the agent collects it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pages_follow_whether_the_agent_waits_and_collects_its_token() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let url = format!("http://localhost:{port}");
+    let (_gateway, setup_link) = spawn_gateway(data.path(), port);
+    let output_dir = manifest_dir().join("target/test-output");
+    std::fs::create_dir_all(&output_dir).unwrap();
+    let mut script = Script::start("waiting.mjs", &[&setup_link, output_dir.to_str().unwrap()]);
+    script.expect("registered");
+
+    let agent = travel_bot(data.path(), &url);
+    let created = agent.request(json!({"to": "LIS"})).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let (status, answer) = agent.read(&id, 1).await;
+    assert_eq!(
+        (status, &answer["status"]),
+        (StatusCode::OK, &json!("pending"))
+    );
+    script.send(&json!({"approval_url": created["approval_url"]}));
+    script.expect("gone");
+
+    let (status, answer) = agent.read(&id, 0).await;
+    assert_eq!(
+        (status, &answer["status"]),
+        (StatusCode::OK, &json!("pending"))
+    );
+    script.send(&json!({"asked_again": true}));
+    script.expect("waiting");
+
+    script.expect("approved");
+    let (status, answer) = agent.read(&id, 0).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(answer["token"].is_string(), "{answer}");
+    script.send(&json!({"collected": true}));
+    script.expect("collected");
+    script.finish();
 }

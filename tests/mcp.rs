@@ -181,21 +181,7 @@ need = "approve"
 
     /// The approval request the gate asked of alice, once it has.
     async fn asked(&self) -> ApprovalRecord {
-        let alice = UserId::parse("alice").unwrap();
-        let give_up = std::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            let pending = self
-                .gateway
-                .store
-                .approvals(&alice, ApprovalFilter::Pending, handsign::clock::now(), 1)
-                .await
-                .unwrap();
-            if let Some(first) = pending.into_iter().next() {
-                return first;
-            }
-            assert!(std::time::Instant::now() < give_up, "no approval was asked");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        common::first_pending(&self.gateway, \"alice\").await
     }
 
     async fn decide(&mut self, id: &str, decision: &str) {
@@ -205,7 +191,7 @@ need = "approve"
 
     async fn approvals_of_alice(&self) -> usize {
         let alice = UserId::parse("alice").unwrap();
-        let now = handsign::clock::now();
+        let now = self.gateway.state.clock.now();
         let mut count = 0;
         for filter in [ApprovalFilter::Pending, ApprovalFilter::History] {
             count += self

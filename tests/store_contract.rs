@@ -12,9 +12,9 @@ use std::pin::Pin;
 use std::task::Poll;
 
 use handsign::domain::{
-    AgentRecord, AgentStatus, ApprovalId, ApprovalKind, ApprovalRecord, ApprovalState,
-    ApprovalStatus, COLLECT_WITHIN_SECS, InvitationRecord, PasskeyRecord, SessionRecord, UserId,
-    UserRecord,
+    AGENT_WAITING_STEP_SECS, AgentRecord, AgentStatus, ApprovalId, ApprovalKind, ApprovalRecord,
+    ApprovalState, ApprovalStatus, COLLECT_WITHIN_SECS, InvitationRecord, PasskeyRecord,
+    SessionRecord, UserId, UserRecord,
 };
 use handsign::store::{self, ApprovalFilter, Collection, Store, StoreError};
 use handsign_protocol::canonical::Limits;
@@ -1067,6 +1067,51 @@ mod contract {
         assert!(store.approval(&unknown).await.unwrap().is_none());
     }
 
+    /// Until when a request's agent waits is only raised, by at least the step at once (so an
+    /// agent polling in a loop writes at most once per step), and is the request's own.
+    pub async fn an_agents_waiting_time_is_raised_by_steps_only(store: &dyn Store) {
+        let a = active_agent(store, "a", "alice").await;
+        let request = approval(&a, "alice", NOW, 300);
+        let other = approval(&a, "alice", NOW, 300);
+        for created in [&request, &other] {
+            store.create_approval(created, 10, NOW).await.unwrap();
+        }
+        let (id, expires_at) = (&request.id, request.expires_at);
+        let waiting = || store.agent_waiting_until(id, NOW);
+        assert_eq!(waiting().await.unwrap(), None, "never polled");
+
+        store
+            .note_agent_waiting(id, NOW + 70, expires_at)
+            .await
+            .unwrap();
+        assert_eq!(waiting().await.unwrap(), Some(NOW + 70));
+        // Less than a step later: not written.
+        let short = NOW + 70 + AGENT_WAITING_STEP_SECS - 1;
+        store
+            .note_agent_waiting(id, short, expires_at)
+            .await
+            .unwrap();
+        assert_eq!(waiting().await.unwrap(), Some(NOW + 70));
+        // Never lowered.
+        store
+            .note_agent_waiting(id, NOW + 10, expires_at)
+            .await
+            .unwrap();
+        assert_eq!(waiting().await.unwrap(), Some(NOW + 70));
+        // A step or more: written.
+        let later = NOW + 70 + AGENT_WAITING_STEP_SECS;
+        store
+            .note_agent_waiting(id, later, expires_at)
+            .await
+            .unwrap();
+        assert_eq!(waiting().await.unwrap(), Some(later));
+        // Another request's agent is not affected.
+        assert_eq!(
+            store.agent_waiting_until(&other.id, NOW).await.unwrap(),
+            None
+        );
+    }
+
     pub async fn a_request_is_decided_once(store: &dyn Store) {
         let a = active_agent(store, "a", "alice").await;
         let request = approval(&a, "alice", NOW, 300);
@@ -1636,6 +1681,7 @@ macro_rules! every_check {
             concurrent_creations_cannot_slip_past_a_revocation,
             a_revoked_agent_stays_revoked,
             a_request_round_trips,
+            an_agents_waiting_time_is_raised_by_steps_only,
             a_request_is_decided_once,
             expired_and_cancelled_requests_cannot_be_decided,
             concurrent_decisions_succeed_once,

@@ -69,8 +69,13 @@ impl Approvals {
 
     /// Delivers the token of an approved request: the first collection gets the request to
     /// mint from, every later one [`Collection`] says why not. Once only, also across instances.
+    /// A delivery wakes the request's waiters, so that the pages show the token collected.
     pub async fn deliver(&self, id: &ApprovalId, now: i64) -> Result<Collection, StoreError> {
-        self.store.collect_token(id, now).await
+        let collection = self.store.collect_token(id, now).await?;
+        if let Collection::Deliver(collected) = &collection {
+            self.events.publish(&collected.id, &collected.user);
+        }
+        Ok(collection)
     }
 
     /// Cancels a pending request for the agent that asked for it (`agent`), recording `reason`,

@@ -1,10 +1,11 @@
 //! `handsign canonicalize`: what a service author runs to find out why their hash differs.
 
+use handsign_client::cli::read_input;
 use handsign_protocol::canonical::Limits;
 use handsign_protocol::params::CanonicalParams;
 use tokio::io::AsyncWriteExt as _;
 
-use super::{Outcome, read_input};
+use super::Outcome;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -9,7 +9,8 @@
 //!
 //! The agent's commands (`request`, `call`, `agent keygen|enroll`) are the agent SDK's
 //! (`handsign_client::cli`): the binary puts them beside these, so that the gateway does not
-//! depend on the SDK.
+//! depend on the SDK. The one thing taken from there is how a file argument is read
+//! (`read_input`), so that `-` means stdin in every command alike.
 
 mod admin;
 mod canonicalize;
@@ -95,23 +96,5 @@ pub fn exit_after(command: impl Future<Output = anyhow::Result<Outcome>>) -> Exi
             eprintln!("handsign: {e:#}");
             ExitCode::from(EXIT_ERROR)
         }
-    }
-}
-
-/// Reads a file, or stdin when `path` is `-`.
-async fn read_input(path: &str) -> anyhow::Result<Vec<u8>> {
-    use anyhow::Context as _;
-    use tokio::io::AsyncReadExt as _;
-    if path == "-" {
-        let mut bytes = Vec::new();
-        tokio::io::stdin()
-            .read_to_end(&mut bytes)
-            .await
-            .context("cannot read stdin")?;
-        Ok(bytes)
-    } else {
-        tokio::fs::read(path)
-            .await
-            .with_context(|| format!("cannot read {path}"))
     }
 }

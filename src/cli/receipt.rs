@@ -6,9 +6,10 @@
 //! be the user's with its RP ID and origin. Without one it says `unverified` and exits 1.
 
 use anyhow::Context as _;
+use handsign_client::cli::read_input;
 use handsign_protocol::receipt::{Anchored, PinnedCredential, Receipt, TrustAnchor};
 
-use super::{Outcome, read_input};
+use super::Outcome;
 use crate::jwks_source;
 
 #[derive(Debug, clap::Subcommand)]

@@ -3,11 +3,12 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
+use handsign_client::cli::read_input;
 use handsign_protocol::canonical::Limits;
 use handsign_protocol::params::CanonicalParams;
 use handsign_protocol::token::{self, Expected, MAX_SKEW_SECS};
 
-use super::{Outcome, read_input};
+use super::Outcome;
 use crate::jwks_source;
 
 #[derive(Debug, clap::Subcommand)]

@@ -16,7 +16,8 @@ use askama_web::WebTemplate;
 use super::params_view::{Label, ParamsView, Part, Row, Scalar, ShownText};
 use super::{format_duration, format_utc};
 use crate::domain::{
-    ApprovalKind, ApprovalRecord, ApprovalState, ApprovalStatus, COLLECT_WITHIN_SECS,
+    AGENT_GAP_SECS, ApprovalKind, ApprovalRecord, ApprovalState, ApprovalStatus,
+    COLLECT_WITHIN_SECS,
 };
 
 /// The approval page for one request, as of one moment.
@@ -58,6 +59,13 @@ pub struct ApprovePage {
     pub time_left: String,
     /// How long the agent's token will be valid once collected.
     pub token_lifetime: i64,
+    /// Seconds until the agent no longer counts as waiting for the outcome (0 or less: it has
+    /// stopped), and when it last asked.
+    pub agent_waiting_for: i64,
+    pub agent_last_asked: String,
+    /// Whether the agent may still collect a token for this request (an action pending, or
+    /// approved and not yet collected): then the page follows it, to say whether it was used.
+    pub token_awaited: bool,
 }
 
 /// Why a request can no longer be decided, in words.
@@ -65,6 +73,8 @@ pub struct ApprovePage {
 pub struct Outcome {
     pub status: ApprovalStatus,
     pub sentence: String,
+    /// For an approval, whether its token was collected (the page updates it live).
+    pub token: Option<&'static str>,
     /// The reason given for a cancellation.
     pub reason: Option<ShownText>,
 }
@@ -123,7 +133,27 @@ impl ApprovePage {
             seconds_left,
             time_left: format_duration(seconds_left),
             token_lifetime: 30,
-        })
+            agent_waiting_for: 0,
+            agent_last_asked: String::new(),
+            token_awaited: !enrollment
+                && match &approval.state {
+                    ApprovalState::Pending => status == ApprovalStatus::Pending,
+                    ApprovalState::Approved {
+                        token_delivered_at, ..
+                    } => token_delivered_at.is_none() && status == ApprovalStatus::Approved,
+                    _ => false,
+                },
+        }
+        .with_agent_waiting_until(approval.agent_waiting_until(None), now))
+    }
+
+    /// Sets until when the agent counts as waiting
+    /// ([`ApprovalRecord::agent_waiting_until`]), so that the page says when nobody waits for
+    /// the decision any more.
+    pub fn with_agent_waiting_until(mut self, until: i64, now: i64) -> ApprovePage {
+        self.agent_waiting_for = until - now;
+        self.agent_last_asked = format_utc(until - AGENT_GAP_SECS);
+        self
     }
 
     /// Sets how long tokens are valid (the gateway's configured lifetime, at most 30 s), for
@@ -157,6 +187,7 @@ pub fn fingerprint(agent_id: &str) -> String {
 }
 
 fn outcome(approval: &ApprovalRecord, status: ApprovalStatus) -> Option<Outcome> {
+    let mut token = None;
     let (sentence, reason) = match (&approval.state, status) {
         (_, ApprovalStatus::Pending) => return None,
         (
@@ -167,16 +198,13 @@ fn outcome(approval: &ApprovalRecord, status: ApprovalStatus) -> Option<Outcome>
             },
             ApprovalStatus::Approved,
         ) => {
-            let token = if token_delivered_at.is_some() {
+            token = Some(if token_delivered_at.is_some() {
                 "The agent has collected its token."
             } else {
                 "The agent has not collected its token yet."
-            };
+            });
             (
-                format!(
-                    "This request was approved at {}. {token}",
-                    format_utc(*decided_at)
-                ),
+                format!("This request was approved at {}.", format_utc(*decided_at)),
                 None,
             )
         }
@@ -208,6 +236,7 @@ fn outcome(approval: &ApprovalRecord, status: ApprovalStatus) -> Option<Outcome>
     Some(Outcome {
         status,
         sentence: format!("{sentence} Nothing more can be decided here."),
+        token,
         reason,
     })
 }
@@ -411,8 +440,8 @@ mod tests {
         let html = render(&approval, NOW);
         assert!(!html.contains("<button"));
         assert!(html.contains(
-            "This request was approved at 2025-03-01 14:04:49 UTC. The agent has not collected \
-             its token yet. Nothing more can be decided here."
+            "This request was approved at 2025-03-01 14:04:49 UTC. Nothing more can be decided \
+             here. <span id=\"token-now\">The agent has not collected its token yet.</span>"
         ));
         let uncollected = render(&approval, NOW - 20 + COLLECT_WITHIN_SECS);
         assert!(uncollected.contains("did not collect its token within 120 seconds"));
@@ -529,6 +558,38 @@ mod tests {
             include_bytes!("../../static/handsign.js").len()
                 + include_bytes!("../../static/approve.js").len()
         );
+    }
+
+    /// The notice that the agent stopped waiting is shown once the time it counts as waiting
+    /// is over, hidden before (the page's script reveals it then), and never hides the buttons.
+    #[test]
+    fn the_page_says_when_the_agent_stopped_waiting() {
+        let approval = record(&serde_json::json!({"to": "LIS"}));
+        let page = |until: i64| {
+            ApprovePage::new(&approval, "travel-bot", "https://gw.example", NOW)
+                .unwrap()
+                .with_agent_waiting_until(until, NOW)
+                .render()
+                .unwrap()
+        };
+        let waiting = page(NOW + 5);
+        assert!(
+            waiting.contains(r#"data-agent-waiting-for="5" hidden>"#),
+            "{waiting}"
+        );
+        let gone = page(NOW - 1);
+        assert!(gone.contains(r#"data-agent-waiting-for="-1">"#), "{gone}");
+        assert!(
+            gone.contains("is no longer waiting for an answer: it last asked at "),
+            "{gone}"
+        );
+        assert!(gone.contains(r#"data-decision="approve""#), "{gone}");
+        // Never polled: counted from the request's creation.
+        assert_eq!(
+            approval.agent_waiting_until(None),
+            approval.created_at + AGENT_GAP_SECS
+        );
+        assert_eq!(approval.agent_waiting_until(Some(NOW + 60)), NOW + 60);
     }
 
     /// A realistic 1 KiB params object.

@@ -21,8 +21,8 @@ use serde_json::Value;
 use super::params_view::{Part, ShownText};
 use super::{format_duration, format_utc};
 use crate::domain::{
-    AgentRecord, AgentStatus, ApprovalKind, ApprovalRecord, ApprovalState, ApprovalStatus,
-    PasskeyRecord,
+    AGENT_GAP_SECS, AgentRecord, AgentStatus, ApprovalKind, ApprovalRecord, ApprovalState,
+    ApprovalStatus, COLLECT_WITHIN_SECS, PasskeyRecord,
 };
 
 /// The dashboard of one user, as of one moment.
@@ -79,6 +79,10 @@ pub struct PendingRow {
     pub seconds_left: i64,
     pub time_left: String,
     pub expires_at: String,
+    /// Seconds until the agent no longer counts as waiting for the outcome (0 or less: it has
+    /// stopped), and when it last asked.
+    pub agent_waiting_for: i64,
+    pub agent_last_asked: String,
 }
 
 /// A request that can no longer be decided.
@@ -100,6 +104,9 @@ pub struct HistoryRow {
     pub reason: Option<ShownText>,
     /// Whether a person decided it, so there is a receipt to link to.
     pub has_receipt: bool,
+    /// For an approval whose token may still be collected: seconds until the time to collect
+    /// it runs out, when the page looks again to show it expired unused.
+    pub token_due_in: Option<i64>,
 }
 
 /// An agent acting for the user, with what may be done to it from here.
@@ -161,13 +168,24 @@ impl PendingRow {
             seconds_left,
             time_left: format_duration(seconds_left),
             expires_at: format_utc(approval.expires_at),
+            agent_waiting_for: 0,
+            agent_last_asked: String::new(),
         }
+        .with_agent_waiting_until(approval.agent_waiting_until(None), now)
+    }
+
+    /// As [`ApprovePage::with_agent_waiting_until`](crate::pages::approve::ApprovePage::with_agent_waiting_until).
+    pub fn with_agent_waiting_until(mut self, until: i64, now: i64) -> PendingRow {
+        self.agent_waiting_for = until - now;
+        self.agent_last_asked = format_utc(until - AGENT_GAP_SECS);
+        self
     }
 }
 
 impl HistoryRow {
     pub fn new(approval: &ApprovalRecord, names: &AgentNames, now: i64) -> HistoryRow {
         let status = approval.status(now);
+        let mut token_due_in = None;
         let (sentence, reason) = match &approval.state {
             ApprovalState::Approved {
                 decided_at,
@@ -177,7 +195,10 @@ impl HistoryRow {
                 let token = match (token_delivered_at, status) {
                     (Some(_), _) => "token collected",
                     (None, ApprovalStatus::Expired) => "token not collected in time",
-                    (None, _) => "token not collected yet",
+                    (None, _) => {
+                        token_due_in = Some(decided_at + COLLECT_WITHIN_SECS - now);
+                        "token not collected yet"
+                    }
                 };
                 (
                     format!("Approved {}; {token}", format_utc(*decided_at)),
@@ -212,6 +233,7 @@ impl HistoryRow {
             sentence,
             reason,
             has_receipt: approval.receipt().is_some(),
+            token_due_in,
         }
     }
 }
@@ -529,6 +551,19 @@ pub(crate) mod tests {
         let row = HistoryRow::new(&approval, &names(), later);
         assert_eq!(row.status, ApprovalStatus::Expired);
         assert!(row.sentence.ends_with("token not collected in time"));
+        assert_eq!(row.token_due_in, None);
+        // Before then, the card says when to look again.
+        let row = HistoryRow::new(&approval, &names(), NOW);
+        assert!(row.sentence.ends_with("token not collected yet"));
+        assert_eq!(row.token_due_in, Some(COLLECT_WITHIN_SECS - 10));
+        let html = HistoryList { history: &[row] }.render().unwrap();
+        assert!(
+            html.contains(&format!(
+                r#"data-token-due-in="{}""#,
+                COLLECT_WITHIN_SECS - 10
+            )),
+            "{html}"
+        );
     }
 
     #[test]

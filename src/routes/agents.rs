@@ -20,8 +20,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::agent_auth::{Agent, Proof};
 use crate::config::{DEFAULT_TTL, MIN_TTL};
 use crate::domain::{
-    Action, AgentName, AgentRecord, AgentStatus, ApprovalId, ApprovalKind, ApprovalRecord,
-    ApprovalState, ApprovalStatus, Audience, UserId, random_bytes,
+    AGENT_GAP_SECS, Action, AgentName, AgentRecord, AgentStatus, ApprovalId, ApprovalKind,
+    ApprovalRecord, ApprovalState, ApprovalStatus, Audience, UserId, random_bytes,
 };
 use crate::error::ApiError;
 use crate::metrics::RequestOutcome;
@@ -286,6 +286,11 @@ async fn read(
     // Subscribe before the first read, so a decision between read and wait still wakes us.
     let mut changes = state.events.approval(&id);
     let mut approval = own_approval(&state, &agent, &id).await?;
+    let now = state.clock.now();
+    if approval.status(now) == ApprovalStatus::Pending {
+        let until = now + i64::try_from(wait).unwrap_or(0) + AGENT_GAP_SECS;
+        note_waiting(&state, &approval, until).await?;
+    }
     // The wait and the expiry are both times of the gateway's clock (a test may set it).
     let deadline = state.clock.after(std::time::Duration::from_secs(wait));
     while approval.status(state.clock.now()) == ApprovalStatus::Pending {
@@ -307,6 +312,19 @@ async fn read(
     Box::pin(outcome(&state, &agent, approval)).await.map(Json)
 }
 
+/// Records that the agent waits for `approval`'s outcome until `until`, so that the pages can
+/// tell the person when nobody waits for their decision any more.
+async fn note_waiting(
+    state: &AppState,
+    approval: &ApprovalRecord,
+    until: i64,
+) -> Result<(), ApiError> {
+    Ok(state
+        .store
+        .note_agent_waiting(&approval.id, until, approval.expires_at)
+        .await?)
+}
+
 /// The request's state as server-sent events: one `state` event now and one at every change,
 /// the last when the request is final. The first event after approval carries the token (it is
 /// collected then, once, as by a read).
@@ -321,7 +339,9 @@ async fn events_stream(
     let id = ApprovalId::parse(&id).map_err(|_| ApiError::not_found("approval request"))?;
     let changes = state.events.approval(&id);
     // Checked before streaming, so that a request that is not the agent's is a plain 404.
-    own_approval(&state, &agent, &id).await?;
+    let approval = own_approval(&state, &agent, &id).await?;
+    // The stream follows the request to its end: its agent counts as waiting until then.
+    note_waiting(&state, &approval, approval.expires_at).await?;
     let stream = futures_util::stream::unfold(
         Some((state, agent, id, changes, None::<String>)),
         |progress| async move {

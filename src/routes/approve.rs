@@ -14,7 +14,6 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use futures_util::StreamExt as _;
 use futures_util::stream;
 use handsign_protocol::api::{
     CeremonyOptions, DecisionOptions, DecisionRecorded, ErrorBody, ErrorCode,
@@ -27,7 +26,10 @@ use serde::Deserialize;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use webauthn_rs::prelude::{PasskeyAuthentication, PublicKeyCredential};
 
-use crate::domain::{ApprovalId, ApprovalRecord, ApprovalStatus, PasskeyRecord};
+use crate::domain::{
+    ApprovalId, ApprovalKind, ApprovalRecord, ApprovalState, ApprovalStatus, COLLECT_WITHIN_SECS,
+    PasskeyRecord,
+};
 use crate::error::ApiError;
 use crate::events::ApprovalWaiter;
 use crate::metrics::{DecisionOutcome, DecisionRefusal};
@@ -54,43 +56,96 @@ pub fn api() -> OpenApiRouter<AppState> {
 }
 
 /// Server-sent events for an open approval page: one `status` event (`approved`, `denied`,
-/// `cancelled`, `expired`) once the request is no longer pending, then the stream ends; so a tab
-/// left open stops offering a decision that another device made, or that nobody waits for. It
-/// tells no more than the page itself, to the same holders of the link, and lasts at most until
-/// the request expires.
+/// `cancelled`, `expired`) once the request is no longer pending; for an approved action, then
+/// one `token` event, `collected` when its agent collects the token or `expired` when the time
+/// to do so runs out unused; then the stream ends. So a tab left open stops offering a decision
+/// that another device made, or that nobody waits for, and shows whether the approval was used.
+/// It tells no more than the page itself, to the same holders of the link, and lasts at most
+/// until the request expires plus the time to collect a token.
 async fn events(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let approval = load(&state, &id).await?;
-    // Subscribed before reading again in `settled`, so that a change between the two is not
-    // missed.
+    // Subscribed before reading again, so that a change between the two is not missed.
     let changes = state.events.approval(&approval.id);
-    let settled = stream::once(settled(state, approval, changes)).filter_map(|status| async move {
-        status.map(|s| Ok::<_, Infallible>(Event::default().event("status").data(s.as_str())))
+    let following = Following {
+        state,
+        approval,
+        changes,
+        stage: Stage::Decision,
+    };
+    let events = stream::unfold(following, |mut following| async move {
+        let event = following.next().await?;
+        Some((Ok::<_, Infallible>(event), following))
     });
-    Ok(Sse::new(settled)
+    Ok(Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response())
 }
 
-/// Waits until `approval` is no longer pending and returns its status then; `None` when that
-/// cannot be known (the store could not be read).
-async fn settled(
+/// An approval page's view of one request, from its decision to the use of its token.
+struct Following {
     state: AppState,
     approval: ApprovalRecord,
-    mut changes: ApprovalWaiter,
-) -> Option<ApprovalStatus> {
-    let mut approval = state.store.approval(&approval.id).await.ok()??;
-    loop {
-        let status = approval.status(state.clock.now());
-        if status != ApprovalStatus::Pending {
-            return Some(status);
+    changes: ApprovalWaiter,
+    stage: Stage,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Waiting for the request to be decided, cancelled or to expire.
+    Decision,
+    /// Approved: waiting for the agent to collect its token, or for the time to run out.
+    Token,
+    Done,
+}
+
+impl Following {
+    /// The next event; `None` when there is none to wait for, or the store could not be read.
+    async fn next(&mut self) -> Option<Event> {
+        loop {
+            self.approval = self.state.store.approval(&self.approval.id).await.ok()??;
+            let now = self.state.clock.now();
+            let status = self.approval.status(now);
+            // When a wait ends: a second past the deadline, so that the request reads as
+            // expired when looked at again.
+            let deadline = match (self.stage, &self.approval.state) {
+                (Stage::Done, _) => return None,
+                (Stage::Decision, _) if status != ApprovalStatus::Pending => {
+                    let awaits_token = status == ApprovalStatus::Approved
+                        && self.approval.kind == ApprovalKind::Action;
+                    self.stage = if awaits_token {
+                        Stage::Token
+                    } else {
+                        Stage::Done
+                    };
+                    return Some(Event::default().event("status").data(status.as_str()));
+                }
+                (Stage::Decision, _) => self.approval.expires_at,
+                (
+                    Stage::Token,
+                    ApprovalState::Approved {
+                        token_delivered_at: Some(_),
+                        ..
+                    },
+                ) => {
+                    self.stage = Stage::Done;
+                    return Some(Event::default().event("token").data("collected"));
+                }
+                (Stage::Token, _) if status != ApprovalStatus::Approved => {
+                    self.stage = Stage::Done;
+                    return Some(Event::default().event("token").data("expired"));
+                }
+                (Stage::Token, ApprovalState::Approved { decided_at, .. }) => {
+                    decided_at + COLLECT_WITHIN_SECS
+                }
+                (Stage::Token, _) => return None,
+            };
+            self.changes
+                .changed_before(self.state.clock.sleep_until_second(deadline + 1))
+                .await;
         }
-        changes
-            .changed_before(state.clock.sleep_until_second(approval.expires_at))
-            .await;
-        approval = state.store.approval(&approval.id).await.ok()??;
     }
 }
 
@@ -111,15 +166,15 @@ async fn show(state: &AppState, id: &str) -> Result<Response, ApiError> {
         Some(agent) => agent.name,
         None => approval.agent_name.clone(),
     };
-    Ok(ApprovePage::new(
-        &approval,
-        &agent_name,
-        &state.public.issuer,
-        state.clock.now(),
+    let now = state.clock.now();
+    let recorded = state.store.agent_waiting_until(&approval.id, now).await?;
+    Ok(
+        ApprovePage::new(&approval, &agent_name, &state.public.issuer, now)
+            .map_err(ApiError::internal)?
+            .with_token_lifetime(state.token_lifetime)
+            .with_agent_waiting_until(approval.agent_waiting_until(recorded), now)
+            .into_response(),
     )
-    .map_err(ApiError::internal)?
-    .with_token_lifetime(state.token_lifetime)
-    .into_response())
 }
 
 async fn load(state: &AppState, id: &str) -> Result<ApprovalRecord, ApiError> {

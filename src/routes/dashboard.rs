@@ -173,16 +173,26 @@ fn agent_names(agents: &[AgentRecord]) -> AgentNames {
 /// The user's requests, pending and recent history, newest first.
 struct Requests {
     pending: Vec<ApprovalRecord>,
+    /// Until when each pending request's agent counts as waiting, in the same order.
+    agents_waiting_until: Vec<i64>,
     history: Vec<ApprovalRecord>,
 }
 
 impl Requests {
     async fn of(state: &AppState, user: &UserId, now: i64) -> Result<Requests, ApiError> {
         let store = &state.store;
+        let pending = store
+            .approvals(user, ApprovalFilter::Pending, now, PENDING_LIMIT)
+            .await?;
+        let agents_waiting_until =
+            futures_util::future::try_join_all(pending.iter().map(|approval| async move {
+                let recorded = store.agent_waiting_until(&approval.id, now).await?;
+                Ok::<_, ApiError>(approval.agent_waiting_until(recorded))
+            }))
+            .await?;
         Ok(Requests {
-            pending: store
-                .approvals(user, ApprovalFilter::Pending, now, PENDING_LIMIT)
-                .await?,
+            pending,
+            agents_waiting_until,
             history: store
                 .approvals(user, ApprovalFilter::History, now, HISTORY_LIMIT)
                 .await?,
@@ -190,8 +200,14 @@ impl Requests {
     }
 
     fn pending_rows(&self, names: &AgentNames, now: i64) -> Vec<PendingRow> {
-        let row = |approval| PendingRow::new(approval, names, now);
-        self.pending.iter().map(row).collect()
+        let row = |(approval, until): (&ApprovalRecord, &i64)| {
+            PendingRow::new(approval, names, now).with_agent_waiting_until(*until, now)
+        };
+        self.pending
+            .iter()
+            .zip(&self.agents_waiting_until)
+            .map(row)
+            .collect()
     }
 
     fn history_rows(&self, names: &AgentNames, now: i64) -> Vec<HistoryRow> {

@@ -1,7 +1,8 @@
-//! `GET /openapi.json`: the OpenAPI 3.1 description of the agent API and the passkey
-//! ceremonies. Their routes are registered through utoipa-axum's router from the same
-//! `#[utoipa::path]` annotations the description is generated from, and the bodies are
-//! `handsign_protocol::api`'s types, so the description cannot drift from what is served.
+//! `GET /openapi.json`: the OpenAPI 3.1 description of the agent API, the passkey ceremonies,
+//! the push subscriptions, and the gateway's health and public keys. Their routes are registered
+//! through utoipa-axum's router from the same `#[utoipa::path]` annotations the description is
+//! generated from, and the bodies are `handsign_protocol`'s types, so the description cannot
+//! drift from what is served.
 
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use axum::{Json, Router};
 use utoipa::openapi::{InfoBuilder, OpenApi, OpenApiBuilder};
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::routes::{agents, approve, webauthn};
+use crate::routes::{agents, approve, public, push, webauthn};
 use crate::state::AppState;
 
 /// Where the description is served.
@@ -23,14 +24,17 @@ pub fn described() -> (Router<AppState>, OpenApi) {
         .version(env!("CARGO_PKG_VERSION"))
         .description(Some(
             "Passkey approvals for AI agents: the agent API (every call carries a DPoP proof, \
-             RFC 9449, EdDSA) and the passkey ceremonies. Errors are `ErrorBody`. See \
-             docs/protocol.md.",
+             RFC 9449, EdDSA), the passkey ceremonies, the logged-in person's push \
+             subscriptions (session cookie), and the gateway's health and public keys (JWKS). \
+             Errors are `ErrorBody`. See docs/protocol.md.",
         ))
         .build();
     OpenApiRouter::with_openapi(OpenApiBuilder::new().info(info).build())
         .merge(agents::router())
         .merge(approve::api())
         .merge(webauthn::router())
+        .merge(push::router())
+        .merge(public::api())
         .split_for_parts()
 }
 

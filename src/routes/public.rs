@@ -7,17 +7,25 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use handsign_protocol::api::ErrorCode;
+use handsign_protocol::keys::Jwks;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::ApiError;
 use crate::metrics;
 use crate::state::AppState;
 
+/// Health, readiness and the public keys, each registered with its OpenAPI description
+/// (`tag = "gateway"`).
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(jwks))
+}
+
+/// What browsers ask for on their own.
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/.well-known/jwks.json", get(jwks))
-        .route("/favicon.ico", get(no_favicon))
+    Router::new().route("/favicon.ico", get(no_favicon))
 }
 
 /// `GET /metrics`: on the gateway's listener, or alone on the metrics listener.
@@ -26,11 +34,16 @@ pub fn metrics_router() -> Router<AppState> {
 }
 
 /// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "gateway",
+    responses((status = 200, description = "`ok`", content_type = "text/plain", body = String)))]
 async fn healthz() -> &'static str {
     "ok\n"
 }
 
 /// The gateway can serve: its store answers.
+#[utoipa::path(get, path = "/readyz", tag = "gateway",
+    responses((status = 200, description = "`ready`: the store answers", content_type = "text/plain", body = String),
+        (status = 503, description = "`not ready: ` and why", content_type = "text/plain", body = String)))]
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     match state.store.ping().await {
         Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
@@ -77,7 +90,12 @@ async fn no_favicon() -> impl IntoResponse {
     )
 }
 
-async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
+/// The keys approval tokens and receipts are signed with (RFC 7517), for verifiers.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "gateway",
+    responses((status = 200, description = "the current signing key first; cacheable for 60 seconds", body = Jwks)))]
+async fn jwks(
+    State(state): State<AppState>,
+) -> ([(header::HeaderName, &'static str); 1], Json<Jwks>) {
     (
         // Short, so that a rotation reaches verifiers quickly.
         [(header::CACHE_CONTROL, "public, max-age=60")],

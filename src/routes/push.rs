@@ -3,15 +3,14 @@
 
 use askama::Template as _;
 use axum::Json;
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
-use handsign_protocol::api::{Device, DeviceAdded, ErrorCode, VapidKey};
+use handsign_protocol::api::{Device, DeviceAdded, ErrorBody, ErrorCode, VapidKey};
 use handsign_protocol::base64url;
 use serde::Deserialize;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::domain::{PushSubscriptionRecord, device_name, random_bytes};
 use crate::error::ApiError;
@@ -22,20 +21,24 @@ use crate::routes::require_same_origin;
 use crate::session::SessionUser;
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/push/vapid-key", get(vapid_key))
-        .route("/v1/push/subscriptions", get(list).post(add))
-        .route("/v1/push/subscriptions/{id}", delete(remove))
+/// The push routes, each registered with its OpenAPI description (`tag = "push"`).
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(vapid_key))
+        .routes(routes!(list, add))
+        .routes(routes!(remove))
 }
 
+#[utoipa::path(get, path = "/v1/push/vapid-key", tag = "push",
+    responses((status = 200, body = VapidKey)))]
 async fn vapid_key(State(state): State<AppState>) -> impl IntoResponse {
     Json(VapidKey {
         public_key: state.notifier.vapid_public_key(),
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AddQuery {
     /// What the person calls the device, e.g. "Pixel 9".
     #[serde(default)]
@@ -44,6 +47,9 @@ struct AddQuery {
 
 /// Adds this browser: the body is `PushSubscription.toJSON()`, the device's name a query
 /// parameter.
+#[utoipa::path(post, path = "/v1/push/subscriptions", tag = "push", params(AddQuery),
+    request_body(content = Object, description = "`PushSubscription.toJSON()`: `{\"endpoint\", \"keys\": {\"p256dh\", \"auth\"}}`; with the session cookie, from the gateway's origin"),
+    responses((status = 201, body = DeviceAdded), (status = "4XX", description = "refused: `{\"error\", \"message\"}`", body = ErrorBody), (status = 503, description = "storage unavailable; nothing was stored", body = ErrorBody)))]
 async fn add(
     State(state): State<AppState>,
     SessionUser(user): SessionUser,
@@ -98,6 +104,8 @@ async fn add(
 }
 
 /// The user's devices; the push address itself is a capability and is shown by host only.
+#[utoipa::path(get, path = "/v1/push/subscriptions", tag = "push",
+    responses((status = 200, description = "the logged-in user's devices (session cookie)", body = Vec<Device>), (status = "4XX", description = "refused: `{\"error\", \"message\"}`", body = ErrorBody), (status = 503, description = "storage unavailable", body = ErrorBody)))]
 async fn list(
     State(state): State<AppState>,
     SessionUser(user): SessionUser,
@@ -129,6 +137,9 @@ async fn list(
     Ok(Json(listed).into_response())
 }
 
+/// Removes one of the logged-in user's devices; another user's is "not found".
+#[utoipa::path(delete, path = "/v1/push/subscriptions/{id}", tag = "push", params(("id" = String, Path, description = "the device's id")),
+    responses((status = 204, description = "removed"), (status = "4XX", description = "refused: `{\"error\", \"message\"}`", body = ErrorBody), (status = 503, description = "storage unavailable", body = ErrorBody)))]
 async fn remove(
     State(state): State<AppState>,
     SessionUser(user): SessionUser,

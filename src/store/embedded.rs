@@ -33,9 +33,9 @@ use serde::de::DeserializeOwned;
 use super::threads::StoreThreads;
 use super::{ApprovalFilter, Collection, Decision, Store, StoreError};
 use crate::domain::{
-    AgentRecord, AgentStatus, ApprovalId, ApprovalKind, ApprovalRecord, ApprovalState,
-    ApprovalStatus, InvitationRecord, PasskeyRecord, PushSubscriptionRecord, SessionRecord, UserId,
-    UserRecord,
+    AGENT_WAITING_STEP_SECS, AgentRecord, AgentStatus, ApprovalId, ApprovalKind, ApprovalRecord,
+    ApprovalState, ApprovalStatus, InvitationRecord, PasskeyRecord, PushSubscriptionRecord,
+    SessionRecord, UserId, UserRecord,
 };
 
 /// The layout version written into a new file; a file with another version is refused rather
@@ -75,6 +75,9 @@ const INVITATIONS: Expiring = Expiring::new("invitations", "invitations_by_expir
 const SESSIONS: Expiring = Expiring::new("sessions", "sessions_by_expiry");
 const CEREMONIES: Expiring = Expiring::new("ceremonies", "ceremonies_by_expiry");
 const JTIS: Expiring = Expiring::new("jtis", "jtis_by_expiry");
+/// Until when each pending request's agent was last known to wait (big-endian seconds), kept
+/// until the request expires.
+const AGENT_WAITING: Expiring = Expiring::new("agent_waiting", "agent_waiting_by_expiry");
 
 /// `(key, window_start)` to the count of events in that window.
 const RATE_WINDOWS: TableDefinition<(&str, i64), u64> = TableDefinition::new("rate_windows");
@@ -230,7 +233,7 @@ impl Inner {
             for table in [APPROVALS_BY_USER, PENDING_BY_USER] {
                 txn.open_table(table).map_err(unavailable)?;
             }
-            for expiring in [INVITATIONS, SESSIONS, CEREMONIES, JTIS] {
+            for expiring in [INVITATIONS, SESSIONS, CEREMONIES, JTIS, AGENT_WAITING] {
                 expiring.open(txn)?;
             }
             txn.open_table(RATE_WINDOWS).map_err(unavailable)?;
@@ -394,6 +397,11 @@ fn newest_first(
         }
     }
     Ok(())
+}
+
+/// Seconds stored as 8 big-endian bytes.
+fn seconds(bytes: &[u8]) -> Option<i64> {
+    bytes.try_into().ok().map(i64::from_be_bytes)
 }
 
 /// A table of entries that expire, `key -> (expires_at, bytes)`, with its expiry index
@@ -1195,6 +1203,47 @@ impl Store for EmbeddedStore {
                 approval.state = ApprovalState::Cancelled { at: now, reason };
                 approvals.replace(&approval)?;
                 Ok(Outcome::Changed(approval))
+            })
+        })
+        .await
+    }
+
+    async fn note_agent_waiting(
+        &self,
+        id: &ApprovalId,
+        until: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        let id = id.clone();
+        self.run(move |inner| {
+            let now = inner.latest_now();
+            inner.write(|txn| {
+                let mut entries = AGENT_WAITING.open(txn)?;
+                let recorded = entries
+                    .get(id.as_str())?
+                    .and_then(|(_, bytes)| seconds(&bytes));
+                if recorded.is_some_and(|recorded| until < recorded + AGENT_WAITING_STEP_SECS) {
+                    return Ok(Outcome::Unchanged(()));
+                }
+                entries.put(id.as_str(), expires_at, &until.to_be_bytes())?;
+                entries.prune(now)?;
+                Ok(Outcome::Changed(()))
+            })
+        })
+        .await
+    }
+
+    async fn agent_waiting_until(
+        &self,
+        id: &ApprovalId,
+        now: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let id = id.clone();
+        self.run_at(now, move |inner| {
+            inner.read(|txn| {
+                Ok(AGENT_WAITING
+                    .get_live(txn, id.as_str(), now)?
+                    .and_then(|b| seconds(&b)))
             })
         })
         .await

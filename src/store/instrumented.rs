@@ -90,6 +90,8 @@ instrumented! {
     fn approval(&self, id: &ApprovalId) -> Option<ApprovalRecord>;
     fn decide(&self, id: &ApprovalId, decision: Decision, now: i64) -> ApprovalRecord;
     fn cancel_approval(&self, id: &ApprovalId, agent: &str, reason: &str, now: i64) -> ApprovalRecord;
+    fn note_agent_waiting(&self, id: &ApprovalId, until: i64, expires_at: i64) -> ();
+    fn agent_waiting_until(&self, id: &ApprovalId, now: i64) -> Option<i64>;
     fn collect_token(&self, id: &ApprovalId, now: i64) -> Collection;
     fn pending_count(&self, now: i64) -> usize;
     fn approvals(

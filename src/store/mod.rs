@@ -250,6 +250,24 @@ pub trait Store: Send + Sync + 'static {
         reason: &str,
         now: i64,
     ) -> Result<ApprovalRecord, StoreError>;
+    /// Records that the agent of request `id` waits for its outcome until `until`, kept until
+    /// `expires_at` (the request's). The recorded time is only raised, and only when `until`
+    /// is at least [`AGENT_WAITING_STEP_SECS`](crate::domain::AGENT_WAITING_STEP_SECS) past
+    /// it: an agent polling in a loop writes at most once per step.
+    async fn note_agent_waiting(
+        &self,
+        id: &ApprovalId,
+        until: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError>;
+    /// Until when the agent of request `id` was last known to wait (see
+    /// [`note_agent_waiting`](Store::note_agent_waiting)) as read at `now`; `None` if it never
+    /// waited. Once the request has expired, the record may be gone.
+    async fn agent_waiting_until(
+        &self,
+        id: &ApprovalId,
+        now: i64,
+    ) -> Result<Option<i64>, StoreError>;
     /// Marks the token delivered if the request is approved, not yet delivered and not expired at
     /// `now`, and returns [`Collection::Deliver`]; of two concurrent collections exactly one gets
     /// it. Otherwise returns the record unchanged. A deliverable token whose agent is not active

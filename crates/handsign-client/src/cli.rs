@@ -327,8 +327,9 @@ async fn read_params(arg: &str) -> anyhow::Result<serde_json::Value> {
     Ok(value)
 }
 
-/// Reads a file, or stdin when `path` is `-`.
-async fn read_input(path: &str) -> anyhow::Result<Vec<u8>> {
+/// Reads a file, or stdin when `path` is `-`: how every `handsign` command takes a file
+/// argument (the gateway's offline commands use it too).
+pub async fn read_input(path: &str) -> anyhow::Result<Vec<u8>> {
     use tokio::io::AsyncReadExt as _;
     if path == "-" {
         let mut bytes = Vec::new();

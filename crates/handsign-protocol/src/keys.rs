@@ -17,6 +17,7 @@ use crate::base64url;
 /// A JSON Web Key as it travels: public keys in a JWKS or a DPoP header, and private keys in a key
 /// file. Only the members the protocol uses are kept; others are ignored when reading.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Jwk {
     pub kty: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -241,6 +242,7 @@ impl fmt::Debug for SigningKey {
 
 /// A JWK Set (RFC 7517 section 5), the document a gateway serves at `/.well-known/jwks.json`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Jwks {
     pub keys: Vec<Jwk>,
 }

@@ -6,6 +6,9 @@
  * decided; nothing sleeps except between retries after a failure. Reads are retried on a broken
  * connection and on 502/503/504, always on the same request; creating a request is retried only
  * when the connection could not be opened, so the person is never asked twice.
+ *
+ * A wait that ends without a decision (its `timeoutMs` passed, its `signal` aborted) cancels the
+ * request at the gateway, so that the person is not asked about something nobody waits for.
  */
 
 import { canonicalizeValue, paramsSha256 } from "./canonical.js";
@@ -15,6 +18,9 @@ import { type ApprovalClaims, createProof, readClaimsUnverified } from "./token.
 
 const MAX_WAIT_SECS = 60;
 const ANSWER_SLACK_MS = 30_000;
+/** The reason a request is cancelled with when its wait ends without a decision (as the Rust
+ * SDK). */
+const STOPPED_WAITING = "the agent stopped waiting for a decision";
 
 export interface RetryPolicy {
   attempts: number;
@@ -29,7 +35,21 @@ function backoff(retry: RetryPolicy, failures: number, retryAfterMs = 0): number
 }
 
 const now = (): number => Math.floor(Date.now() / 1000);
-const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Waits `ms`, or rejects with the signal's reason as soon as it aborts. */
+function pause(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const aborted = (): void => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", aborted);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", aborted, { once: true });
+  });
+}
 
 /** What a call to the gateway gave: an answer, or no answer (`unsent` when the connection could
  * not even be opened). */
@@ -68,8 +88,21 @@ export interface PendingApproval {
   code: string;
   expiresAt: number;
   paramsSha256: string;
-  /** The approval, or a rejection with the `ApprovalError` subclass of the outcome. */
-  wait(options?: { timeoutMs?: number }): Promise<Approval>;
+  /** The approval, or a rejection with the `ApprovalError` subclass of the outcome. When
+   * `timeoutMs` passes first, the request is cancelled and the wait rejects with `TimedOut` (a
+   * decision that arrives meanwhile wins); with `keepPending` it stays pending, to be waited on
+   * again. When `signal` aborts, the request is cancelled and the wait rejects with the signal's
+   * reason. */
+  wait(options?: WaitOptions): Promise<Approval>;
+  /** Withdraws the request: the person is no longer asked, and it can never be approved nor
+   * yield a token. A request no longer pending is `Refused` with `not_pending`. */
+  cancel(reason?: string): Promise<void>;
+}
+
+export interface WaitOptions {
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  keepPending?: boolean;
 }
 
 export interface ApprovalRequest {
@@ -103,7 +136,8 @@ export class Client {
     return this.keyPromise;
   }
 
-  private async call(method: string, path: string, query: string, body: string | undefined, holdSecs: number): Promise<Outcome> {
+  /** One call; an aborted `signal` rejects with its reason rather than giving an outcome. */
+  private async call(method: string, path: string, query: string, body: string | undefined, holdSecs: number, signal?: AbortSignal): Promise<Outcome> {
     const key = await this.keyPromise;
     const url = this.gateway + path;
     const headers: Record<string, string> = { dpop: await createProof(key, method, url, now()) };
@@ -113,7 +147,7 @@ export class Client {
         method,
         headers,
         body,
-        signal: AbortSignal.timeout(holdSecs * 1000 + ANSWER_SLACK_MS),
+        signal: AbortSignal.any([AbortSignal.timeout(holdSecs * 1000 + ANSWER_SLACK_MS), ...(signal ? [signal] : [])]),
       });
       const retryAfter = response.headers.get("retry-after");
       return {
@@ -122,6 +156,7 @@ export class Client {
         ...(retryAfter && /^\d+$/.test(retryAfter) ? { retryAfterMs: Number(retryAfter) * 1000 } : {}),
       };
     } catch (error) {
+      if (signal?.aborted) throw signal.reason;
       const cause = (error as { cause?: { code?: string } }).cause;
       return { broken: String((error as Error).message) + (cause?.code ? ` (${cause.code})` : ""), unsent: cause?.code === "ECONNREFUSED" };
     }
@@ -142,39 +177,76 @@ export class Client {
       if (request[name] !== undefined) members.push(`"${name}":${JSON.stringify(request[name])}`);
     }
     const body = `{${members.join(",")}}`;
+    const outcome = await this.sendOnce("/v1/approvals", body);
+    if (outcome.status !== 201) throw refusal(outcome);
+    const answer = answerJson(outcome);
+    const { id, approval_url, params_sha256, code, expires_at } = answer;
+    if (typeof id !== "string" || typeof approval_url !== "string" || typeof params_sha256 !== "string" ||
+        typeof code !== "string" || typeof expires_at !== "number") {
+      throw new BadAnswer("the answer to a new request is incomplete");
+    }
+    if (params_sha256 !== localHash) {
+      throw new BadAnswer(
+        `the gateway recorded params_sha256 ${params_sha256} but the params sent hash to ${localHash}; the request may have been altered on the way, so it is not waited on`,
+      );
+    }
+    return {
+      id,
+      approvalUrl: approval_url,
+      code,
+      expiresAt: expires_at,
+      paramsSha256: params_sha256,
+      wait: (options) => this.waitFor(id, params_sha256, options ?? {}),
+      cancel: (reason) => this.cancel(id, reason),
+    };
+  }
+
+  /** A POST that changes state, sent again only when the connection could not even be opened
+   * (so that it never happens twice). */
+  private async sendOnce(path: string, body: string | undefined): Promise<{ status: number; text: string }> {
     let failures = 0;
     for (;;) {
-      const outcome = await this.call("POST", "/v1/approvals", "", body, 0);
-      if ("broken" in outcome) {
-        failures++;
-        if (!outcome.unsent || failures >= this.retry.attempts) throw new Unreachable(outcome.broken);
-        await pause(backoff(this.retry, failures));
-        continue;
-      }
-      if (outcome.status !== 201) throw refusal(outcome);
-      const answer = answerJson(outcome);
-      const { id, approval_url, params_sha256, code, expires_at } = answer;
-      if (typeof id !== "string" || typeof approval_url !== "string" || typeof params_sha256 !== "string" ||
-          typeof code !== "string" || typeof expires_at !== "number") {
-        throw new BadAnswer("the answer to a new request is incomplete");
-      }
-      if (params_sha256 !== localHash) {
-        throw new BadAnswer(
-          `the gateway recorded params_sha256 ${params_sha256} but the params sent hash to ${localHash}; the request may have been altered on the way, so it is not waited on`,
-        );
-      }
-      return {
-        id,
-        approvalUrl: approval_url,
-        code,
-        expiresAt: expires_at,
-        paramsSha256: params_sha256,
-        wait: (options) => this.follow(id, params_sha256, options?.timeoutMs),
-      };
+      const outcome = await this.call("POST", path, "", body, 0);
+      if (!("broken" in outcome)) return outcome;
+      failures++;
+      if (!outcome.unsent || failures >= this.retry.attempts) throw new Unreachable(outcome.broken);
+      await pause(backoff(this.retry, failures));
     }
   }
 
-  private async follow(id: string, hash: string, timeoutMs?: number): Promise<Approval> {
+  private async cancel(id: string, reason?: string): Promise<void> {
+    const outcome = await this.sendOnce(`/v1/approvals/${id}/cancel`, reason === undefined ? undefined : JSON.stringify({ reason }));
+    if (outcome.status !== 200) throw refusal(outcome);
+    const answer = answerJson(outcome);
+    if (answer.id !== id || answer.status !== "cancelled") {
+      throw new BadAnswer(`asked to cancel request ${id}, the answer says ${String(answer.id)} ${String(answer.status)}`);
+    }
+  }
+
+  private async waitFor(id: string, hash: string, options: WaitOptions): Promise<Approval> {
+    const { signal } = options;
+    try {
+      signal?.throwIfAborted();
+      return await this.follow(id, hash, options.timeoutMs, signal);
+    } catch (error) {
+      if (signal?.aborted) {
+        // Decided meanwhile, or unreachable: the abort is what is reported.
+        await this.cancel(id, STOPPED_WAITING).catch(() => undefined);
+        throw signal.reason;
+      }
+      if (!(error instanceof TimedOut) || options.keepPending) throw error;
+    }
+    try {
+      await this.cancel(id, STOPPED_WAITING);
+    } catch (error) {
+      // A decision that arrived first is the wait's outcome.
+      if (error instanceof Refused && error.code === "not_pending") return this.follow(id, hash, 0);
+      throw error;
+    }
+    throw new TimedOut(true);
+  }
+
+  private async follow(id: string, hash: string, timeoutMs?: number, signal?: AbortSignal): Promise<Approval> {
     const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
     let failures = 0;
     let lastFailure: string | undefined;
@@ -186,7 +258,7 @@ export class Client {
         throw new TimedOut();
       }
       first = false;
-      const outcome = await this.call("GET", `/v1/approvals/${id}`, `?wait=${wait}`, undefined, wait);
+      const outcome = await this.call("GET", `/v1/approvals/${id}`, `?wait=${wait}`, undefined, wait, signal);
       let failure: string;
       if (!("broken" in outcome) && outcome.status === 200) {
         const answer = answerJson(outcome);
@@ -211,7 +283,7 @@ export class Client {
       lastFailure = message;
       let ms = backoff(this.retry, failures, "broken" in outcome ? 0 : outcome.retryAfterMs);
       if (deadline !== undefined) ms = Math.min(ms, Math.max(deadline - Date.now(), 0));
-      await pause(ms);
+      await pause(ms, signal);
     }
   }
 

@@ -125,17 +125,19 @@ export class Expired extends ApprovalError {
   }
 }
 
-/** The gateway cancelled the request (for example because the agent was revoked). */
+/** The request was cancelled: by the gateway (for example because the agent was revoked) or by
+ * the agent; `reason` says why. */
 export class Cancelled extends ApprovalError {
   constructor(readonly reason: string | undefined) {
     super("cancelled", "the request was cancelled" + (reason ? `: ${reason}` : ""));
   }
 }
 
-/** The caller's deadline passed with the request still pending: wait again, do not ask again. */
+/** The caller's deadline passed with the request still pending: it was cancelled, or (waited on
+ * with `keepPending`) it stays pending: wait again, do not ask again. */
 export class TimedOut extends ApprovalError {
-  constructor() {
-    super("timed_out", "no decision before the deadline; the request is still pending");
+  constructor(readonly cancelled = false) {
+    super("timed_out", `no decision before the deadline; the request ${cancelled ? "was cancelled" : "is still pending"}`);
   }
 }
 

@@ -5,7 +5,7 @@
  */
 
 export { CanonicalError, canonicalize, canonicalizeValue, DEFAULT_LIMITS, formatNumber, type Limits, paramsSha256 } from "./canonical.js";
-export { type Approval, type ApprovalRequest, Client, DEFAULT_RETRY, type PendingApproval, type RetryPolicy } from "./client.js";
+export { type Approval, type ApprovalRequest, Client, DEFAULT_RETRY, type PendingApproval, type RetryPolicy, type WaitOptions } from "./client.js";
 export {
   ApprovalError,
   ApprovalRefused,

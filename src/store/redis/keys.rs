@@ -126,6 +126,11 @@ impl Keys {
         format!("{}:approval:{id}", self.prefix)
     }
 
+    /// String: until when the request's agent was last known to wait (seconds).
+    pub fn agent_waiting(&self, id: &ApprovalId) -> String {
+        format!("{}:agent-waiting:{id}", self.prefix)
+    }
+
     pub fn session(&self, id_sha256: &str) -> String {
         format!("{}:session:{id_sha256}", self.prefix)
     }

@@ -42,9 +42,9 @@ pub use relay::shared_events;
 
 use super::{ApprovalFilter, Collection, Decision, Store, StoreError};
 use crate::domain::{
-    AgentRecord, AgentStatus, ApprovalId, ApprovalKind, ApprovalRecord, ApprovalState,
-    ApprovalStatus, COLLECT_WITHIN_SECS, InvitationRecord, PasskeyRecord, PushSubscriptionRecord,
-    SessionRecord, UserId, UserRecord,
+    AGENT_WAITING_STEP_SECS, AgentRecord, AgentStatus, ApprovalId, ApprovalKind, ApprovalRecord,
+    ApprovalState, ApprovalStatus, COLLECT_WITHIN_SECS, InvitationRecord, PasskeyRecord,
+    PushSubscriptionRecord, SessionRecord, UserId, UserRecord,
 };
 
 /// The key prefix of `handsign serve --redis-url`.
@@ -1135,6 +1135,36 @@ impl Store for RedisStore {
         }))
         .await?;
         Ok(counts.into_iter().sum())
+    }
+
+    async fn note_agent_waiting(
+        &self,
+        id: &ApprovalId,
+        until: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        let (outcome, _) = self
+            .run(
+                scripts::NOTE_AGENT_WAITING
+                    .key(self.keys.agent_waiting(id))
+                    .arg(until)
+                    .arg(AGENT_WAITING_STEP_SECS)
+                    .arg(expires_at.saturating_add(CLEANUP_MARGIN_SECS)),
+            )
+            .await?;
+        match outcome.as_str() {
+            "ok" | "unchanged" => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn agent_waiting_until(
+        &self,
+        id: &ApprovalId,
+        _now: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        self.query(redis::cmd("GET").arg(self.keys.agent_waiting(id)))
+            .await
     }
 
     async fn remember_jti(&self, key: &str, expires_at: i64, now: i64) -> Result<bool, StoreError> {

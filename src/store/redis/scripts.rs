@@ -406,6 +406,22 @@ return {'new'}
     )
 });
 
+/// Raises the time a request's agent waits until to `until`, when that is at least `step` past
+/// the recorded one; Redis forgets it at `cleanup_at`.
+/// KEYS: the request's agent-waiting time. ARGV: until, step, cleanup_at.
+pub static NOTE_AGENT_WAITING: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local recorded = redis.call('GET', KEYS[1])
+if recorded and tonumber(ARGV[1]) < tonumber(recorded) + tonumber(ARGV[2]) then
+  return {'unchanged'}
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EXAT', ARGV[3])
+return {'ok'}
+"#,
+    )
+});
+
 /// Counts one event in a window that Redis forgets at `cleanup_at`.
 /// KEYS: window. ARGV: cleanup_at.
 pub static COUNT_IN_WINDOW: LazyLock<Script> = LazyLock::new(|| {

@@ -7,6 +7,9 @@ Waiting is the gateway's long poll (`?wait=60`, repeated), answered the moment t
 decided; nothing sleeps except between retries after a failure. Reads are retried on a broken
 connection and on 502/503/504, always on the same request; creating a request is retried only
 when the connection could not even be opened, so the person is never asked twice.
+
+A wait that ends without a decision (its timeout passed, its task was cancelled, Ctrl-C) cancels
+the request at the gateway, so that the person is not asked about something nobody waits for.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import httpx
 from . import canonical
 from .dpop import create_proof
 from .errors import (
+    ApprovalError,
     ApprovalExpired,
     BadAnswer,
     Cancelled,
@@ -57,6 +61,8 @@ __all__ = [
 ]
 
 MAX_WAIT_SECS = 60
+# The reason a request is cancelled with when its wait ends without a decision (as the Rust SDK).
+_STOPPED_WAITING = "the agent stopped waiting for a decision"
 _ANSWER_SLACK = 30.0
 _CONNECT_TIMEOUT = 10.0
 
@@ -145,37 +151,43 @@ class _Created:
     expires_at: int
 
 
-def _create_flow(body: bytes, local_hash: str, retry: RetryPolicy) -> _Flow:
+def _send_once_flow(path: str, body: Optional[bytes], retry: RetryPolicy) -> _Flow:
+    """A POST that changes state, sent again only when the connection could not even be opened
+    (so that it never happens twice); its answer."""
     failures = 0
     while True:
-        outcome = yield _Call("POST", "/v1/approvals", "", body, 0.0)
+        outcome = yield _Call("POST", path, "", body, 0.0)
         assert outcome is not None
-        if isinstance(outcome, _Broken):
-            failures += 1
-            if not outcome.unsent or failures >= retry.attempts:
-                raise Unreachable(outcome.message)
-            yield _Pause(retry.backoff(failures, None))
-            continue
-        if outcome.status != 201:
-            raise _refusal(outcome)
-        answer = _json(outcome)
-        try:
-            created = _Created(
-                id=str(answer["id"]),
-                approval_url=str(answer["approval_url"]),
-                params_sha256=str(answer["params_sha256"]),
-                code=str(answer["code"]),
-                expires_at=int(answer["expires_at"]),
-            )
-        except (KeyError, TypeError, ValueError) as error:
-            raise BadAnswer(f"the answer to a new request is incomplete: {error}") from None
-        if created.params_sha256 != local_hash:
-            raise BadAnswer(
-                f"the gateway recorded params_sha256 {created.params_sha256} but the params sent "
-                f"hash to {local_hash}; the request may have been altered on the way, so it is "
-                "not waited on"
-            )
-        return created
+        if isinstance(outcome, _Answer):
+            return outcome
+        failures += 1
+        if not outcome.unsent or failures >= retry.attempts:
+            raise Unreachable(outcome.message)
+        yield _Pause(retry.backoff(failures, None))
+
+
+def _create_flow(body: bytes, local_hash: str, retry: RetryPolicy) -> _Flow:
+    outcome = yield from _send_once_flow("/v1/approvals", body, retry)
+    if outcome.status != 201:
+        raise _refusal(outcome)
+    answer = _json(outcome)
+    try:
+        created = _Created(
+            id=str(answer["id"]),
+            approval_url=str(answer["approval_url"]),
+            params_sha256=str(answer["params_sha256"]),
+            code=str(answer["code"]),
+            expires_at=int(answer["expires_at"]),
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise BadAnswer(f"the answer to a new request is incomplete: {error}") from None
+    if created.params_sha256 != local_hash:
+        raise BadAnswer(
+            f"the gateway recorded params_sha256 {created.params_sha256} but the params sent "
+            f"hash to {local_hash}; the request may have been altered on the way, so it is "
+            "not waited on"
+        )
+    return created
 
 
 def _decided(answer: Dict[str, Any], request_id: str) -> Optional[str]:
@@ -257,6 +269,32 @@ def _wait_flow(
         yield _Pause(pause)
 
 
+def _cancel_flow(request_id: str, reason: Optional[str], retry: RetryPolicy) -> _Flow:
+    """Withdraws the request."""
+    body = None if reason is None else json.dumps({"reason": reason}).encode("utf-8")
+    outcome = yield from _send_once_flow(f"/v1/approvals/{request_id}/cancel", body, retry)
+    if outcome.status != 200:
+        raise _refusal(outcome)
+    answer = _json(outcome)
+    if answer.get("id") != request_id or answer.get("status") != "cancelled":
+        raise BadAnswer(
+            f"asked to cancel request {request_id}, the answer says {answer.get('id')!r} "
+            f"{answer.get('status')!r}"
+        )
+
+
+def _give_up_flow(created: _Created, retry: RetryPolicy, gateway: str) -> _Flow:
+    """After the wait ran out: cancel the request, unless a decision came first; then that
+    decision's outcome is the wait's."""
+    try:
+        yield from _cancel_flow(created.id, _STOPPED_WAITING, retry)
+    except Refused as refused:
+        if refused.code != "not_pending":
+            raise
+        return (yield from _wait_flow(created, time.monotonic(), retry, gateway))
+    raise TimedOut("no decision before the deadline; the request was cancelled")
+
+
 # --- what the agent holds -------------------------------------------------------------------
 
 
@@ -305,13 +343,36 @@ class PendingApproval(_PendingBase):
         super().__init__(created)
         self._client = client
 
-    def wait(self, timeout: Optional[float] = None) -> Approval:
-        """The approval, or the `ApprovalError` subclass of the outcome."""
+    def wait(self, timeout: Optional[float] = None, *, keep_pending: bool = False) -> Approval:
+        """The approval, or the `ApprovalError` subclass of the outcome. When `timeout` seconds
+        pass first, the request is cancelled and `TimedOut` raised (a decision that arrives
+        meanwhile wins); with `keep_pending`, it stays pending, to be waited on again. Ctrl-C
+        (`KeyboardInterrupt`) cancels it too."""
+        client = self._client
         deadline = None if timeout is None else time.monotonic() + timeout
-        token = self._client._run(
-            _wait_flow(self._created, deadline, self._client.retry, self._client.gateway_url)
-        )
-        return _approval(token, self._created, self._client.agent_id)
+        try:
+            try:
+                token = client._run(
+                    _wait_flow(self._created, deadline, client.retry, client.gateway_url)
+                )
+            except TimedOut:
+                if keep_pending:
+                    raise
+                token = client._run(
+                    _give_up_flow(self._created, client.retry, client.gateway_url)
+                )
+        except KeyboardInterrupt:
+            try:
+                self.cancel(_STOPPED_WAITING)
+            except ApprovalError:
+                pass  # decided meanwhile, or unreachable: the interruption is what is reported
+            raise
+        return _approval(token, self._created, client.agent_id)
+
+    def cancel(self, reason: Optional[str] = None) -> None:
+        """Withdraws the request: the person is no longer asked, and it can never be approved
+        nor yield a token. A request no longer pending is `Refused` with `not_pending`."""
+        self._client._run(_cancel_flow(self.id, reason, self._client.retry))
 
 
 class AsyncPendingApproval(_PendingBase):
@@ -321,12 +382,36 @@ class AsyncPendingApproval(_PendingBase):
         super().__init__(created)
         self._client = client
 
-    async def wait(self, timeout: Optional[float] = None) -> Approval:
+    async def wait(
+        self, timeout: Optional[float] = None, *, keep_pending: bool = False
+    ) -> Approval:
+        """As `PendingApproval.wait`; cancelling the task that waits (`task.cancel()`,
+        `asyncio.timeout`, `asyncio.wait_for`) cancels the request before `CancelledError`
+        goes on."""
+        client = self._client
         deadline = None if timeout is None else time.monotonic() + timeout
-        token = await self._client._run(
-            _wait_flow(self._created, deadline, self._client.retry, self._client.gateway_url)
-        )
-        return _approval(token, self._created, self._client.agent_id)
+        try:
+            try:
+                token = await client._run(
+                    _wait_flow(self._created, deadline, client.retry, client.gateway_url)
+                )
+            except TimedOut:
+                if keep_pending:
+                    raise
+                token = await client._run(
+                    _give_up_flow(self._created, client.retry, client.gateway_url)
+                )
+        except asyncio.CancelledError:
+            try:
+                await self.cancel(_STOPPED_WAITING)
+            except ApprovalError:
+                pass  # decided meanwhile, or unreachable: the cancellation is what is reported
+            raise
+        return _approval(token, self._created, client.agent_id)
+
+    async def cancel(self, reason: Optional[str] = None) -> None:
+        """As `PendingApproval.cancel`."""
+        await self._client._run(_cancel_flow(self.id, reason, self._client.retry))
 
 
 class _ApprovalAuth(httpx.Auth):

@@ -329,7 +329,8 @@ class ApprovalExpired(ApprovalError):
 
 
 class Cancelled(ApprovalError):
-    """The gateway cancelled the request (for example because the agent was revoked)."""
+    """The request was cancelled: by the gateway (for example because the agent was revoked)
+    or by the agent; `reason` says why."""
 
     def __init__(self, reason: "str | None") -> None:
         super().__init__("the request was cancelled" + (f": {reason}" if reason else ""))
@@ -337,8 +338,9 @@ class Cancelled(ApprovalError):
 
 
 class TimedOut(ApprovalError):
-    """The caller's deadline passed with the request still pending; it stays pending at the
-    gateway: wait on it again rather than ask again."""
+    """The caller's deadline passed with the request still pending; it was cancelled at the
+    gateway (or, waited on with `keep_pending=True`, it stays pending: wait on it again rather
+    than ask again)."""
 
 
 class Refused(ApprovalError):
