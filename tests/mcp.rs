@@ -181,7 +181,7 @@ need = "approve"
 
     /// The approval request the gate asked of alice, once it has.
     async fn asked(&self) -> ApprovalRecord {
-        common::first_pending(&self.gateway, \"alice\").await
+        common::first_pending(&self.gateway, "alice").await
     }
 
     async fn decide(&mut self, id: &str, decision: &str) {
