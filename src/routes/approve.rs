@@ -108,8 +108,8 @@ impl Following {
             self.approval = self.state.store.approval(&self.approval.id).await.ok()??;
             let now = self.state.clock.now();
             let status = self.approval.status(now);
-            // When a wait ends: a second past the deadline, so that the request reads as
-            // expired when looked at again.
+            // When a wait ends: the moment the request reads as expired, or its token as
+            // expired unused.
             let deadline = match (self.stage, &self.approval.state) {
                 (Stage::Done, _) => return None,
                 (Stage::Decision, _) if status != ApprovalStatus::Pending => {
@@ -143,7 +143,7 @@ impl Following {
                 (Stage::Token, _) => return None,
             };
             self.changes
-                .changed_before(self.state.clock.sleep_until_second(deadline + 1))
+                .changed_before(self.state.clock.sleep_until_second(deadline))
                 .await;
         }
     }

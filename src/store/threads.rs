@@ -6,7 +6,8 @@
 //! (ten thousand agents starting their long polls, each recording its proof's `jti`, one commit at
 //! a time) leaves hundreds of threads, each with its stack and allocator cache, and every later
 //! operation runs on whichever of them waited longest, its caches cold. Here a burst waits in a
-//! queue instead, and the threads stay few and warm.
+//! queue instead, and the threads stay few and warm. The queue holds at most one operation per
+//! request or task in progress, each awaiting its answer, so the connection cap bounds it.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
