@@ -17,10 +17,9 @@
 // If stdin closes before the approval URL arrives, the script closes the browser and exits 1.
 // PROFILE_DIR is an empty directory for Chromium's profile, made and removed by the test.
 
-import { createInterface } from "node:readline";
 import { join } from "node:path";
 
-import { check, openBrowser, register, run } from "./person.mjs";
+import { check, hear, openBrowser, register, run, tell } from "./person.mjs";
 
 const USER = "alice";
 
@@ -28,17 +27,6 @@ const [setupUrl, outputDir, profile] = process.argv.slice(2);
 if (!setupUrl || !outputDir || !profile) {
   console.error("usage: node approve.mjs SETUP_URL OUTPUT_DIR PROFILE_DIR");
   process.exit(2);
-}
-
-function tell(event, facts = {}) {
-  process.stdout.write(JSON.stringify({ event, ...facts }) + "\n");
-}
-
-const stdin = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
-async function hear(what) {
-  const { value, done } = await stdin.next();
-  if (done) throw new Error(`stdin closed while waiting for ${what}`);
-  return JSON.parse(value);
 }
 
 // Logs in again on a fresh session with the passkey alone: no user name typed, the passkey

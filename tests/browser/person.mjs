@@ -2,11 +2,13 @@
 // /usr/bin/chromium, never a downloaded one) at phone size with Chrome's virtual authenticator
 // as the person's passkey, a record of everything a person would not want to see (alerts,
 // script errors, CSP violations, failed loads), registration on the setup page, and running a
-// script so that any failure is reported on stderr with a screenshot and exit status 1.
+// script so that any failure is reported on stderr with a screenshot and exit status 1; and the
+// line protocol a script speaks with its Rust test (JSON lines on stdout and stdin).
 
 import { mkdir, readFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { join } from "node:path";
+import { createInterface } from "node:readline";
 
 import { chromium } from "playwright-core";
 
@@ -23,6 +25,20 @@ const FLAGS = [
   "--disable-sync",
 ];
 export const WAIT_MS = 15_000;
+
+/** Tells the Rust test that `event` happened, with `facts`: one JSON line on stdout. */
+export function tell(event, facts = {}) {
+  process.stdout.write(JSON.stringify({ event, ...facts }) + "\n");
+}
+
+let lines;
+/** The Rust test's next JSON line on stdin; `what` names it if stdin closes first. */
+export async function hear(what) {
+  lines ??= createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+  const { value, done } = await lines.next();
+  if (done) throw new Error(`stdin closed while waiting for ${what}`);
+  return JSON.parse(value);
+}
 
 export function check(condition, message) {
   if (!condition) throw new Error(message);

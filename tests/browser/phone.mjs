@@ -18,23 +18,14 @@
 // of each at phone size is kept in OUTPUT_DIR as axe-NAME.png.
 // Anything that goes wrong is written to stderr, with a screenshot in OUTPUT_DIR, and exits 1.
 
-import { createInterface } from "node:readline";
 import { join } from "node:path";
 
-import { check, checkAccessibility, openBrowser, register, run } from "./person.mjs";
+import { check, checkAccessibility, hear, openBrowser, register, run, tell } from "./person.mjs";
 
 const [setupUrl, outputDir, profile] = process.argv.slice(2);
 if (!setupUrl || !outputDir || !profile) {
   console.error("usage: node phone.mjs SETUP_URL OUTPUT_DIR PROFILE_DIR");
   process.exit(2);
-}
-
-const tell = (event, facts = {}) => process.stdout.write(JSON.stringify({ event, ...facts }) + "\n");
-const stdin = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
-async function hear(what) {
-  const { value, done } = await stdin.next();
-  if (done) throw new Error(`stdin closed while waiting for ${what}`);
-  return JSON.parse(value);
 }
 
 // What an older browser lacks.

@@ -17,22 +17,12 @@
 //   stdout  {"event":"collected"}           every open page says so
 // Anything that goes wrong is written to stderr, with a screenshot in OUTPUT_DIR, and exits 1.
 
-import { createInterface } from "node:readline";
-
-import { check, checkAccessibility, openBrowser, register, run } from "./person.mjs";
+import { check, checkAccessibility, hear, openBrowser, register, run, tell } from "./person.mjs";
 
 const [setupUrl, outputDir, profile] = process.argv.slice(2);
 if (!setupUrl || !outputDir || !profile) {
   console.error("usage: node waiting.mjs SETUP_URL OUTPUT_DIR PROFILE_DIR");
   process.exit(2);
-}
-
-const tell = (event, facts = {}) => process.stdout.write(JSON.stringify({ event, ...facts }) + "\n");
-const stdin = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
-async function hear(what) {
-  const { value, done } = await stdin.next();
-  if (done) throw new Error(`stdin closed while waiting for ${what}`);
-  return JSON.parse(value);
 }
 
 // The agent's gap after a poll of one second: the notice must appear within this.
