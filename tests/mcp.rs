@@ -357,7 +357,6 @@ fn direct_command() -> Vec<String> {
 }
 
 #[tokio::test]
-#[ignore = "needs the MCP packages: scripts/test installs them, then runs these"]
 async fn pass_tools_answer_exactly_as_the_server_and_denied_or_unmatched_never_reach_it() {
     let setup = Setup::start(60).await;
     for sdk in [Sdk::Python, Sdk::TypeScript] {
@@ -402,7 +401,6 @@ async fn pass_tools_answer_exactly_as_the_server_and_denied_or_unmatched_never_r
 }
 
 #[tokio::test]
-#[ignore = "needs the MCP packages: scripts/test installs them, then runs these"]
 async fn progress_of_a_pass_tool_reaches_the_client_with_its_own_token() {
     let setup = Setup::start(60).await;
     for sdk in [Sdk::Python, Sdk::TypeScript] {
@@ -430,7 +428,6 @@ async fn progress_of_a_pass_tool_reaches_the_client_with_its_own_token() {
 }
 
 #[tokio::test]
-#[ignore = "needs the MCP packages: scripts/test installs them, then runs these"]
 async fn tools_list_says_which_tools_a_person_approves() {
     let setup = Setup::start(60).await;
     let mut client = setup.client(Sdk::Python, false).await;
@@ -457,7 +454,6 @@ async fn tools_list_says_which_tools_a_person_approves() {
 }
 
 #[tokio::test]
-#[ignore = "needs the MCP packages: scripts/test installs them, then runs these"]
 async fn an_approve_tool_reaches_the_server_only_after_the_passkey_approved_those_arguments() {
     let mut setup = Setup::start(60).await;
     let mut client = setup.client(Sdk::TypeScript, false).await;
@@ -505,7 +501,6 @@ async fn an_approve_tool_reaches_the_server_only_after_the_passkey_approved_thos
 }
 
 #[tokio::test]
-#[ignore = "needs the MCP packages: scripts/test installs them, then runs these"]
 async fn an_undecided_call_says_where_to_approve_and_the_identical_retry_continues_it() {
     let mut setup = Setup::start(1).await;
     let mut client = setup.client(Sdk::Python, false).await;
@@ -541,7 +536,6 @@ async fn an_undecided_call_says_where_to_approve_and_the_identical_retry_continu
 }
 
 #[tokio::test]
-#[ignore = "needs the MCP packages: scripts/test installs them, then runs these"]
 async fn a_client_that_declared_url_elicitation_gets_the_approval_page_as_one() {
     let mut setup = Setup::start(60).await;
     let mut client = setup.client(Sdk::Python, true).await;
@@ -579,7 +573,6 @@ async fn a_client_that_declared_url_elicitation_gets_the_approval_page_as_one() 
 }
 
 #[tokio::test]
-#[ignore = "needs the MCP packages: scripts/test installs them, then runs these"]
 async fn over_streamable_http_both_ways_calls_pass_are_refused_and_are_approved() {
     let mut setup = Setup::start(60).await;
     let (endpoint, _processes) = setup.over_http().await;
@@ -608,7 +601,6 @@ async fn over_streamable_http_both_ways_calls_pass_are_refused_and_are_approved(
 }
 
 #[tokio::test]
-#[ignore = "needs the MCP packages: scripts/test installs them, then runs these"]
 async fn a_2026_07_28_request_is_told_the_revisions_the_gate_speaks() {
     let setup = Setup::start(60).await;
     let command = setup.gate_command();
